@@ -1,0 +1,12 @@
+//! End-to-end tests: real processes, real System V objects, real C programs. Each test takes
+//! its own [`harness::TestKey`] and its children are [`harness::Proc`]s, so everything it
+//! creates is removed and reaped even when it fails.
+
+// All of this crate is test code: a panic is how it fails a test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+mod seed;
+mod sem;
+mod shm;
+mod table;
