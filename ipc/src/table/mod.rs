@@ -172,6 +172,7 @@ impl HeartbeatTable {
         Ok(Registration {
             table: self,
             slot: &self.slots()[info.index as usize],
+            clock: clock::CoarseClock::get(),
             info,
         })
     }
@@ -320,6 +321,7 @@ impl HeartbeatTable {
 pub struct Registration<'t> {
     table: &'t HeartbeatTable,
     slot: &'t Slot,
+    clock: clock::CoarseClock,
     info: SlotInfo,
 }
 
@@ -330,7 +332,7 @@ impl Registration<'_> {
     pub fn beat(&self) {
         self.slot
             .last_beat_ns
-            .store(clock::now_ns(), Ordering::Relaxed);
+            .store(self.clock.now_ns(), Ordering::Relaxed);
     }
 
     /// The slot as registered.
