@@ -61,6 +61,18 @@ pub enum Error {
         key: Key,
     },
 
+    /// `EEXIST`: an object exists at the key where a new one had to be created.
+    #[error(
+        "{object} key {key} already exists; another program may use this key (see `ipcs {flag}`)",
+        flag = object.flag()
+    )]
+    Exists {
+        /// Which kind of object.
+        object: Object,
+        /// Its key.
+        key: Key,
+    },
+
     /// `ENOSPC`/`ENOMEM`: a system-wide limit on System V objects or their memory was reached.
     #[error(
         "cannot create {object} key {key}: system limit reached ({limit}); remove unused objects \
@@ -212,6 +224,7 @@ impl Error {
         match errno {
             Errno::EACCES | Errno::EPERM => Error::PermissionDenied { object, key },
             Errno::ENOENT => Error::NotFound { object, key },
+            Errno::EEXIST => Error::Exists { object, key },
             Errno::ENOSPC | Errno::ENOMEM => Error::NoSpace {
                 object,
                 key,

@@ -52,6 +52,16 @@ impl SharedMemory {
                     Err(Error::NotFound { .. }) => continue,
                     other => return other.map(|shm| (shm, false)),
                 },
+                // On creation, EINVAL means the size is outside the kernel's limits.
+                Errno::EINVAL => {
+                    return Err(Error::Invalid {
+                        what: "shared memory size",
+                        reason: format!(
+                            "{size} bytes for key {key} is outside the kernel's limits \
+                             (sysctl kernel.shmmax, kernel.shmall)"
+                        ),
+                    });
+                }
                 errno => {
                     return Err(Error::from_errno(
                         "shmget",

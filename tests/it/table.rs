@@ -219,3 +219,26 @@ fn the_c_program_refuses_a_segment_that_is_not_a_nonstop_table() {
     );
     assert_eq!(client.wait(10 * SECOND).code(), Some(1));
 }
+
+#[test]
+fn a_table_of_another_user_is_a_permission_error_that_says_so() {
+    let key = TestKey::new();
+    if nix::unistd::getuid().is_root() {
+        // Owner-only by default: another user cannot attach it.
+        let _table = table(&key, 4);
+        let mut other = Proc::helper(&["open-as-nobody", &key.arg()]);
+        let line = other.line(10 * SECOND);
+        assert!(line.starts_with("error permission denied"), "{line}");
+        assert!(line.contains(&key.key().to_string()), "{line}");
+        assert!(!other.wait(10 * SECOND).success());
+    } else {
+        // Not root: a mode that forbids even the owner (root would bypass it).
+        let options = TableOptions {
+            mode: 0o000,
+            ..TableOptions::default()
+        };
+        let err = HeartbeatTable::open_or_create(key.key(), &options).unwrap_err();
+        assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
+        assert!(err.to_string().starts_with("permission denied"), "{err}");
+    }
+}

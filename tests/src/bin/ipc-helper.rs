@@ -7,6 +7,8 @@
 //!   semaphore and, ROUNDS times, takes the lock and increments the number in FILE by a
 //!   non-atomic read-modify-write; prints `ok`.
 //! - `hold KEY`: takes the lock, prints `locked`, and waits to be killed.
+//! - `open-as-nobody KEY`: switches to uid/gid 65534 (when root), then attaches the table and
+//!   prints `opened` or `error MESSAGE`.
 //! - `register KEY SLOTS NAME`: opens-or-creates the table, waits for a line on stdin,
 //!   registers, prints `slot N`, beats until stdin closes, then frees and prints `freed`.
 
@@ -49,6 +51,14 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             loop {
                 std::thread::park();
             }
+        }
+        Some("open-as-nobody") => {
+            if nix::unistd::getuid().is_root() {
+                nix::unistd::setgid(nix::unistd::Gid::from_raw(65534))?;
+                nix::unistd::setuid(nix::unistd::Uid::from_raw(65534))?;
+            }
+            HeartbeatTable::open(key, &TableOptions::default())?;
+            say("opened")
         }
         Some("register") => {
             let slots: u32 = args.get(2).ok_or("missing SLOTS")?.parse()?;
