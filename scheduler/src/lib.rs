@@ -1,4 +1,18 @@
-//! Spawning and timing of tasks: process groups, environment, limits and log files; reaping;
-//! restart policy, backoff, crash-loop limit, intervals and cron.
+//! Spawning and timing of tasks.
 //!
-//! Not built yet: it arrives with the runner issue (see `ARCHITECTURE.md`).
+//! - [`task::Task`]: one task's state machine (waiting, running, stopping, backoff, idle,
+//!   exited, failed, stopped). Pure: the runner tells it what happened and when, and it answers
+//!   what to do next ([`task::Due`], [`task::AfterExit`]).
+//! - [`policy`]: restart policy, capped exponential [`policy::Backoff`], crash-loop limit.
+//! - [`schedule`]: `every` (monotonic, never drifting) and `cron` (wall clock, time zones).
+//! - [`spawn`]: starting a process in its own process group with its environment, directory,
+//!   credentials, umask and limits, tied to the runner's life by `PR_SET_PDEATHSIG`.
+//!
+//! Deadlines are on the monotonic clock; the wall clock is read only for cron.
+
+pub mod policy;
+pub mod schedule;
+// Forking a child needs a `pre_exec` hook, which is `unsafe`: allowed in this module only.
+#[allow(unsafe_code)]
+pub mod spawn;
+pub mod task;

@@ -1,7 +1,8 @@
 //! Tidy: rules of the codebase checked inside `cargo test`, so CI enforces them.
 //!
 //! - every `.rs` file starts with a `//!` line saying what it is;
-//! - `unsafe` code lives only in `ipc/src` (the crate that talks to the kernel);
+//! - `unsafe` code lives only in `ipc/src` (the crate that talks to the kernel) and in
+//!   `scheduler/src/spawn.rs` (the `pre_exec` hook between fork and exec);
 //! - no `dbg!`, `todo!` or `unimplemented!`;
 //! - no file longer than 1000 lines;
 //! - crates depend one way (see ARCHITECTURE.md), and all but `ipc` use the workspace lints.
@@ -47,8 +48,11 @@ fn every_rust_file_starts_with_a_doc_line() {
     );
 }
 
+/// Files outside `ipc/src` allowed to hold `unsafe` code (this file only names the words).
+const UNSAFE_FILES: [&str; 2] = ["scheduler/src/spawn.rs", "xtask/src/tidy.rs"];
+
 #[test]
-fn unsafe_code_only_in_ipc() {
+fn unsafe_code_only_in_ipc_and_spawn() {
     let words = [
         "unsafe {",
         "unsafe fn",
@@ -60,7 +64,7 @@ fn unsafe_code_only_in_ipc() {
     for file in rust_files() {
         let rel = relative(&file);
         // This file names the words it looks for.
-        if rel.starts_with("ipc/src/") || rel == "xtask/src/tidy.rs" {
+        if rel.starts_with("ipc/src/") || UNSAFE_FILES.contains(&rel.as_str()) {
             continue;
         }
         for (n, line) in std::fs::read_to_string(&file).unwrap().lines().enumerate() {
@@ -70,7 +74,10 @@ fn unsafe_code_only_in_ipc() {
             }
         }
     }
-    assert!(bad.is_empty(), "unsafe code outside ipc/src: {bad:?}");
+    assert!(
+        bad.is_empty(),
+        "unsafe code outside ipc/src and {UNSAFE_FILES:?}: {bad:?}"
+    );
 }
 
 #[test]

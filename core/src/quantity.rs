@@ -1,0 +1,317 @@
+//! [`Duration`] and [`ByteSize`]: quantities written the way operators write them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// Why a quantity did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what} {input:?}: {reason}")]
+pub struct ParseError {
+    what: &'static str,
+    input: String,
+    reason: String,
+}
+
+impl ParseError {
+    fn new(what: &'static str, input: &str, reason: impl Into<String>) -> ParseError {
+        ParseError {
+            what,
+            input: input.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A length of time: `250ms`, `5s`, `5m`, `2h`, `1.5d`, or a plain number of seconds (`30`,
+/// `0.5`). Units: `ms`, `s`, `m`, `h`, `d`. Never negative.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Duration(pub std::time::Duration);
+
+const DURATION_UNITS: [(&str, f64); 5] = [
+    ("ms", 0.001),
+    ("s", 1.0),
+    ("m", 60.0),
+    ("h", 3600.0),
+    ("d", 86400.0),
+];
+
+impl Duration {
+    /// Whole seconds.
+    pub fn as_secs(self) -> u64 {
+        self.0.as_secs()
+    }
+
+    /// A number of seconds (from a YAML number).
+    pub fn from_secs_f64(secs: f64) -> Result<Duration, ParseError> {
+        if !secs.is_finite() || secs < 0.0 {
+            return Err(ParseError::new(
+                "duration",
+                &secs.to_string(),
+                "must be a finite number of seconds, 0 or more",
+            ));
+        }
+        std::time::Duration::try_from_secs_f64(secs)
+            .map(Duration)
+            .map_err(|_| ParseError::new("duration", &secs.to_string(), "too large"))
+    }
+}
+
+impl From<Duration> for std::time::Duration {
+    fn from(d: Duration) -> Self {
+        d.0
+    }
+}
+
+impl FromStr for Duration {
+    type Err = ParseError;
+
+    fn from_str(input: &str) -> Result<Duration, ParseError> {
+        let s = input.trim();
+        let split = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(s.len());
+        let (number, unit) = s.split_at(split);
+        let bad = |reason: &str| ParseError::new("duration", input, reason);
+        let unit = unit.trim();
+        let scale = if unit.is_empty() {
+            1.0
+        } else {
+            DURATION_UNITS
+                .iter()
+                .find(|(name, _)| *name == unit)
+                .map(|(_, scale)| *scale)
+                .ok_or_else(|| bad("the unit must be one of ms, s, m, h, d (e.g. 250ms, 1.5d)"))?
+        };
+        if number.is_empty() {
+            return Err(bad("expected a number before the unit (e.g. 5s)"));
+        }
+        let value: f64 = number
+            .parse()
+            .map_err(|_| bad("expected a number before the unit (e.g. 5s)"))?;
+        Duration::from_secs_f64(value * scale).map_err(|_| bad("too large"))
+    }
+}
+
+impl fmt::Display for Duration {
+    /// The shortest exact form: `250ms`, `5s`, `90s`, `5m`, `2h`, `1d`, `36h`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if self.0.subsec_nanos() % 1_000_000 != 0 {
+            return write!(f, "{}s", self.0.as_secs_f64());
+        }
+        for (unit, size) in [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1000),
+        ] {
+            if ms >= size && ms % size == 0 {
+                return write!(f, "{}{unit}", ms / size);
+            }
+        }
+        write!(f, "{ms}ms")
+    }
+}
+
+impl Serialize for Duration {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        deserializer.deserialize_any(QuantityVisitor::<Duration>::new())
+    }
+}
+
+/// A number of bytes: `10M`, `512KiB`, `1G`, or a plain number of bytes. `K`/`KB`/`KiB` are all
+/// 1024 bytes (sizes of log files, not of disks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = ParseError;
+
+    fn from_str(input: &str) -> Result<ByteSize, ParseError> {
+        let s = input.trim();
+        let split = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(s.len());
+        let (number, unit) = s.split_at(split);
+        let bad = |reason: &str| ParseError::new("size", input, reason);
+        let scale: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+            "" | "B" => 1,
+            "K" | "KB" | "KIB" => 1 << 10,
+            "M" | "MB" | "MIB" => 1 << 20,
+            "G" | "GB" | "GIB" => 1 << 30,
+            "T" | "TB" | "TIB" => 1 << 40,
+            _ => return Err(bad("the unit must be one of B, K, M, G, T (e.g. 10M)")),
+        };
+        let value: f64 = number
+            .parse()
+            .map_err(|_| bad("expected a number (e.g. 10M)"))?;
+        let bytes = value * scale as f64;
+        if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+            return Err(bad("out of range"));
+        }
+        Ok(ByteSize(bytes as u64))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (unit, size) in [
+            ("T", 1u64 << 40),
+            ("G", 1 << 30),
+            ("M", 1 << 20),
+            ("K", 1 << 10),
+        ] {
+            if self.0 >= size && self.0 % size == 0 {
+                return write!(f, "{}{unit}", self.0 / size);
+            }
+        }
+        write!(f, "{}B", self.0)
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<ByteSize, D::Error> {
+        deserializer.deserialize_any(QuantityVisitor::<ByteSize>::new())
+    }
+}
+
+/// A quantity parsed from a string, or from a number in its base unit.
+trait Quantity: FromStr<Err = ParseError> {
+    const EXPECTING: &'static str;
+    fn from_number(n: f64) -> Result<Self, ParseError>;
+}
+
+impl Quantity for Duration {
+    const EXPECTING: &'static str =
+        "a duration such as 250ms, 5s, 5m, 2h, 1.5d or a number of seconds";
+    fn from_number(n: f64) -> Result<Self, ParseError> {
+        Duration::from_secs_f64(n)
+    }
+}
+
+impl Quantity for ByteSize {
+    const EXPECTING: &'static str = "a size such as 10M, 512K or a number of bytes";
+    fn from_number(n: f64) -> Result<Self, ParseError> {
+        if n.is_finite() && n >= 0.0 && n <= u64::MAX as f64 {
+            Ok(ByteSize(n as u64))
+        } else {
+            Err(ParseError::new("size", &n.to_string(), "out of range"))
+        }
+    }
+}
+
+struct QuantityVisitor<T>(std::marker::PhantomData<T>);
+
+impl<T> QuantityVisitor<T> {
+    fn new() -> Self {
+        QuantityVisitor(std::marker::PhantomData)
+    }
+}
+
+impl<T: Quantity> Visitor<'_> for QuantityVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(T::EXPECTING)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        v.parse().map_err(E::custom)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+        T::from_number(v as f64).map_err(E::custom)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+        T::from_number(v as f64).map_err(E::custom)
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
+        T::from_number(v).map_err(E::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> std::time::Duration {
+        s.parse::<Duration>().unwrap().0
+    }
+
+    #[test]
+    fn durations_parse_in_every_unit() {
+        assert_eq!(d("250ms"), std::time::Duration::from_millis(250));
+        assert_eq!(d("5s"), std::time::Duration::from_secs(5));
+        assert_eq!(d("5m"), std::time::Duration::from_secs(300));
+        assert_eq!(d("2h"), std::time::Duration::from_secs(7200));
+        assert_eq!(d("1.5d"), std::time::Duration::from_secs(129_600));
+        assert_eq!(d("0.02d"), std::time::Duration::from_millis(1_728_000));
+        assert_eq!(d("30"), std::time::Duration::from_secs(30));
+        assert_eq!(d("0ms"), std::time::Duration::ZERO);
+        assert_eq!(d(" 7 s "), std::time::Duration::from_secs(7));
+        for bad in ["", "s", "5x", "-1s", "1.2.3s", "5 sec", "1e999d"] {
+            assert!(bad.parse::<Duration>().is_err(), "{bad:?} parsed");
+        }
+        let err = "5x".parse::<Duration>().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "invalid duration \"5x\": the unit must be one of ms, s, m, h, d (e.g. 250ms, 1.5d)"
+        );
+    }
+
+    #[test]
+    fn durations_display_in_their_shortest_exact_form() {
+        for (input, shown) in [
+            ("250ms", "250ms"),
+            ("90s", "90s"),
+            ("1.5m", "90s"),
+            ("5m", "5m"),
+            ("1.5d", "36h"),
+            ("2d", "2d"),
+            ("0s", "0ms"),
+        ] {
+            assert_eq!(input.parse::<Duration>().unwrap().to_string(), shown);
+        }
+    }
+
+    #[test]
+    fn quantities_deserialize_from_strings_and_numbers() {
+        let v: Vec<Duration> = serde_yaml::from_str("[5s, 30, 0.5, \"2h\"]").unwrap();
+        assert_eq!(
+            v.iter().map(|d| d.0.as_millis()).collect::<Vec<_>>(),
+            [5000, 30000, 500, 7_200_000]
+        );
+        let err = serde_yaml::from_str::<Duration>("[1]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("a duration such as 250ms"), "{err}");
+        let err = serde_yaml::from_str::<Duration>("-3")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("must be a finite number of seconds"), "{err}");
+        let v: Vec<ByteSize> = serde_yaml::from_str("[10M, 512KiB, 100, 1.5K, 2g]").unwrap();
+        assert_eq!(
+            v.iter().map(|b| b.0).collect::<Vec<_>>(),
+            [10 << 20, 512 << 10, 100, 1536, 2 << 30]
+        );
+        assert_eq!(ByteSize(10 << 20).to_string(), "10M");
+        assert!("10 parsecs".parse::<ByteSize>().is_err());
+    }
+}

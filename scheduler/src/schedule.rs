@@ -1,0 +1,214 @@
+//! When periodic tasks run: `every` a period on the monotonic clock, or on a `cron` expression
+//! on the wall clock of a time zone.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+/// A periodic task's schedule.
+#[derive(Clone)]
+pub enum Schedule {
+    /// Every period, measured from the scheduled start of the first run, so runs do not drift.
+    Every(Duration),
+    /// On a cron expression (5 fields, or 6 with seconds first) in a time zone.
+    Cron(CronSchedule),
+}
+
+/// A parsed cron expression and its time zone.
+#[derive(Clone)]
+pub struct CronSchedule {
+    cron: croner::Cron,
+    text: String,
+    zone: Zone,
+}
+
+impl fmt::Debug for CronSchedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CronSchedule")
+            .field("text", &self.text)
+            .field("zone", &self.zone)
+            .finish()
+    }
+}
+
+/// The time zone of a cron schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Zone {
+    /// The system's local time zone (`TZ` or `/etc/localtime`).
+    Local,
+    /// A named IANA zone.
+    Named(Tz),
+}
+
+impl CronSchedule {
+    /// Parses `text` (`"0 3 * * *"`, or `"*/5 * * * * *"` with seconds).
+    pub fn parse(text: &str, zone: Zone) -> Result<CronSchedule, String> {
+        let cron = text.parse::<croner::Cron>().map_err(|e| e.to_string())?;
+        Ok(CronSchedule {
+            cron,
+            text: text.to_owned(),
+            zone,
+        })
+    }
+
+    /// The first matching wall-clock time strictly after `after`.
+    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self.zone {
+            Zone::Local => self
+                .cron
+                .find_next_occurrence(&after.with_timezone(&chrono::Local), false)
+                .ok()
+                .map(|t| t.with_timezone(&Utc)),
+            Zone::Named(tz) => self
+                .cron
+                .find_next_occurrence(&after.with_timezone(&tz), false)
+                .ok()
+                .map(|t| t.with_timezone(&Utc)),
+        }
+    }
+}
+
+impl fmt::Debug for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Schedule::Every(period) => write!(f, "every {period:?}"),
+            Schedule::Cron(c) => match c.zone {
+                Zone::Local => write!(f, "cron \"{}\"", c.text),
+                Zone::Named(tz) => write!(f, "cron \"{}\" ({tz})", c.text),
+            },
+        }
+    }
+}
+
+/// "Now" on both clocks, read once, so a decision uses one consistent instant.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    /// The monotonic clock: every deadline.
+    pub mono: Instant,
+    /// The wall clock: cron only.
+    pub wall: DateTime<Utc>,
+}
+
+impl Now {
+    /// Reads both clocks.
+    pub fn read() -> Now {
+        Now {
+            mono: Instant::now(),
+            wall: Utc::now(),
+        }
+    }
+}
+
+impl Schedule {
+    /// When the first run is due: at once for `every`, at the next match for `cron`. `None`
+    /// if a cron expression never matches again.
+    pub fn first(&self, now: Now) -> Option<Instant> {
+        match self {
+            Schedule::Every(_) => Some(now.mono),
+            Schedule::Cron(c) => c.next_after(now.wall).map(|t| wall_to_mono(t, now)),
+        }
+    }
+
+    /// The next start after the run scheduled at `scheduled`, strictly later than `now`, with
+    /// the number of scheduled starts that fell between (missed because a run was still going).
+    pub fn next(&self, scheduled: Instant, now: Now) -> Option<(Instant, u64)> {
+        match self {
+            Schedule::Every(period) => {
+                if period.is_zero() {
+                    return Some((now.mono, 0));
+                }
+                let mut next = scheduled + *period;
+                if next > now.mono {
+                    return Some((next, 0));
+                }
+                // Jump over the missed ones at once, then count them.
+                let behind = now.mono.duration_since(next);
+                let missed = (behind.as_nanos() / period.as_nanos()) as u64 + 1;
+                next += period.mul_f64(missed as f64);
+                while next <= now.mono {
+                    next += *period;
+                }
+                Some((next, missed))
+            }
+            Schedule::Cron(c) => {
+                let next = c.next_after(now.wall)?;
+                Some((wall_to_mono(next, now), 0))
+            }
+        }
+    }
+}
+
+/// The monotonic instant at which the wall clock is expected to show `at`.
+fn wall_to_mono(at: DateTime<Utc>, now: Now) -> Instant {
+    match (at - now.wall).to_std() {
+        Ok(ahead) => now.mono + ahead,
+        Err(_) => now.mono,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now_at(mono: Instant, wall: &str) -> Now {
+        Now {
+            mono,
+            wall: wall.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn every_starts_at_once_and_keeps_the_grid() {
+        let t0 = Instant::now();
+        let s = Schedule::Every(Duration::from_secs(10));
+        let now = now_at(t0, "2026-01-01T00:00:00Z");
+        assert_eq!(s.first(now), Some(t0));
+        // A run that ended after 3 s: the next start is on the grid, not 10 s after the end.
+        let later = Now {
+            mono: t0 + Duration::from_secs(3),
+            ..now
+        };
+        assert_eq!(s.next(t0, later), Some((t0 + Duration::from_secs(10), 0)));
+        // A run that overran to 25 s missed the starts at 10 s and 20 s.
+        let late = Now {
+            mono: t0 + Duration::from_secs(25),
+            ..now
+        };
+        assert_eq!(s.next(t0, late), Some((t0 + Duration::from_secs(30), 2)));
+        // Exactly on a grid point: that one is missed too, the next is strictly later.
+        let on = Now {
+            mono: t0 + Duration::from_secs(20),
+            ..now
+        };
+        assert_eq!(s.next(t0, on), Some((t0 + Duration::from_secs(30), 2)));
+    }
+
+    #[test]
+    fn cron_maps_the_next_wall_match_onto_the_monotonic_clock() {
+        let utc = Zone::Named(chrono_tz::UTC);
+        let daily = CronSchedule::parse("0 3 * * *", utc).unwrap();
+        let t0 = Instant::now();
+        let now = now_at(t0, "2026-01-01T02:59:00Z");
+        let s = Schedule::Cron(daily);
+        assert_eq!(s.first(now), Some(t0 + Duration::from_secs(60)));
+        // With seconds.
+        let secs = Schedule::Cron(CronSchedule::parse("*/15 * * * * *", utc).unwrap());
+        let now = now_at(t0, "2026-01-01T00:00:01Z");
+        assert_eq!(secs.first(now), Some(t0 + Duration::from_secs(14)));
+        // In another zone: 03:00 in Berlin (UTC+1 in January) is 02:00 UTC.
+        let berlin = Zone::Named("Europe/Berlin".parse().unwrap());
+        let s = Schedule::Cron(CronSchedule::parse("0 3 * * *", berlin).unwrap());
+        let now = now_at(t0, "2026-01-01T01:00:00Z");
+        assert_eq!(s.first(now), Some(t0 + Duration::from_secs(3600)));
+        assert!(CronSchedule::parse("61 * * * *", utc).is_err());
+        assert!(CronSchedule::parse("not cron", utc).is_err());
+    }
+}

@@ -1,0 +1,142 @@
+//! Starting a task's process: its own process group, its environment, directory, credentials,
+//! umask and limits, stdout/stderr to pipes, and death with the runner.
+//!
+//! This is the one module outside `ipc` with `unsafe` code: the `pre_exec` hook, which runs in
+//! the child between `fork` and `execve`.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use nix::sys::resource::{Resource, setrlimit};
+use nix::sys::signal::Signal;
+use nix::sys::stat::{Mode, umask};
+use nix::unistd::{Gid, Pid, Uid, getppid, setgid, setgroups, setuid};
+
+/// What to start and how.
+#[derive(Debug, Clone, Default)]
+pub struct SpawnSpec {
+    /// The program: an absolute path, or a name looked up in `PATH`.
+    pub program: PathBuf,
+    /// Its arguments (without `argv[0]`).
+    pub args: Vec<OsString>,
+    /// Variables to set, after clearing the environment if `clear_env`.
+    pub env: Vec<(OsString, OsString)>,
+    /// Start from an empty environment instead of the runner's.
+    pub clear_env: bool,
+    /// The working directory.
+    pub cwd: Option<PathBuf>,
+    /// Switch to this user and group (the runner must be root).
+    pub credentials: Option<Credentials>,
+    /// The umask, e.g. `0o027`.
+    pub umask: Option<u32>,
+    /// Resource limits.
+    pub limits: Vec<Limit>,
+}
+
+/// A user to run as, with its groups resolved before the fork.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+}
+
+/// One resource limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// Which resource.
+    pub resource: Resource,
+    /// Soft limit (`u64::MAX`: unlimited).
+    pub soft: u64,
+    /// Hard limit (`u64::MAX`: unlimited).
+    pub hard: u64,
+}
+
+/// A started process.
+#[derive(Debug)]
+pub struct Spawned {
+    /// Its pid, which is also its process group id.
+    pub pid: Pid,
+    /// Read end of its stdout.
+    pub stdout: OwnedFd,
+    /// Read end of its stderr.
+    pub stderr: OwnedFd,
+}
+
+/// Starts `spec` as a child of this process, which must be the runner whose pid is `runner`
+/// and must call this from its long-lived main thread (the parent-death signal is tied to the
+/// thread that forks).
+///
+/// In the child, before `execve`: a new process group (`setpgid(0, 0)`), stdin from
+/// `/dev/null`, an empty signal mask and default SIGPIPE (done by `std`), then supplementary
+/// groups, gid, uid, umask, limits, and `PR_SET_PDEATHSIG(SIGKILL)` set last (credential changes
+/// clear it), followed by a check that the runner did not die before that. Every descriptor of
+/// the runner is close-on-exec, so the child inherits only its three standard streams.
+pub fn spawn(spec: &SpawnSpec, runner: Pid) -> io::Result<Spawned> {
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args);
+    if spec.clear_env {
+        cmd.env_clear();
+    }
+    cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
+    if let Some(cwd) = &spec.cwd {
+        cmd.current_dir(cwd);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+
+    // Everything the child needs is computed here, before the fork: the hook allocates nothing.
+    let credentials = spec.credentials.as_ref().map(|c| {
+        let groups: Vec<Gid> = c.groups.iter().copied().map(Gid::from_raw).collect();
+        (Uid::from_raw(c.uid), Gid::from_raw(c.gid), groups)
+    });
+    let mask = spec.umask.map(|m| Mode::from_bits_truncate(m as _));
+    let limits = spec.limits.clone();
+    let child_setup = move || -> io::Result<()> {
+        if let Some((uid, gid, groups)) = &credentials {
+            setgroups(groups)?;
+            setgid(*gid)?;
+            setuid(*uid)?;
+        }
+        if let Some(mask) = mask {
+            umask(mask);
+        }
+        for limit in &limits {
+            setrlimit(limit.resource, limit.soft, limit.hard)?;
+        }
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+        // If the runner died before the line above, no signal will ever come: go now.
+        if getppid() != runner {
+            return Err(io::Error::from_raw_os_error(nix::libc::ESRCH));
+        }
+        Ok(())
+    };
+    // SAFETY: the hook runs in the forked child before execve, where only async-signal-safe
+    // calls are allowed. It makes only raw system calls through nix's thin wrappers
+    // (setgroups, setgid, setuid, umask, setrlimit, prctl, getppid) on values computed before
+    // the fork; it allocates nothing, takes no lock, and touches no state shared with other
+    // threads. Its error (io::Error from a raw errno) needs no allocation either.
+    unsafe {
+        cmd.pre_exec(child_setup);
+    }
+    let mut child = cmd.spawn()?;
+    let pid = Pid::from_raw(child.id() as i32);
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        // Both were requested as pipes above, so std always provides them.
+        return Err(io::Error::other("std did not provide the child's pipes"));
+    };
+    Ok(Spawned {
+        pid,
+        stdout: stdout.into(),
+        stderr: stderr.into(),
+    })
+}

@@ -1,0 +1,495 @@
+//! [`Task`]: one task's state machine. Pure: it is told what happened (started, exited, a
+//! deadline passed, stop) at a given instant and answers what to do; the runner does the I/O.
+//! Every transition is unit-tested without processes.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::sys::wait::WaitStatus;
+use nix::unistd::Pid;
+
+use crate::policy::{Backoff, BackoffState, CrashLoop, CrashLoopState, Restart};
+use crate::schedule::{Now, Schedule};
+use crate::spawn::SpawnSpec;
+
+/// A task as configured.
+#[derive(Debug, Clone)]
+pub struct TaskSpec {
+    /// Its name in the pipeline.
+    pub name: String,
+    /// How to start it.
+    pub spawn: SpawnSpec,
+    /// Resident or periodic.
+    pub kind: Kind,
+    /// Delays between restarts (resident).
+    pub backoff: Backoff,
+    /// When to give up restarting (resident).
+    pub crash_loop: CrashLoop,
+    /// How to stop it.
+    pub stop: StopSpec,
+    /// Tasks that must be up (resident) or have succeeded once (periodic) before it starts.
+    pub after: Vec<String>,
+}
+
+/// Resident or periodic.
+#[derive(Debug, Clone)]
+pub enum Kind {
+    /// Runs all the time; restarted per policy when it exits.
+    Resident(Restart),
+    /// Runs on a schedule; a run still going past `timeout` is stopped.
+    Periodic {
+        /// When it runs.
+        schedule: Schedule,
+        /// Longest run.
+        timeout: Option<Duration>,
+    },
+}
+
+/// How a task is stopped: `signal` to its process group, then SIGKILL after `grace`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StopSpec {
+    /// The first signal.
+    pub signal: Signal,
+    /// Time between it and SIGKILL.
+    pub grace: Duration,
+}
+
+impl Default for StopSpec {
+    fn default() -> Self {
+        StopSpec {
+            signal: Signal::SIGTERM,
+            grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// `exit(code)`.
+    Code(i32),
+    /// Killed by a signal.
+    Signal(Signal),
+    /// It could not be started at all.
+    SpawnFailed,
+}
+
+impl Exit {
+    /// From a `waitpid` status; `None` for stops and continues.
+    pub fn from_wait(status: WaitStatus) -> Option<(Pid, Exit)> {
+        match status {
+            WaitStatus::Exited(pid, code) => Some((pid, Exit::Code(code))),
+            WaitStatus::Signaled(pid, signal, _) => Some((pid, Exit::Signal(signal))),
+            _ => None,
+        }
+    }
+
+    /// Exit status 0.
+    pub fn success(self) -> bool {
+        self == Exit::Code(0)
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Code(code) => write!(f, "status {code}"),
+            Exit::Signal(signal) => write!(f, "signal {}", signal.as_str()),
+            Exit::SpawnFailed => f.write_str("failure to start"),
+        }
+    }
+}
+
+/// Why a task is being stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The runner shuts down.
+    Shutdown,
+    /// A periodic run exceeded its `timeout`.
+    Timeout,
+}
+
+/// Where a task is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Not started yet (waiting for its dependencies).
+    Waiting,
+    /// A process runs.
+    Running {
+        /// Its pid (and process group).
+        pid: Pid,
+        /// When it started.
+        since: Instant,
+    },
+    /// The stop signal was sent; SIGKILL follows at `kill_at` (`None` once sent).
+    Stopping {
+        /// Its pid (and process group).
+        pid: Pid,
+        /// When it started.
+        since: Instant,
+        /// When SIGKILL is due.
+        kill_at: Option<Instant>,
+        /// Why.
+        reason: StopReason,
+    },
+    /// A resident task waits to be restarted.
+    Backoff {
+        /// When.
+        until: Instant,
+    },
+    /// A periodic task waits for its next run.
+    Idle {
+        /// When.
+        next: Instant,
+    },
+    /// A resident task exited and its policy does not restart it.
+    Exited(Exit),
+    /// Restarted too often: not restarted until started again.
+    Failed,
+    /// Stopped for shutdown.
+    Stopped,
+}
+
+impl Phase {
+    /// The pid of its process, if one runs.
+    pub fn pid(&self) -> Option<Pid> {
+        match *self {
+            Phase::Running { pid, .. } | Phase::Stopping { pid, .. } => Some(pid),
+            _ => None,
+        }
+    }
+
+    /// No process and none will be started while the runner shuts down.
+    pub fn is_final(&self) -> bool {
+        matches!(self, Phase::Exited(_) | Phase::Failed | Phase::Stopped)
+    }
+
+    /// A short word for logs and status: `waiting`, `running`, `stopping`, `backoff`,
+    /// `idle`, `exited`, `failed`, `stopped`.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Phase::Waiting => "waiting",
+            Phase::Running { .. } => "running",
+            Phase::Stopping { .. } => "stopping",
+            Phase::Backoff { .. } => "backoff",
+            Phase::Idle { .. } => "idle",
+            Phase::Exited(_) => "exited",
+            Phase::Failed => "failed",
+            Phase::Stopped => "stopped",
+        }
+    }
+}
+
+/// What the runner must do after an exit was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterExit {
+    /// Restart after `delay` (resident).
+    Restart {
+        /// The backoff delay.
+        delay: Duration,
+    },
+    /// The policy does not restart it (resident).
+    Done,
+    /// Too many exits within the crash-loop window: the task is failed.
+    CrashLoop {
+        /// The limit that was exceeded.
+        limit: CrashLoop,
+    },
+    /// Next run at `next` (periodic).
+    NextRun {
+        /// When.
+        next: Instant,
+    },
+    /// The cron expression never matches again (periodic).
+    NoMoreRuns,
+    /// It was stopped for shutdown.
+    Stopped,
+}
+
+/// What a passed deadline asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// Start a process now.
+    Start,
+    /// A periodic run exceeded its timeout: send it the stop signal.
+    Timeout {
+        /// Its pid.
+        pid: Pid,
+        /// The signal.
+        signal: Signal,
+    },
+    /// The grace time is over: SIGKILL its process group.
+    Kill {
+        /// Its pid.
+        pid: Pid,
+    },
+    /// A periodic start came while the previous run was still going: it is skipped.
+    Skipped {
+        /// The pid of the run still going.
+        pid: Pid,
+    },
+}
+
+/// One task and its state.
+#[derive(Debug)]
+pub struct Task {
+    /// The configuration.
+    pub spec: TaskSpec,
+    phase: Phase,
+    backoff: BackoffState,
+    crash_loop: CrashLoopState,
+    /// Periodic: the scheduled time of the current or last run.
+    scheduled: Option<Instant>,
+    /// Periodic, while running: the next scheduled start.
+    upcoming: Option<Instant>,
+    /// Successful runs (status 0) since the runner started.
+    successes: u64,
+    /// Processes started since the runner started.
+    starts: u64,
+}
+
+impl Task {
+    /// A task that has not started.
+    pub fn new(spec: TaskSpec) -> Task {
+        Task {
+            backoff: spec.backoff.start(),
+            spec,
+            phase: Phase::Waiting,
+            crash_loop: CrashLoopState::default(),
+            scheduled: None,
+            upcoming: None,
+            successes: 0,
+            starts: 0,
+        }
+    }
+
+    /// Where it is.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Runs that ended with status 0.
+    pub fn successes(&self) -> u64 {
+        self.successes
+    }
+
+    /// Processes started.
+    pub fn starts(&self) -> u64 {
+        self.starts
+    }
+
+    /// Whether tasks that come `after` this one may start: a resident task is running, a
+    /// periodic one has succeeded at least once.
+    pub fn satisfies_dependents(&self) -> bool {
+        match self.spec.kind {
+            Kind::Resident(_) => matches!(self.phase, Phase::Running { .. }),
+            Kind::Periodic { .. } => self.successes > 0,
+        }
+    }
+
+    /// Dependencies are satisfied: leave `Waiting`. Returns [`Due::Start`] if a process
+    /// must start now; a periodic task may instead become idle until its first run.
+    pub fn activate(&mut self, now: Now) -> Option<Due> {
+        if self.phase != Phase::Waiting {
+            return None;
+        }
+        match &self.spec.kind {
+            Kind::Resident(_) => Some(Due::Start),
+            Kind::Periodic { schedule, .. } => match schedule.first(now) {
+                Some(first) if first <= now.mono => {
+                    self.scheduled = Some(first);
+                    Some(Due::Start)
+                }
+                Some(first) => {
+                    self.phase = Phase::Idle { next: first };
+                    None
+                }
+                None => {
+                    self.phase = Phase::Exited(Exit::Code(0));
+                    None
+                }
+            },
+        }
+    }
+
+    /// The next instant this task needs attention, if any.
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Backoff { until } => Some(until),
+            Phase::Idle { next } => Some(next),
+            Phase::Stopping { kill_at, .. } => kill_at,
+            Phase::Running { since, .. } => match &self.spec.kind {
+                Kind::Periodic { timeout, .. } => {
+                    let timeout_at = timeout.map(|t| since + t);
+                    [self.upcoming, timeout_at].into_iter().flatten().min()
+                }
+                Kind::Resident(_) => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// A deadline passed: what to do (at most one thing per call; call again while the
+    /// deadline is still past).
+    pub fn on_deadline(&mut self, now: Now) -> Option<Due> {
+        match self.phase {
+            Phase::Backoff { until } if until <= now.mono => Some(Due::Start),
+            Phase::Idle { next } if next <= now.mono => {
+                self.scheduled = Some(next);
+                Some(Due::Start)
+            }
+            Phase::Stopping {
+                pid,
+                since,
+                kill_at: Some(kill_at),
+                reason,
+            } if kill_at <= now.mono => {
+                self.phase = Phase::Stopping {
+                    pid,
+                    since,
+                    kill_at: None,
+                    reason,
+                };
+                Some(Due::Kill { pid })
+            }
+            Phase::Running { pid, since } => {
+                let Kind::Periodic { schedule, timeout } = &self.spec.kind else {
+                    return None;
+                };
+                if let Some(timeout) = timeout
+                    && since + *timeout <= now.mono
+                {
+                    self.phase = Phase::Stopping {
+                        pid,
+                        since,
+                        kill_at: Some(now.mono + self.spec.stop.grace),
+                        reason: StopReason::Timeout,
+                    };
+                    return Some(Due::Timeout {
+                        pid,
+                        signal: self.spec.stop.signal,
+                    });
+                }
+                match self.upcoming {
+                    Some(upcoming) if upcoming <= now.mono => {
+                        self.upcoming = schedule.next(upcoming, now).map(|(next, _)| next);
+                        Some(Due::Skipped { pid })
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// The process for [`Due::Start`] started as `pid`.
+    pub fn on_started(&mut self, pid: Pid, now: Now) {
+        self.starts += 1;
+        self.phase = Phase::Running {
+            pid,
+            since: now.mono,
+        };
+        if let Kind::Periodic { schedule, .. } = &self.spec.kind {
+            let scheduled = *self.scheduled.get_or_insert(now.mono);
+            self.upcoming = schedule.next(scheduled, now).map(|(next, _)| next);
+        }
+    }
+
+    /// The process exited (or, with [`Exit::SpawnFailed`], never started).
+    pub fn on_exit(&mut self, exit: Exit, now: Now) -> AfterExit {
+        let (since, stopping_for) = match self.phase {
+            Phase::Running { since, .. } => (since, None),
+            Phase::Stopping { since, reason, .. } => (since, Some(reason)),
+            _ => (now.mono, None),
+        };
+        if exit.success() {
+            self.successes += 1;
+        }
+        if stopping_for == Some(StopReason::Shutdown) {
+            self.phase = Phase::Stopped;
+            return AfterExit::Stopped;
+        }
+        match &self.spec.kind {
+            Kind::Resident(restart) => {
+                if !restart.restarts(exit.success()) {
+                    self.phase = Phase::Exited(exit);
+                    return AfterExit::Done;
+                }
+                if self
+                    .spec
+                    .crash_loop
+                    .record_exit(&mut self.crash_loop, now.mono)
+                {
+                    self.phase = Phase::Failed;
+                    return AfterExit::CrashLoop {
+                        limit: self.spec.crash_loop,
+                    };
+                }
+                let ran = now.mono.saturating_duration_since(since);
+                let delay = self.spec.backoff.delay(&mut self.backoff, ran);
+                self.phase = Phase::Backoff {
+                    until: now.mono + delay,
+                };
+                AfterExit::Restart { delay }
+            }
+            Kind::Periodic { schedule, .. } => {
+                let next = match self.upcoming.take() {
+                    Some(upcoming) => Some(upcoming),
+                    None => {
+                        let scheduled = self.scheduled.unwrap_or(now.mono);
+                        schedule.next(scheduled, now).map(|(next, _)| next)
+                    }
+                };
+                match next {
+                    Some(next) => {
+                        self.phase = Phase::Idle { next };
+                        AfterExit::NextRun { next }
+                    }
+                    None => {
+                        self.phase = Phase::Exited(exit);
+                        AfterExit::NoMoreRuns
+                    }
+                }
+            }
+        }
+    }
+
+    /// The runner shuts down: returns the pid to send the stop signal to, if a process runs.
+    /// A task without a process is stopped at once.
+    pub fn stop(&mut self, now: Now) -> Option<(Pid, Signal)> {
+        match self.phase {
+            Phase::Running { pid, since } => {
+                self.phase = Phase::Stopping {
+                    pid,
+                    since,
+                    kill_at: Some(now.mono + self.spec.stop.grace),
+                    reason: StopReason::Shutdown,
+                };
+                Some((pid, self.spec.stop.signal))
+            }
+            Phase::Stopping {
+                pid,
+                since,
+                kill_at,
+                ..
+            } => {
+                // Already stopping (timeout): keep its kill deadline, but do not restart.
+                self.phase = Phase::Stopping {
+                    pid,
+                    since,
+                    kill_at,
+                    reason: StopReason::Shutdown,
+                };
+                None
+            }
+            Phase::Exited(_) | Phase::Failed | Phase::Stopped => None,
+            _ => {
+                self.phase = Phase::Stopped;
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

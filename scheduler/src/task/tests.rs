@@ -1,0 +1,250 @@
+//! The task state machine, transition by transition, on made-up instants.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use super::*;
+use crate::policy::{Backoff, CrashLoop, Restart};
+use crate::schedule::{Now, Schedule};
+
+const MS: Duration = Duration::from_millis(1);
+
+struct Clock {
+    t0: Instant,
+    wall: chrono::DateTime<Utc>,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        Clock {
+            t0: Instant::now(),
+            wall: Utc::now(),
+        }
+    }
+    fn at(&self, ms: u64) -> Now {
+        Now {
+            mono: self.t0 + Duration::from_millis(ms),
+            wall: self.wall + chrono::Duration::milliseconds(ms as i64),
+        }
+    }
+}
+
+fn spec(kind: Kind) -> TaskSpec {
+    TaskSpec {
+        name: "t".into(),
+        spawn: SpawnSpec::default(),
+        kind,
+        backoff: Backoff {
+            initial: 100 * MS,
+            max: 400 * MS,
+            stable: 1000 * MS,
+        },
+        crash_loop: CrashLoop {
+            max: 4,
+            within: Duration::from_secs(60),
+        },
+        stop: StopSpec {
+            signal: Signal::SIGTERM,
+            grace: 500 * MS,
+        },
+        after: vec![],
+    }
+}
+
+fn pid(n: i32) -> Pid {
+    Pid::from_raw(n)
+}
+
+#[test]
+fn a_crashing_resident_task_backs_off_then_fails_as_a_crash_loop() {
+    let c = Clock::new();
+    let mut t = Task::new(spec(Kind::Resident(Restart::Always)));
+    assert!(!t.satisfies_dependents());
+    assert_eq!(t.activate(c.at(0)), Some(Due::Start));
+    let mut now = 0;
+    let mut delays = vec![];
+    for i in 0..4 {
+        t.on_started(pid(100 + i), c.at(now));
+        assert!(t.satisfies_dependents());
+        now += 10;
+        match t.on_exit(Exit::Code(1), c.at(now)) {
+            AfterExit::Restart { delay } => delays.push(delay.as_millis()),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            t.deadline(),
+            Some(c.at(now).mono + delays[i as usize] as u32 * MS)
+        );
+        assert_eq!(t.on_deadline(c.at(now)), None, "not due yet");
+        now += delays[i as usize] as u64;
+        assert_eq!(t.on_deadline(c.at(now)), Some(Due::Start));
+    }
+    assert_eq!(delays, [100, 200, 400, 400]);
+    t.on_started(pid(200), c.at(now));
+    assert!(matches!(
+        t.on_exit(Exit::Signal(Signal::SIGSEGV), c.at(now + 10)),
+        AfterExit::CrashLoop { .. }
+    ));
+    assert_eq!(t.phase(), Phase::Failed);
+    assert_eq!(t.deadline(), None);
+    assert_eq!(t.starts(), 5);
+}
+
+#[test]
+fn a_stable_run_resets_the_backoff() {
+    let c = Clock::new();
+    let mut t = Task::new(spec(Kind::Resident(Restart::Always)));
+    t.activate(c.at(0));
+    t.on_started(pid(1), c.at(0));
+    assert_eq!(
+        t.on_exit(Exit::Code(1), c.at(10)),
+        AfterExit::Restart { delay: 100 * MS }
+    );
+    t.on_started(pid(2), c.at(110));
+    assert_eq!(
+        t.on_exit(Exit::Code(1), c.at(120)),
+        AfterExit::Restart { delay: 200 * MS }
+    );
+    t.on_started(pid(3), c.at(320));
+    assert_eq!(
+        t.on_exit(Exit::Code(1), c.at(5000)),
+        AfterExit::Restart { delay: 100 * MS }
+    );
+}
+
+#[test]
+fn restart_policies_decide_what_an_exit_means() {
+    let c = Clock::new();
+    let mut never = Task::new(spec(Kind::Resident(Restart::Never)));
+    never.activate(c.at(0));
+    never.on_started(pid(1), c.at(0));
+    assert_eq!(never.on_exit(Exit::Code(3), c.at(5)), AfterExit::Done);
+    assert_eq!(never.phase(), Phase::Exited(Exit::Code(3)));
+
+    let mut on_failure = Task::new(spec(Kind::Resident(Restart::OnFailure)));
+    on_failure.activate(c.at(0));
+    on_failure.on_started(pid(1), c.at(0));
+    assert!(matches!(
+        on_failure.on_exit(Exit::Code(2), c.at(5)),
+        AfterExit::Restart { .. }
+    ));
+    on_failure.on_started(pid(2), c.at(200));
+    assert_eq!(
+        on_failure.on_exit(Exit::Code(0), c.at(300)),
+        AfterExit::Done
+    );
+}
+
+#[test]
+fn a_periodic_task_keeps_its_grid_and_skips_instead_of_overlapping() {
+    let c = Clock::new();
+    let mut t = Task::new(spec(Kind::Periodic {
+        schedule: Schedule::Every(1000 * MS),
+        timeout: None,
+    }));
+    assert!(!t.satisfies_dependents());
+    assert_eq!(t.activate(c.at(0)), Some(Due::Start));
+    t.on_started(pid(1), c.at(2));
+    assert_eq!(
+        t.deadline(),
+        Some(c.at(1000).mono),
+        "next start on the grid of the first"
+    );
+    // The run is still going at 1000 ms: that start is skipped, not overlapped.
+    assert_eq!(
+        t.on_deadline(c.at(1000)),
+        Some(Due::Skipped { pid: pid(1) })
+    );
+    assert_eq!(t.deadline(), Some(c.at(2000).mono));
+    assert_eq!(
+        t.on_exit(Exit::Code(0), c.at(1500)),
+        AfterExit::NextRun {
+            next: c.at(2000).mono
+        }
+    );
+    assert!(t.satisfies_dependents());
+    assert_eq!(t.on_deadline(c.at(1999)), None);
+    assert_eq!(t.on_deadline(c.at(2003)), Some(Due::Start));
+    t.on_started(pid(2), c.at(2004));
+    // Started 4 ms late, but the grid holds: next at 3000, not 3004.
+    assert_eq!(
+        t.on_exit(Exit::Code(1), c.at(2100)),
+        AfterExit::NextRun {
+            next: c.at(3000).mono
+        }
+    );
+    assert_eq!(t.successes(), 1);
+}
+
+#[test]
+fn a_periodic_run_past_its_timeout_is_stopped_then_killed() {
+    let c = Clock::new();
+    let mut t = Task::new(spec(Kind::Periodic {
+        schedule: Schedule::Every(10_000 * MS),
+        timeout: Some(300 * MS),
+    }));
+    t.activate(c.at(0));
+    t.on_started(pid(7), c.at(0));
+    assert_eq!(t.deadline(), Some(c.at(300).mono));
+    assert_eq!(
+        t.on_deadline(c.at(300)),
+        Some(Due::Timeout {
+            pid: pid(7),
+            signal: Signal::SIGTERM
+        })
+    );
+    assert_eq!(
+        t.deadline(),
+        Some(c.at(800).mono),
+        "SIGKILL after the grace"
+    );
+    assert_eq!(t.on_deadline(c.at(800)), Some(Due::Kill { pid: pid(7) }));
+    assert_eq!(t.deadline(), None);
+    assert_eq!(
+        t.on_exit(Exit::Signal(Signal::SIGKILL), c.at(801)),
+        AfterExit::NextRun {
+            next: c.at(10_000).mono
+        }
+    );
+}
+
+#[test]
+fn stopping_for_shutdown_signals_running_tasks_and_ends_the_others() {
+    let c = Clock::new();
+    let mut running = Task::new(spec(Kind::Resident(Restart::Always)));
+    running.activate(c.at(0));
+    running.on_started(pid(9), c.at(0));
+    assert_eq!(running.stop(c.at(100)), Some((pid(9), Signal::SIGTERM)));
+    assert_eq!(running.deadline(), Some(c.at(600).mono));
+    assert_eq!(
+        running.on_exit(Exit::Signal(Signal::SIGTERM), c.at(150)),
+        AfterExit::Stopped
+    );
+    assert_eq!(running.phase(), Phase::Stopped);
+
+    let mut waiting = Task::new(spec(Kind::Resident(Restart::Always)));
+    assert_eq!(waiting.stop(c.at(0)), None);
+    assert_eq!(waiting.phase(), Phase::Stopped);
+
+    let mut backing_off = Task::new(spec(Kind::Resident(Restart::Always)));
+    backing_off.activate(c.at(0));
+    backing_off.on_started(pid(1), c.at(0));
+    backing_off.on_exit(Exit::Code(1), c.at(1));
+    assert_eq!(backing_off.stop(c.at(2)), None);
+    assert_eq!(backing_off.phase(), Phase::Stopped);
+    assert_eq!(backing_off.on_deadline(c.at(1000)), None, "never restarted");
+}
+
+#[test]
+fn a_spawn_failure_counts_as_a_failed_run() {
+    let c = Clock::new();
+    let mut t = Task::new(spec(Kind::Resident(Restart::OnFailure)));
+    t.activate(c.at(0));
+    assert_eq!(
+        t.on_exit(Exit::SpawnFailed, c.at(0)),
+        AfterExit::Restart { delay: 100 * MS }
+    );
+}
