@@ -99,7 +99,7 @@ impl fmt::Display for Duration {
     /// The shortest exact form: `250ms`, `5s`, `90s`, `5m`, `2h`, `1d`, `36h`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        if self.0.subsec_nanos() % 1_000_000 != 0 {
+        if !self.0.subsec_nanos().is_multiple_of(1_000_000) {
             return write!(f, "{}s", self.0.as_secs_f64());
         }
         for (unit, size) in [
@@ -108,7 +108,7 @@ impl fmt::Display for Duration {
             ("m", 60_000),
             ("s", 1000),
         ] {
-            if ms >= size && ms % size == 0 {
+            if ms >= size && ms.is_multiple_of(size) {
                 return write!(f, "{}{unit}", ms / size);
             }
         }
@@ -170,7 +170,7 @@ impl fmt::Display for ByteSize {
             ("M", 1 << 20),
             ("K", 1 << 10),
         ] {
-            if self.0 >= size && self.0 % size == 0 {
+            if self.0 >= size && self.0.is_multiple_of(size) {
                 return write!(f, "{}{unit}", self.0 / size);
             }
         }
