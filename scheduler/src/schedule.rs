@@ -13,7 +13,7 @@ pub enum Schedule {
     /// Every period, measured from the scheduled start of the first run, so runs do not drift.
     Every(Duration),
     /// On a cron expression (5 fields, or 6 with seconds first) in a time zone.
-    Cron(CronSchedule),
+    Cron(Box<CronSchedule>),
 }
 
 /// A parsed cron expression and its time zone.
@@ -197,15 +197,17 @@ mod tests {
         let daily = CronSchedule::parse("0 3 * * *", utc).unwrap();
         let t0 = Instant::now();
         let now = now_at(t0, "2026-01-01T02:59:00Z");
-        let s = Schedule::Cron(daily);
+        let s = Schedule::Cron(Box::new(daily));
         assert_eq!(s.first(now), Some(t0 + Duration::from_secs(60)));
         // With seconds.
-        let secs = Schedule::Cron(CronSchedule::parse("*/15 * * * * *", utc).unwrap());
+        let secs = Schedule::Cron(Box::new(
+            CronSchedule::parse("*/15 * * * * *", utc).unwrap(),
+        ));
         let now = now_at(t0, "2026-01-01T00:00:01Z");
         assert_eq!(secs.first(now), Some(t0 + Duration::from_secs(14)));
         // In another zone: 03:00 in Berlin (UTC+1 in January) is 02:00 UTC.
         let berlin = Zone::Named("Europe/Berlin".parse().unwrap());
-        let s = Schedule::Cron(CronSchedule::parse("0 3 * * *", berlin).unwrap());
+        let s = Schedule::Cron(Box::new(CronSchedule::parse("0 3 * * *", berlin).unwrap()));
         let now = now_at(t0, "2026-01-01T01:00:00Z");
         assert_eq!(s.first(now), Some(t0 + Duration::from_secs(3600)));
         assert!(CronSchedule::parse("61 * * * *", utc).is_err());
