@@ -1,22 +1,59 @@
-//! `nonstop`: the runner binary.
+//! `nonstop`: the runner binary. Parses the command line and dispatches; `main` decides the
+//! exit code in one place.
 //!
-//! Today it only answers `--help` and `--version`. `nonstop check` and `nonstop run` (the YAML
-//! pipeline, the supervision loop) arrive with the runner issue; see `ARCHITECTURE.md`.
+//! - `nonstop check FILE`: checks a pipeline, prints one line per task, or every error.
+//! - `nonstop run FILE`: supervises the pipeline in the foreground until SIGTERM/SIGINT.
 
+mod check;
+mod logfile;
+mod pipeline;
+mod supervisor;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// Keeps Linux service programs running forever.
 #[derive(Debug, Parser)]
-#[command(name = "nonstop", version)]
-struct Cli {}
+#[command(name = "nonstop", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a pipeline file: one line per task, or every error with file:line:column.
+    Check {
+        /// The pipeline (YAML).
+        file: PathBuf,
+    },
+    /// Run a pipeline in the foreground until SIGTERM or SIGINT, then stop every task.
+    Run {
+        /// The pipeline (YAML).
+        file: PathBuf,
+    },
+    /// Compress a rotated log file to FILE.gz (used by the runner itself).
+    #[command(hide = true)]
+    CompressLog {
+        /// The rotated log file.
+        file: PathBuf,
+    },
+}
 
 fn main() -> ExitCode {
-    let Cli {} = Cli::parse();
-    eprintln!(
-        "nonstop: no command is implemented yet (`check` and `run` arrive with the runner); \
-         see README.md"
-    );
-    ExitCode::from(2)
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check { file } => check::run(&file),
+        Command::Run { file } => supervisor::run(&file),
+        Command::CompressLog { file } => logfile::compress(&file),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("nonstop: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

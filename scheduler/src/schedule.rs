@@ -79,7 +79,7 @@ impl fmt::Debug for Schedule {
 impl fmt::Display for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Schedule::Every(period) => write!(f, "every {period:?}"),
+            Schedule::Every(period) => write!(f, "every {}", nonstop_core::Duration(*period)),
             Schedule::Cron(c) => match c.zone {
                 Zone::Local => write!(f, "cron \"{}\"", c.text),
                 Zone::Named(tz) => write!(f, "cron \"{}\" ({tz})", c.text),

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use nix::sys::resource::{Resource, setrlimit};
-use nix::sys::signal::Signal;
+use nix::sys::signal::{SigSet, Signal};
 use nix::sys::stat::{Mode, umask};
 use nix::unistd::{Gid, Pid, Uid, getppid, setgid, setgroups, setuid};
 
@@ -37,15 +37,15 @@ pub struct SpawnSpec {
     pub limits: Vec<Limit>,
 }
 
-/// A user to run as, with its groups resolved before the fork.
+/// A user and/or group to run as, resolved before the fork. Needs a root runner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {
-    /// User id.
-    pub uid: u32,
-    /// Primary group id.
-    pub gid: u32,
-    /// Supplementary groups.
-    pub groups: Vec<u32>,
+    /// User id to switch to.
+    pub uid: Option<u32>,
+    /// Primary group id to switch to.
+    pub gid: Option<u32>,
+    /// Supplementary groups to set (the user's groups).
+    pub groups: Option<Vec<u32>>,
 }
 
 /// One resource limit.
@@ -75,7 +75,7 @@ pub struct Spawned {
 /// thread that forks).
 ///
 /// In the child, before `execve`: a new process group (`setpgid(0, 0)`), stdin from
-/// `/dev/null`, an empty signal mask and default SIGPIPE (done by `std`), then supplementary
+/// `/dev/null`, default SIGPIPE (done by `std`), an empty signal mask, then supplementary
 /// groups, gid, uid, umask, limits, and `PR_SET_PDEATHSIG(SIGKILL)` set last (credential changes
 /// clear it), followed by a check that the runner did not die before that. Every descriptor of
 /// the runner is close-on-exec, so the child inherits only its three standard streams.
@@ -96,16 +96,36 @@ pub fn spawn(spec: &SpawnSpec, runner: Pid) -> io::Result<Spawned> {
 
     // Everything the child needs is computed here, before the fork: the hook allocates nothing.
     let credentials = spec.credentials.as_ref().map(|c| {
-        let groups: Vec<Gid> = c.groups.iter().copied().map(Gid::from_raw).collect();
-        (Uid::from_raw(c.uid), Gid::from_raw(c.gid), groups)
+        let groups: Option<Vec<Gid>> = c
+            .groups
+            .as_ref()
+            .map(|g| g.iter().copied().map(Gid::from_raw).collect());
+        (c.uid.map(Uid::from_raw), c.gid.map(Gid::from_raw), groups)
     });
     let mask = spec.umask.map(|m| Mode::from_bits_truncate(m as _));
     let limits = spec.limits.clone();
     let child_setup = move || -> io::Result<()> {
+        // The runner blocks the signals it reads through its signalfd, and a blocked mask
+        // survives execve: a task would never see SIGTERM. Start it with an empty mask
+        // (std's Command does not reset it).
+        SigSet::empty().thread_set_mask()?;
+        // Ignored dispositions survive execve too, whoever set them (the runner's own parent,
+        // say): every signal starts at its default.
+        default_dispositions();
+        // Descriptors the runner inherited without close-on-exec (a parent's pipes) must not
+        // reach the task. Marking, not closing, keeps std's exec-error pipe working.
+        close_inherited_on_exec();
         if let Some((uid, gid, groups)) = &credentials {
-            setgroups(groups)?;
-            setgid(*gid)?;
-            setuid(*uid)?;
+            // Groups first, then gid, then uid: after setuid we could no longer change them.
+            if let Some(groups) = groups {
+                setgroups(groups)?;
+            }
+            if let Some(gid) = gid {
+                setgid(*gid)?;
+            }
+            if let Some(uid) = uid {
+                setuid(*uid)?;
+            }
         }
         if let Some(mask) = mask {
             umask(mask);
@@ -121,9 +141,9 @@ pub fn spawn(spec: &SpawnSpec, runner: Pid) -> io::Result<Spawned> {
         Ok(())
     };
     // SAFETY: the hook runs in the forked child before execve, where only async-signal-safe
-    // calls are allowed. It makes only raw system calls through nix's thin wrappers
-    // (setgroups, setgid, setuid, umask, setrlimit, prctl, getppid) on values computed before
-    // the fork; it allocates nothing, takes no lock, and touches no state shared with other
+    // calls are allowed. It makes only raw system calls, directly or through nix's thin
+    // wrappers (pthread_sigmask, rt_sigaction, close_range, setgroups, setgid, setuid, umask,
+    // setrlimit, prctl, getppid) on values computed before the fork; it allocates nothing, takes no lock, and touches no state shared with other
     // threads. Its error (io::Error from a raw errno) needs no allocation either.
     unsafe {
         cmd.pre_exec(child_setup);
@@ -139,4 +159,59 @@ pub fn spawn(spec: &SpawnSpec, runner: Pid) -> io::Result<Spawned> {
         stdout: stdout.into(),
         stderr: stderr.into(),
     })
+}
+
+/// In the child: every signal's disposition back to default (`SIG_DFL`), by raw
+/// `rt_sigaction`, since glibc refuses to touch the real-time signals it reserves.
+fn default_dispositions() {
+    // The kernel's `struct sigaction` with every field zero: handler SIG_DFL, no flags, an
+    // empty mask. Zero is the same on every architecture, whatever the field order.
+    let default = [0u64; 4];
+    for signo in 1..=64 {
+        if signo == nix::libc::SIGKILL || signo == nix::libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction reads one kernel sigaction from `default` (32 valid bytes,
+        // more than the kernel's struct) and writes nothing (null old action); 8 is the size
+        // of the kernel's signal set. It is a plain system call, async-signal-safe.
+        unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_rt_sigaction,
+                signo,
+                default.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            );
+        }
+    }
+}
+
+/// In the child: marks every descriptor from 3 up close-on-exec (Linux 5.11+; on an older
+/// kernel the call fails and std's own close-on-exec flags are all there is).
+fn close_inherited_on_exec() {
+    // SAFETY: close_range takes plain integers and only changes descriptor flags; a plain
+    // system call, async-signal-safe.
+    unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            nix::libc::CLOSE_RANGE_CLOEXEC,
+        );
+    }
+}
+
+/// For the runner itself, before it blocks `signals` to read them from a signalfd: a signal
+/// inherited as ignored is discarded by the kernel even while blocked, so the signalfd would
+/// never see it (and an ignored SIGCHLD would make the kernel reap children itself). Sets each
+/// back to its default disposition.
+pub fn reset_to_default(signals: &[Signal]) -> nix::Result<()> {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, sigaction};
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for &signal in signals {
+        // SAFETY: installing SIG_DFL runs no code of ours in a signal handler; it only
+        // changes what the kernel does with the signal.
+        unsafe { sigaction(signal, &default) }?;
+    }
+    Ok(())
 }

@@ -147,3 +147,173 @@ pub fn c_program(name: &str) -> PathBuf {
     built.insert(name.to_owned(), out.clone());
     out
 }
+
+/// The `nonstop` binary, built once per test run by the cargo running the tests, in the same
+/// profile (only the runner's own tests get `CARGO_BIN_EXE_nonstop`).
+pub fn nonstop() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        // This test binary is target/PROFILE/deps/it-HASH.
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "nonstop-runner",
+                "--bin",
+                "nonstop",
+            ])
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("cannot run cargo to build nonstop");
+        assert!(status.success(), "building nonstop failed");
+        profile_dir.join("nonstop")
+    })
+    .clone()
+}
+
+/// A pipeline file in a temporary directory of its own (logs go to its `logs/`).
+#[derive(Debug)]
+pub struct PipelineDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl PipelineDir {
+    pub fn new(yaml: &str) -> PipelineDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pipeline.yaml"), yaml).unwrap();
+        PipelineDir { dir }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("pipeline.yaml")
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn log(&self, task: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join("logs").join(format!("{task}.log")))
+            .unwrap_or_default()
+    }
+}
+
+/// `nonstop run` on a pipeline, its log (stderr) read line by line; killed on drop, which
+/// kills its tasks too (they die with the runner).
+#[derive(Debug)]
+pub struct Runner {
+    pub proc: Proc,
+    /// Every line logged so far.
+    pub seen: Vec<String>,
+    /// Which of them a `wait_for` already returned.
+    claimed: Vec<bool>,
+}
+
+impl Runner {
+    pub fn start(pipeline: &PipelineDir) -> Runner {
+        let (reader, writer) = std::io::pipe().unwrap();
+        let mut child = Command::new(nonstop())
+            .arg("run")
+            .arg(pipeline.path())
+            .stdin(Stdio::null())
+            .stdout(writer.try_clone().unwrap())
+            .stderr(writer)
+            .spawn()
+            .unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(reader).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Runner {
+            proc: Proc {
+                child,
+                stdin,
+                lines,
+            },
+            seen: Vec::new(),
+            claimed: Vec::new(),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.proc.pid()
+    }
+
+    /// The first line not returned before that contains every word of `needles`, waiting
+    /// for more log lines as needed; each line is returned once, so waiting for the same words
+    /// again waits for the next such line.
+    pub fn wait_for(&mut self, needles: &[&str], timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let matches = |line: &str| needles.iter().all(|n| line.contains(n));
+        let mut i = 0;
+        loop {
+            while i < self.seen.len() {
+                if !self.claimed[i] && matches(&self.seen[i]) {
+                    self.claimed[i] = true;
+                    return self.seen[i].clone();
+                }
+                i += 1;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.proc.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line);
+                    self.claimed.push(false);
+                }
+                Err(_) => panic!(
+                    "no log line with {needles:?} within {timeout:?}; the log so far:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Every line logged so far (without waiting).
+    pub fn drain(&mut self) -> &[String] {
+        while let Ok(line) = self.proc.lines.try_recv() {
+            self.seen.push(line);
+            self.claimed.push(false);
+        }
+        &self.seen
+    }
+
+    /// SIGTERM, then waits for the runner to exit.
+    pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        kill(Pid::from_raw(self.pid()), Signal::SIGTERM).unwrap();
+        let status = self.proc.wait(timeout);
+        self.drain();
+        status
+    }
+}
+
+/// The number after `pid=` in a runner log line.
+pub fn pid_of(line: &str) -> i32 {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("pid="))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid= in {line:?}"))
+}
+
+/// Whether a process with this pid exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}

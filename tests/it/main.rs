@@ -5,7 +5,11 @@
 // All of this crate is test code: a panic is how it fails a test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod check;
 mod harness;
+mod run_periodic;
+mod run_resident;
+mod run_stop;
 mod seed;
 mod sem;
 mod shm;

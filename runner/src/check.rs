@@ -1,0 +1,78 @@
+//! `nonstop check FILE`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use nonstop_core::Duration;
+use nonstop_scheduler::policy::Restart;
+use nonstop_scheduler::task::{Kind, TaskSpec};
+
+use crate::pipeline;
+
+/// Prints one line per task and exits 0, or prints every error and exits 1.
+pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
+    let shown = file.display().to_string();
+    match pipeline::load(file) {
+        Ok(p) => {
+            for w in &p.warnings {
+                eprintln!(
+                    "{}",
+                    w.display(&shown)
+                        .to_string()
+                        .replacen(": ", ": warning: ", 1)
+                );
+            }
+            let width = p.tasks.iter().map(|t| t.name.len()).max().unwrap_or(0);
+            for task in &p.tasks {
+                println!("{:width$}  {}", task.name, summary(task));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{}", e.display(&shown));
+            }
+            eprintln!(
+                "{shown}: {} error{}",
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" }
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `resident, restart always, backoff 100ms..30s: /bin/server --port 5005`.
+pub fn summary(task: &TaskSpec) -> String {
+    let kind = match &task.kind {
+        Kind::Resident(restart) => {
+            let mut s = format!("resident, restart {}", restart.as_str());
+            if *restart != Restart::Never {
+                s += &format!(
+                    ", backoff {}..{}",
+                    Duration(task.backoff.initial),
+                    Duration(task.backoff.max)
+                );
+            }
+            s
+        }
+        Kind::Periodic { schedule, timeout } => {
+            let mut s = format!("periodic, {schedule}");
+            if let Some(t) = timeout {
+                s += &format!(", timeout {}", Duration(*t));
+            }
+            s
+        }
+    };
+    let after = if task.after.is_empty() {
+        String::new()
+    } else {
+        format!(", after {}", task.after.join(", "))
+    };
+    let mut command = task.spawn.program.display().to_string();
+    for arg in &task.spawn.args {
+        command.push(' ');
+        command.push_str(&arg.to_string_lossy());
+    }
+    format!("{kind}{after}: {command}")
+}

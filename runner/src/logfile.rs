@@ -1,0 +1,320 @@
+//! Task log files: `logs.dir/TASK.log`, rotated by the runner when it reaches `max_size`.
+//!
+//! A rotated file is renamed `TASK.log.YYYYMMDD-HHMMSS` (a `.N` suffix if that name is taken),
+//! so no rename ever touches a file that is still being compressed; the newest `keep` rotated
+//! files are kept. With `compress`, the runner gzips each rotated file in a child process
+//! (`nonstop compress-log`), so its event loop never blocks on it. The compressed file is
+//! written beside the original, fsynced and renamed into place before the original is removed.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::pipeline::LogConfig;
+
+/// One task's log file.
+#[derive(Debug)]
+pub struct TaskLog {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    max_size: u64,
+    keep: u32,
+    /// The stamp of the last rotation and how many rotations had it, so names only ever
+    /// grow: a name freed by pruning is never given to a newer file.
+    last: Option<(String, u32)>,
+}
+
+impl TaskLog {
+    /// Opens (appends to) `config.dir/TASK.log`, creating the directory if needed.
+    pub fn open(config: &LogConfig, task: &str) -> io::Result<TaskLog> {
+        fs::create_dir_all(&config.dir)?;
+        let path = config.dir.join(format!("{task}.log"));
+        let file = open_append(&path)?;
+        let size = file.metadata()?.len();
+        Ok(TaskLog {
+            path,
+            file,
+            size,
+            max_size: config.max_size,
+            keep: config.keep,
+            last: None,
+        })
+    }
+
+    /// Appends `data`, rotating whenever the file reaches `max_size`: a large write is split
+    /// at line breaks so that no file grows past `max_size` (only a single line longer than
+    /// that is cut). Returns the rotated files.
+    pub fn write(&mut self, mut data: &[u8]) -> io::Result<Vec<PathBuf>> {
+        let mut rotated = Vec::new();
+        while !data.is_empty() {
+            let room = self.max_size.saturating_sub(self.size) as usize;
+            if room == 0 {
+                rotated.push(self.rotate()?);
+                continue;
+            }
+            let cut = if data.len() <= room {
+                data.len()
+            } else {
+                match data[..room].iter().rposition(|&b| b == b'\n') {
+                    Some(newline) => newline + 1,
+                    // The next line does not fit: it starts the next file.
+                    None if self.size > 0 => {
+                        rotated.push(self.rotate()?);
+                        continue;
+                    }
+                    // A line longer than max_size: cut it.
+                    None => room,
+                }
+            };
+            self.file.write_all(&data[..cut])?;
+            self.size += cut as u64;
+            data = &data[cut..];
+            if self.size >= self.max_size || !data.is_empty() {
+                rotated.push(self.rotate()?);
+            }
+        }
+        Ok(rotated)
+    }
+
+    fn rotate(&mut self) -> io::Result<PathBuf> {
+        let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
+        let mut n = match &self.last {
+            Some((last, n)) if *last == stamp => n + 1,
+            _ => 0,
+        };
+        let name = |n: u32| match n {
+            0 => PathBuf::from(format!("{}.{stamp}", self.path.display())),
+            n => PathBuf::from(format!("{}.{stamp}.{n}", self.path.display())),
+        };
+        // Files of an earlier runner may hold the same stamp: never overwrite one.
+        while name(n).exists() || PathBuf::from(format!("{}.gz", name(n).display())).exists() {
+            n += 1;
+        }
+        let rotated = name(n);
+        fs::rename(&self.path, &rotated)?;
+        self.last = Some((stamp, n));
+        self.file = open_append(&self.path)?;
+        self.size = 0;
+        self.prune()?;
+        Ok(rotated)
+    }
+
+    /// Removes the oldest rotated logs beyond `keep`. Called after each rotation, and again
+    /// when a compression finishes (its `.gz` may appear after a rotation pruned).
+    pub fn prune(&self) -> io::Result<()> {
+        let mut rotated = rotated_logs(&self.path)?;
+        rotated.sort_by_key(|p| rotation_key(p));
+        let excess = rotated.len().saturating_sub(self.keep as usize);
+        for old in &rotated[..excess] {
+            // The log in either form: mid-compression, both exist for a moment.
+            for file in [old.clone(), PathBuf::from(format!("{}.gz", old.display()))] {
+                match fs::remove_file(&file) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The live log file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
+}
+
+/// Rotated logs of the log at `live`, each named once without its `.gz` (a log being
+/// compressed exists as both for a moment); temporary files of a compression are not listed.
+pub fn rotated_logs(live: &Path) -> io::Result<Vec<PathBuf>> {
+    let Some(dir) = live.parent() else {
+        return Ok(Vec::new());
+    };
+    let prefix = format!(
+        "{}.",
+        live.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    );
+    let mut found = std::collections::BTreeSet::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&prefix) && !name.ends_with(".tmp") {
+            let stem = name.strip_suffix(".gz").unwrap_or(&name).to_owned();
+            found.insert(dir.join(stem));
+        }
+    }
+    Ok(found.into_iter().collect())
+}
+
+/// Sort key of a rotated log (named without `.gz`): the stamp, then the counter as a number.
+fn rotation_key(path: &Path) -> (String, u64) {
+    let name = path.to_string_lossy();
+    match name.rsplit_once('.') {
+        Some((stem, n))
+            if n.chars().all(|c| c.is_ascii_digit())
+                && stem.ends_with(|c: char| c.is_ascii_digit())
+                && stem.contains('-') =>
+        {
+            (stem.to_owned(), n.parse().unwrap_or(0))
+        }
+        _ => (name.into_owned(), 0),
+    }
+}
+
+/// `nonstop compress-log FILE`: FILE → FILE.gz, crash-safe; the original is removed only once
+/// the compressed file is complete, fsynced and in place.
+pub fn compress(file: &Path) -> anyhow::Result<ExitCode> {
+    let gz = PathBuf::from(format!("{}.gz", file.display()));
+    let tmp = PathBuf::from(format!("{}.gz.tmp", file.display()));
+    let mut input = match File::open(file) {
+        Ok(f) => f,
+        // Pruned (more rotations than `keep`) before we got to it: nothing to do.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ExitCode::SUCCESS),
+        Err(e) => return Err(e).with_context(|| format!("cannot open {}", file.display())),
+    };
+    let meta = input.metadata()?;
+    let output = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
+    let mut encoder = flate2::write::GzEncoder::new(output, flate2::Compression::default());
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = input.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        encoder.write_all(&buf[..n])?;
+    }
+    let output = encoder.finish()?;
+    output.set_permissions(fs::Permissions::from_mode(meta.permissions().mode()))?;
+    output.sync_all()?;
+    drop(output);
+    fs::rename(&tmp, &gz)?;
+    if let Some(dir) = gz.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    match fs::remove_file(file) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        // Pruned meanwhile; the runner prunes the .gz too once we are done.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(e).with_context(|| format!("cannot remove {}", file.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_keeps_the_newest_files_and_starts_a_fresh_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            dir: dir.path().join("logs"),
+            max_size: 100,
+            keep: 2,
+            compress: false,
+        };
+        let mut log = TaskLog::open(&config, "t").unwrap();
+        let mut rotated = Vec::new();
+        for i in 0..5 {
+            // 60 bytes: two never fit in 100, so each line after the first starts a new file.
+            let line = format!("{i}{}\n", "x".repeat(58));
+            rotated.extend(log.write(line.as_bytes()).unwrap());
+        }
+        assert_eq!(rotated.len(), 4);
+        let left = rotated_logs(log.path()).unwrap();
+        assert_eq!(left.len(), 2, "{left:?}");
+        // The two newest survive: the ones holding lines 2 and 3; line 4 is in the live log.
+        let mut contents: Vec<String> = left
+            .iter()
+            .map(|p| fs::read_to_string(p).unwrap())
+            .collect();
+        contents.sort();
+        assert!(
+            contents[0].starts_with('2') && contents[1].starts_with('3'),
+            "{contents:?}"
+        );
+        assert!(fs::read_to_string(log.path()).unwrap().starts_with('4'));
+    }
+
+    #[test]
+    fn a_large_write_is_split_at_line_breaks_so_no_file_exceeds_max_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            dir: dir.path().to_path_buf(),
+            max_size: 100,
+            keep: 100,
+            compress: false,
+        };
+        let mut log = TaskLog::open(&config, "t").unwrap();
+        let burst: String = (0..50).map(|i| format!("line {i:02}\n")).collect();
+        let rotated = log.write(burst.as_bytes()).unwrap();
+        assert_eq!(rotated.len(), 4, "{rotated:?}");
+        let mut all = String::new();
+        for file in &rotated {
+            let text = fs::read_to_string(file).unwrap();
+            assert!(text.len() <= 100 && text.ends_with('\n'), "{text:?}");
+            all += &text;
+        }
+        all += &fs::read_to_string(log.path()).unwrap();
+        assert_eq!(all, burst, "nothing lost or reordered");
+        // A line longer than max_size is cut at the limit.
+        let rotated = log.write(&[b'y'; 250]).unwrap();
+        assert!(rotated.len() >= 2);
+    }
+
+    #[test]
+    fn compress_replaces_a_file_with_a_complete_gzip() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.log.20260101-000000");
+        let text = "hello\n".repeat(1000);
+        fs::write(&file, &text).unwrap();
+        compress(&file).unwrap();
+        assert!(!file.exists());
+        let gz = dir.path().join("t.log.20260101-000000.gz");
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(File::open(&gz).unwrap())
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, text);
+        assert!(!dir.path().join("t.log.20260101-000000.gz.tmp").exists());
+    }
+
+    #[test]
+    fn rotated_names_sort_by_stamp_then_counter() {
+        let mut names = [
+            PathBuf::from("/l/t.log.20260101-000001"),
+            PathBuf::from("/l/t.log.20260101-000000.10"),
+            PathBuf::from("/l/t.log.20260101-000000.2"),
+            PathBuf::from("/l/t.log.20260101-000000"),
+        ];
+        names.sort_by_key(|p| rotation_key(p));
+        let names: Vec<String> = names.iter().map(|p| p.display().to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "/l/t.log.20260101-000000",
+                "/l/t.log.20260101-000000.2",
+                "/l/t.log.20260101-000000.10",
+                "/l/t.log.20260101-000001"
+            ]
+        );
+    }
+}

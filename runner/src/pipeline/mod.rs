@@ -1,0 +1,374 @@
+//! The pipeline file: loading, checking, and the typed [`Pipeline`] the supervisor runs.
+//!
+//! Two stages. `raw` deserializes each section and each task on its own (serde, unknown fields
+//! and wrong types rejected), so one bad task does not hide the errors of the next; then
+//! `task` checks what serde cannot (exclusive fields, programs, users, cron, dependencies) and
+//! builds the scheduler's typed specs. Every problem becomes a [`Diagnostic`] that names
+//! `file:line:column`, the field path and what is wrong; all of them are reported at once.
+
+mod locate;
+mod raw;
+mod task;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use nonstop_ipc::Key;
+use nonstop_scheduler::task::TaskSpec;
+use serde::de::DeserializeOwned;
+use serde_yaml::Value;
+
+use locate::{Pos, Positions};
+
+/// One problem in a pipeline file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// Where.
+    pub pos: Pos,
+    /// The field path, e.g. `tasks.server.restart`; empty for the document as a whole.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Diagnostic {
+    /// `FILE:LINE:COL: PATH: MESSAGE`.
+    pub fn display<'a>(&'a self, file: &'a str) -> impl fmt::Display + 'a {
+        struct Shown<'a>(&'a Diagnostic, &'a str);
+        impl fmt::Display for Shown<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let Shown(d, file) = self;
+                write!(f, "{file}:{}:{}: ", d.pos.line, d.pos.col)?;
+                if !d.path.is_empty() {
+                    write!(f, "{}: ", d.path)?;
+                }
+                f.write_str(&d.message)
+            }
+        }
+        Shown(self, file)
+    }
+}
+
+/// `heartbeat:`: the table the runner creates for its tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeartbeatConfig {
+    /// Key of the segment and the semaphore.
+    pub key: Key,
+    /// Number of slots.
+    pub slots: u32,
+}
+
+/// `logs:`: where task output goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Directory of `TASK.log` files.
+    pub dir: PathBuf,
+    /// Rotate a log when it reaches this many bytes.
+    pub max_size: u64,
+    /// Rotated files kept per task.
+    pub keep: u32,
+    /// Gzip rotated files.
+    pub compress: bool,
+}
+
+/// A checked pipeline.
+#[derive(Debug)]
+pub struct Pipeline {
+    /// The heartbeat table, if any.
+    pub heartbeat: Option<HeartbeatConfig>,
+    /// Task output.
+    pub logs: LogConfig,
+    /// The tasks, in file order.
+    pub tasks: Vec<TaskSpec>,
+    /// Things that are accepted but have no effect yet.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Default `logs.max_size`: 10 MiB.
+pub const DEFAULT_MAX_SIZE: u64 = 10 << 20;
+/// Default `logs.keep`.
+pub const DEFAULT_KEEP: u32 = 5;
+/// Default `heartbeat.slots`.
+pub const DEFAULT_SLOTS: u32 = 1024;
+
+const TOP_LEVEL: &[&str] = &["heartbeat", "plugin_dirs", "control", "logs", "tasks"];
+
+/// Reads and checks the pipeline at `path`.
+pub fn load(path: &Path) -> Result<Pipeline, Vec<Diagnostic>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![Diagnostic {
+            pos: Pos::START,
+            path: String::new(),
+            message: format!("cannot read the pipeline: {e}"),
+        }]
+    })?;
+    let dir = std::path::absolute(path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    parse(&text, &dir)
+}
+
+/// Checks the pipeline `text`, whose relative paths are relative to `dir`.
+pub fn parse(text: &str, dir: &Path) -> Result<Pipeline, Vec<Diagnostic>> {
+    let mut ctx = Ctx {
+        positions: Positions::of(text),
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let document: Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return Err(vec![syntax_error(&e)]),
+    };
+    let top = match document {
+        Value::Mapping(m) => m,
+        Value::Null => {
+            ctx.error(
+                "",
+                "the pipeline is empty: it needs at least a `tasks:` map",
+            );
+            return Err(ctx.errors);
+        }
+        _ => {
+            ctx.error("", "the pipeline must be a map with a `tasks:` key");
+            return Err(ctx.errors);
+        }
+    };
+
+    let (mut heartbeat, mut logs, mut tasks) = (None, None, None);
+    for (key, value) in top {
+        let Some(name) = key.as_str().map(str::to_owned) else {
+            ctx.error("", format!("top-level keys must be strings, found {key:?}"));
+            continue;
+        };
+        match name.as_str() {
+            "heartbeat" => heartbeat = ctx.section::<raw::Heartbeat>("heartbeat", value),
+            "plugin_dirs" => {
+                ctx.section::<Vec<PathBuf>>("plugin_dirs", value);
+            }
+            "control" => {
+                if ctx.section::<raw::Control>("control", value).is_some() {
+                    ctx.warn(
+                        "control",
+                        "the control socket is not served by this build yet; ignored",
+                    );
+                }
+            }
+            "logs" => logs = ctx.section::<raw::Logs>("logs", value),
+            "tasks" => tasks = Some(value),
+            other => ctx.error_at_key(
+                other,
+                format!(
+                    "unknown field \"{other}\", expected one of {}",
+                    TOP_LEVEL.join(", ")
+                ),
+            ),
+        }
+    }
+
+    let heartbeat = heartbeat.and_then(|h: raw::Heartbeat| {
+        let slots = h.slots.unwrap_or(DEFAULT_SLOTS);
+        if slots == 0 || slots > nonstop_ipc::table::layout::MAX_SLOTS {
+            ctx.error(
+                "heartbeat.slots",
+                format!("must be 1 to {}", nonstop_ipc::table::layout::MAX_SLOTS),
+            );
+            return None;
+        }
+        Some(HeartbeatConfig {
+            key: h.key.0,
+            slots,
+        })
+    });
+    let logs = log_config(&mut ctx, logs.unwrap_or_default(), dir);
+
+    let specs = match tasks {
+        None => {
+            ctx.error(
+                "",
+                "missing field \"tasks\": a pipeline needs at least one task",
+            );
+            Vec::new()
+        }
+        Some(Value::Mapping(map)) if map.is_empty() => {
+            ctx.error("tasks", "no tasks: a pipeline needs at least one task");
+            Vec::new()
+        }
+        Some(Value::Mapping(map)) => task::check_all(&mut ctx, map, dir, heartbeat),
+        Some(other) => {
+            ctx.error(
+                "tasks",
+                format!(
+                    "expected a map of task names to tasks, found {}",
+                    kind(&other)
+                ),
+            );
+            Vec::new()
+        }
+    };
+
+    if !ctx.errors.is_empty() {
+        ctx.errors.sort_by_key(|d| d.pos);
+        return Err(ctx.errors);
+    }
+    Ok(Pipeline {
+        heartbeat,
+        logs,
+        tasks: specs,
+        warnings: ctx.warnings,
+    })
+}
+
+fn log_config(ctx: &mut Ctx, logs: raw::Logs, dir: &Path) -> LogConfig {
+    let max_size = logs.max_size.map_or(DEFAULT_MAX_SIZE, |s| s.0);
+    if max_size < 1024 {
+        ctx.error("logs.max_size", "must be at least 1K");
+    }
+    LogConfig {
+        dir: dir.join(logs.dir.unwrap_or_else(|| PathBuf::from("logs"))),
+        max_size,
+        keep: logs.keep.unwrap_or(DEFAULT_KEEP),
+        compress: logs.compress.unwrap_or(false),
+    }
+}
+
+/// A syntax error, from serde_yaml's location and message.
+fn syntax_error(e: &serde_yaml::Error) -> Diagnostic {
+    let pos = e.location().map_or(Pos::START, |l| Pos {
+        line: l.line(),
+        col: l.column(),
+    });
+    let message = e.to_string();
+    // serde_yaml appends " at line L column C"; the position is already in front.
+    let message = match message.find(" at line ") {
+        Some(i) => {
+            let rest = &message[i + " at line ".len()..];
+            let after = rest
+                .find(',')
+                .map_or(String::new(), |j| rest[j..].to_owned());
+            format!("{}{after}", &message[..i])
+        }
+        None => message,
+    };
+    Diagnostic {
+        pos,
+        path: String::new(),
+        message,
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a map",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+/// Errors and warnings collected while checking, with the positions to point at.
+struct Ctx {
+    positions: Positions,
+    errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+}
+
+impl Ctx {
+    fn diagnostic(&self, path: &str, message: impl Into<String>, pos: Pos) -> Diagnostic {
+        Diagnostic {
+            pos,
+            path: path.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// An error about the value at `path`.
+    fn error(&mut self, path: &str, message: impl Into<String>) {
+        let d = self.diagnostic(path, message, self.positions.find(path));
+        self.errors.push(d);
+    }
+
+    /// An error about the key of `path` (it should not be there).
+    fn error_at_key(&mut self, path: &str, message: impl Into<String>) {
+        let d = self.diagnostic(path, message, self.positions.find_key(path));
+        self.errors.push(d);
+    }
+
+    fn warn(&mut self, path: &str, message: impl Into<String>) {
+        let d = self.diagnostic(path, message, self.positions.find_key(path));
+        self.warnings.push(d);
+    }
+
+    /// Deserializes `value`, found at `base`; a failure becomes an error at the exact field.
+    fn section<T: DeserializeOwned>(&mut self, base: &str, value: Value) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(value) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let inner = e.path().to_string();
+                let path = match inner.as_str() {
+                    "." => base.to_owned(),
+                    p if p.starts_with('[') => format!("{base}{p}"),
+                    p => format!("{base}.{p}"),
+                };
+                let message = serde_message(&e.into_inner().to_string());
+                if message.starts_with("unknown field") {
+                    self.error_at_key(&path, message);
+                } else {
+                    self.error(&path, message);
+                }
+                None
+            }
+        }
+    }
+}
+
+/// serde's messages quote with backticks: the offending name becomes `"name"`, and the lists
+/// of what was expected lose their quotes: `unknown variant "allways", expected one of
+/// always, on-failure, never`.
+fn serde_message(message: &str) -> String {
+    let first_quoted = [
+        "unknown variant",
+        "unknown field",
+        "missing field",
+        "duplicate field",
+    ]
+    .iter()
+    .any(|p| message.starts_with(p));
+    let mut out = String::with_capacity(message.len());
+    for (i, part) in message.split('`').enumerate() {
+        if i == 1 && first_quoted {
+            out.push('"');
+            out.push_str(part);
+            out.push('"');
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_messages_are_requoted() {
+        assert_eq!(
+            serde_message(
+                "unknown variant `allways`, expected one of `always`, `on-failure`, `never`"
+            ),
+            "unknown variant \"allways\", expected one of always, on-failure, never"
+        );
+        assert_eq!(
+            serde_message("missing field `command`"),
+            "missing field \"command\""
+        );
+        assert_eq!(
+            serde_message("invalid type: string \"x\", expected u32"),
+            "invalid type: string \"x\", expected u32"
+        );
+    }
+}

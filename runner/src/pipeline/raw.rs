@@ -1,0 +1,337 @@
+//! The pipeline file as written: serde structs that reject unknown fields and wrong types.
+//! `validate` turns them into typed, checked values.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use nonstop_core::{ByteSize, Duration};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+
+/// `heartbeat:`: the System V heartbeat table the runner creates for its tasks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    pub key: IpcKey,
+    pub slots: Option<u32>,
+}
+
+/// `control:`: the control socket.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Control {
+    // Parsed so that the field is checked; served once the control socket exists.
+    #[allow(dead_code)]
+    pub socket: PathBuf,
+}
+
+/// `logs:`: where task output goes and how it is rotated.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Logs {
+    pub dir: Option<PathBuf>,
+    pub max_size: Option<ByteSize>,
+    pub keep: Option<u32>,
+    pub compress: Option<bool>,
+}
+
+/// One entry of `tasks:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Task {
+    pub command: Option<Vec<String>>,
+    pub plugin: Option<String>,
+    pub args: Option<serde_yaml::Value>,
+    pub restart: Option<Restart>,
+    pub every: Option<Duration>,
+    pub cron: Option<String>,
+    pub timezone: Option<String>,
+    pub timeout: Option<Duration>,
+    pub backoff: Option<Backoff>,
+    pub crash_loop: Option<CrashLoop>,
+    pub stop: Option<Stop>,
+    #[serde(default)]
+    pub after: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, EnvValue>,
+    #[serde(default)]
+    pub clear_env: bool,
+    pub cwd: Option<PathBuf>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub umask: Option<Umask>,
+    pub limits: Option<Limits>,
+    pub heartbeat: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Restart {
+    Always,
+    OnFailure,
+    Never,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backoff {
+    pub initial: Option<Duration>,
+    pub max: Option<Duration>,
+    pub stable: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrashLoop {
+    pub max: Option<u32>,
+    pub within: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stop {
+    pub signal: Option<SignalName>,
+    pub grace: Option<Duration>,
+}
+
+/// `limits:`, one optional field per resource (`man 2 setrlimit`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(rename = "as")]
+    pub address_space: Option<Limit>,
+    pub core: Option<Limit>,
+    pub cpu: Option<Limit>,
+    pub data: Option<Limit>,
+    pub fsize: Option<Limit>,
+    pub locks: Option<Limit>,
+    pub memlock: Option<Limit>,
+    pub msgqueue: Option<Limit>,
+    pub nice: Option<Limit>,
+    pub nofile: Option<Limit>,
+    pub nproc: Option<Limit>,
+    pub rss: Option<Limit>,
+    pub rtprio: Option<Limit>,
+    pub sigpending: Option<Limit>,
+    pub stack: Option<Limit>,
+}
+
+/// An environment value: any scalar, kept as text (`PORT: 5005` is the string "5005").
+#[derive(Debug, Clone)]
+pub struct EnvValue(pub String);
+
+impl<'de> Deserialize<'de> for EnvValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = EnvValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, number or boolean")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<EnvValue, E> {
+                Ok(EnvValue(v.to_owned()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<EnvValue, E> {
+                Ok(EnvValue(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<EnvValue, E> {
+                Ok(EnvValue(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<EnvValue, E> {
+                Ok(EnvValue(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<EnvValue, E> {
+                Ok(EnvValue(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A umask, written in octal: `"027"`, `027` or `0o027`.
+#[derive(Debug, Clone, Copy)]
+pub struct Umask(pub u32);
+
+impl<'de> Deserialize<'de> for Umask {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Umask;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an octal umask such as \"027\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Umask, E> {
+                let digits = v.trim().trim_start_matches("0o");
+                match u32::from_str_radix(digits, 8) {
+                    Ok(mask) if mask <= 0o777 && !digits.is_empty() => Ok(Umask(mask)),
+                    _ => Err(E::custom(format!(
+                        "invalid umask {v:?}: expected octal digits from 000 to 777, e.g. \"027\""
+                    ))),
+                }
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Umask, E> {
+                // YAML reads `027` as the number 27: its digits were meant as octal.
+                self.visit_str(&v.to_string())
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Umask, E> {
+                self.visit_str(&v.to_string())
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A signal: `TERM`, `SIGTERM`, `term` or `15`.
+#[derive(Debug, Clone, Copy)]
+pub struct SignalName(pub nix::sys::signal::Signal);
+
+impl<'de> Deserialize<'de> for SignalName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = SignalName;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a signal name such as TERM, INT, HUP, QUIT, USR1, or its number")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<SignalName, E> {
+                let upper = v.trim().to_ascii_uppercase();
+                let name = if upper.starts_with("SIG") {
+                    upper
+                } else {
+                    format!("SIG{upper}")
+                };
+                name.parse().map(SignalName).map_err(|_| {
+                    E::custom(format!(
+                        "unknown signal {v:?}: expected a name such as TERM, INT, HUP, QUIT, USR1"
+                    ))
+                })
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<SignalName, E> {
+                i32::try_from(v)
+                    .ok()
+                    .and_then(|n| nix::sys::signal::Signal::try_from(n).ok())
+                    .map(SignalName)
+                    .ok_or_else(|| E::custom(format!("unknown signal number {v}")))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<SignalName, E> {
+                Err(E::custom(format!("unknown signal number {v}")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A System V key: `0x4e53` or `20051`, as a number or a string.
+#[derive(Debug, Clone, Copy)]
+pub struct IpcKey(pub nonstop_ipc::Key);
+
+impl<'de> Deserialize<'de> for IpcKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = IpcKey;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a System V key such as 0x4e53")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<IpcKey, E> {
+                v.parse().map(IpcKey).map_err(E::custom)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<IpcKey, E> {
+                u32::try_from(v)
+                    .map_err(|_| E::custom(format!("key {v} does not fit in 32 bits")))
+                    .and_then(|v| nonstop_ipc::Key::new(v as i32).map_err(E::custom))
+                    .map(IpcKey)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<IpcKey, E> {
+                i32::try_from(v)
+                    .map_err(|_| E::custom(format!("key {v} does not fit in 32 bits")))
+                    .and_then(|v| nonstop_ipc::Key::new(v).map_err(E::custom))
+                    .map(IpcKey)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A resource limit: a number, `unlimited`, or `{ soft: N, hard: M }`. A single value sets both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub soft: u64,
+    pub hard: u64,
+}
+
+pub const UNLIMITED: u64 = u64::MAX;
+
+fn limit_value<E: de::Error>(v: &str) -> Result<u64, E> {
+    match v.trim() {
+        "unlimited" | "infinity" => Ok(UNLIMITED),
+        other => other.parse().map_err(|_| {
+            E::custom(format!(
+                "invalid limit {v:?}: expected a number or \"unlimited\""
+            ))
+        }),
+    }
+}
+
+impl<'de> Deserialize<'de> for Limit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Limit;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number, \"unlimited\", or { soft: N, hard: M }")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Limit, E> {
+                Ok(Limit { soft: v, hard: v })
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Limit, E> {
+                let n = limit_value(v)?;
+                Ok(Limit { soft: n, hard: n })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Limit, A::Error> {
+                let (mut soft, mut hard) = (None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    let value: LimitNumber = map.next_value()?;
+                    match key.as_str() {
+                        "soft" => soft = Some(value.0),
+                        "hard" => hard = Some(value.0),
+                        other => {
+                            return Err(de::Error::unknown_field(other, &["soft", "hard"]));
+                        }
+                    }
+                }
+                match (soft, hard) {
+                    (Some(soft), Some(hard)) if soft <= hard => Ok(Limit { soft, hard }),
+                    (Some(_), Some(_)) => Err(de::Error::custom("soft limit above hard limit")),
+                    (Some(soft), None) => Ok(Limit { soft, hard: soft }),
+                    (None, Some(hard)) => Ok(Limit { soft: hard, hard }),
+                    (None, None) => Err(de::Error::custom("expected soft and/or hard")),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One side of `{ soft, hard }`: a number or `unlimited`.
+struct LimitNumber(u64);
+
+impl<'de> Deserialize<'de> for LimitNumber {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = LimitNumber;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number or \"unlimited\"")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<LimitNumber, E> {
+                Ok(LimitNumber(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<LimitNumber, E> {
+                limit_value(v).map(LimitNumber)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

@@ -1,0 +1,464 @@
+//! `nonstop run`: the supervision loop.
+//!
+//! One thread, one loop. It waits in `epoll_wait` on a signalfd (SIGCHLD, SIGTERM, SIGINT,
+//! SIGHUP) and on the stdout/stderr pipes of the tasks, with a timeout computed from the
+//! earliest task deadline, or none: with nothing due, it makes no wake-ups at all. Decisions
+//! belong to each task's state machine (`nonstop_scheduler::task::Task`); this module does the
+//! I/O they ask for (spawn, signal, reap, copy output to log files) and logs every step.
+
+mod events;
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use nonstop_ipc::{HeartbeatTable, TableOptions};
+use nonstop_scheduler::schedule::Now;
+use nonstop_scheduler::spawn;
+use nonstop_scheduler::task::{AfterExit, Due, Exit, Phase, Task};
+use tracing::{debug, error, info, warn};
+
+use crate::logfile::TaskLog;
+use crate::pipeline::{self, Pipeline};
+use events::{Event, EventLoop};
+
+/// Runs the pipeline at `file` until SIGTERM/SIGINT and every task is stopped.
+pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
+    let pipeline = match pipeline::load(file) {
+        Ok(p) => p,
+        Err(errors) => {
+            let shown = file.display().to_string();
+            for e in &errors {
+                eprintln!("{}", e.display(&shown));
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    init_logging();
+    // Signals are blocked before anything else, so none is lost to a default action.
+    let events = EventLoop::new().context("cannot set up the event loop")?;
+    // Orphaned descendants (daemons that double-fork) become ours, so we reap them.
+    nix::sys::prctl::set_child_subreaper(true).context("cannot become a child subreaper")?;
+    let shown = file.display().to_string();
+    for w in &pipeline.warnings {
+        warn!("{}", w.display(&shown));
+    }
+    let table = match pipeline.heartbeat {
+        Some(h) => {
+            let options = TableOptions {
+                slots: h.slots,
+                ..TableOptions::default()
+            };
+            let table = HeartbeatTable::open_or_create(h.key, &options)
+                .with_context(|| format!("cannot create the heartbeat table {}", h.key))?;
+            info!(key = %h.key, slots = h.slots, "heartbeat table ready");
+            Some(table)
+        }
+        None => None,
+    };
+    let mut supervisor = Supervisor::new(pipeline, events)?;
+    info!(tasks = supervisor.tasks.len(), pipeline = %shown, "running");
+    supervisor.run()?;
+    if let Some(table) = table {
+        table
+            .remove()
+            .context("cannot remove the heartbeat table")?;
+    }
+    info!("all tasks stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(false)
+        .init();
+}
+
+struct Supervisor {
+    tasks: Vec<Task>,
+    logs: Vec<Option<TaskLog>>,
+    /// For each task, the tasks that come `after` it (stopped before it).
+    dependents: Vec<Vec<usize>>,
+    /// For each task, the tasks it comes `after`.
+    dependencies: Vec<Vec<usize>>,
+    by_pid: HashMap<Pid, usize>,
+    pipes: HashMap<RawFd, (usize, OwnedFd)>,
+    /// Running compressions: the task whose log they compress, and the file.
+    compressors: HashMap<Pid, (usize, PathBuf)>,
+    compress: bool,
+    events: EventLoop,
+    runner: Pid,
+    exe: PathBuf,
+    shutting_down: bool,
+}
+
+impl Supervisor {
+    fn new(pipeline: Pipeline, events: EventLoop) -> anyhow::Result<Supervisor> {
+        let names: HashMap<String, usize> = pipeline
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
+        let dependencies: Vec<Vec<usize>> = pipeline
+            .tasks
+            .iter()
+            .map(|t| {
+                t.after
+                    .iter()
+                    .filter_map(|d| names.get(d).copied())
+                    .collect()
+            })
+            .collect();
+        let mut dependents = vec![Vec::new(); pipeline.tasks.len()];
+        for (i, deps) in dependencies.iter().enumerate() {
+            for &d in deps {
+                dependents[d].push(i);
+            }
+        }
+        let mut logs = Vec::new();
+        for task in &pipeline.tasks {
+            let log = TaskLog::open(&pipeline.logs, &task.name).with_context(|| {
+                format!(
+                    "cannot open the log of task {} in {}",
+                    task.name,
+                    pipeline.logs.dir.display()
+                )
+            })?;
+            logs.push(Some(log));
+        }
+        Ok(Supervisor {
+            tasks: pipeline.tasks.into_iter().map(Task::new).collect(),
+            logs,
+            dependents,
+            dependencies,
+            by_pid: HashMap::new(),
+            pipes: HashMap::new(),
+            compressors: HashMap::new(),
+            compress: pipeline.logs.compress,
+            events,
+            runner: nix::unistd::getpid(),
+            // Resolved now: after an upgrade the running binary may be gone from its path.
+            exe: std::env::current_exe().context("cannot find the nonstop executable")?,
+            shutting_down: false,
+        })
+    }
+
+    fn run(&mut self) -> anyhow::Result<()> {
+        loop {
+            let now = Now::read();
+            self.handle_deadlines(now);
+            if self.shutting_down {
+                self.stop_ready(now);
+                if self.tasks.iter().all(|t| t.phase().is_final()) {
+                    return Ok(());
+                }
+            } else {
+                self.activate_ready(now);
+            }
+            let timeout = self
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            for event in self.events.wait(timeout)? {
+                match event {
+                    Event::Signal(signal) => self.on_signal(signal),
+                    Event::Readable(fd) => self.on_output(fd),
+                }
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.tasks.iter().filter_map(Task::deadline).min()
+    }
+
+    fn handle_deadlines(&mut self, now: Now) {
+        for i in 0..self.tasks.len() {
+            while self.tasks[i].deadline().is_some_and(|d| d <= now.mono) {
+                let Some(due) = self.tasks[i].on_deadline(now) else {
+                    break;
+                };
+                let name = self.tasks[i].spec.name.clone();
+                match due {
+                    Due::Start => self.start(i, now),
+                    Due::Timeout { pid, signal } => {
+                        warn!(task = %name, pid = pid.as_raw(), "run exceeded its timeout; sending {}", signal.as_str());
+                        signal_group(pid, signal);
+                    }
+                    Due::Kill { pid } => {
+                        warn!(task = %name, pid = pid.as_raw(), "still running after the stop grace; sending SIGKILL");
+                        signal_group(pid, Signal::SIGKILL);
+                    }
+                    Due::Skipped { pid } => {
+                        warn!(task = %name, pid = pid.as_raw(), "skipped a run: the previous run is still going");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts every waiting task whose dependencies are satisfied.
+    fn activate_ready(&mut self, now: Now) {
+        for i in 0..self.tasks.len() {
+            if self.tasks[i].phase() != Phase::Waiting {
+                continue;
+            }
+            let ready = self.dependencies[i]
+                .iter()
+                .all(|&d| self.tasks[d].satisfies_dependents());
+            if ready && self.tasks[i].activate(now) == Some(Due::Start) {
+                self.start(i, now);
+            }
+        }
+    }
+
+    /// During shutdown: stops every task whose dependents are all stopped. Repeats until
+    /// nothing changes, since a task stopped at once (idle, backing off) may free a task
+    /// before it in the list.
+    fn stop_ready(&mut self, now: Now) {
+        loop {
+            let mut changed = false;
+            for i in 0..self.tasks.len() {
+                let phase = self.tasks[i].phase();
+                if phase.is_final() || matches!(phase, Phase::Stopping { .. }) {
+                    continue;
+                }
+                let dependents_done = self.dependents[i]
+                    .iter()
+                    .all(|&d| self.tasks[d].phase().is_final());
+                if !dependents_done {
+                    continue;
+                }
+                changed = true;
+                if let Some((pid, signal)) = self.tasks[i].stop(now) {
+                    info!(task = %self.tasks[i].spec.name, pid = pid.as_raw(), "stopping with {}", signal.as_str());
+                    signal_group(pid, signal);
+                }
+            }
+            if !changed {
+                return;
+            }
+        }
+    }
+
+    fn start(&mut self, i: usize, now: Now) {
+        let task = &mut self.tasks[i];
+        match spawn::spawn(&task.spec.spawn, self.runner) {
+            Ok(child) => {
+                for fd in [child.stdout, child.stderr] {
+                    let raw = fd.as_raw_fd();
+                    if let Err(e) = self.events.watch(&fd) {
+                        error!(task = %task.spec.name, "cannot watch its output: {e}");
+                        continue;
+                    }
+                    self.pipes.insert(raw, (i, fd));
+                }
+                self.by_pid.insert(child.pid, i);
+                task.on_started(child.pid, now);
+                info!(task = %task.spec.name, pid = child.pid.as_raw(), "started");
+            }
+            Err(e) => {
+                error!(task = %task.spec.name, "cannot start {}: {e}", task.spec.spawn.program.display());
+                let after = task.on_exit(Exit::SpawnFailed, now);
+                self.log_after_exit(i, Exit::SpawnFailed, None, after);
+            }
+        }
+    }
+
+    fn on_signal(&mut self, signal: Signal) {
+        match signal {
+            Signal::SIGCHLD => self.reap(),
+            Signal::SIGTERM | Signal::SIGINT => {
+                if !self.shutting_down {
+                    info!("{} received: stopping every task", signal.as_str());
+                    self.shutting_down = true;
+                }
+            }
+            Signal::SIGHUP => {
+                warn!("SIGHUP received: reloading is not supported by this build yet; ignored");
+            }
+            other => debug!("ignored {}", other.as_str()),
+        }
+    }
+
+    /// Reaps every exited child: SIGCHLD coalesces, so loop until none is left.
+    fn reap(&mut self) {
+        loop {
+            let status = match nix::sys::wait::waitpid(
+                Pid::from_raw(-1),
+                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+            ) {
+                Ok(status) => status,
+                Err(Errno::ECHILD) => return,
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    error!("waitpid failed: {e}");
+                    return;
+                }
+            };
+            if status == nix::sys::wait::WaitStatus::StillAlive {
+                return;
+            }
+            let Some((pid, exit)) = Exit::from_wait(status) else {
+                continue;
+            };
+            self.on_reaped(pid, exit);
+        }
+    }
+
+    fn on_reaped(&mut self, pid: Pid, exit: Exit) {
+        if let Some(i) = self.by_pid.remove(&pid) {
+            // Whatever is left of its process group goes with it.
+            let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
+            let now = Now::read();
+            let ran = match self.tasks[i].phase() {
+                Phase::Running { since, .. } | Phase::Stopping { since, .. } => {
+                    Some(now.mono.saturating_duration_since(since))
+                }
+                _ => None,
+            };
+            let after = self.tasks[i].on_exit(exit, now);
+            self.log_after_exit(i, exit, ran.map(|r| (pid, r)), after);
+        } else if let Some((task, file)) = self.compressors.remove(&pid) {
+            if !exit.success() {
+                warn!("compressing {} failed ({exit})", file.display());
+            }
+            if let Some(log) = &self.logs[task]
+                && let Err(e) = log.prune()
+            {
+                warn!(
+                    "cannot prune old logs of {}: {e}",
+                    self.tasks[task].spec.name
+                );
+            }
+        } else {
+            debug!(pid = pid.as_raw(), "reaped an adopted process ({exit})");
+        }
+    }
+
+    fn log_after_exit(&self, i: usize, exit: Exit, ran: Option<(Pid, Duration)>, after: AfterExit) {
+        let name = &self.tasks[i].spec.name;
+        let pid = ran.map_or(0, |(p, _)| p.as_raw());
+        let ran = ran.map_or(String::new(), |(_, r)| format!(" after {}", human(r)));
+        match after {
+            AfterExit::Restart { delay } => {
+                warn!(task = %name, pid, "exited with {exit}{ran}; restarting in {}", human(delay));
+            }
+            AfterExit::Done => {
+                info!(task = %name, pid, "exited with {exit}{ran}; not restarted (restart policy)");
+            }
+            AfterExit::CrashLoop { limit } => error!(
+                task = %name, pid,
+                "exited with {exit}{ran}: more than {} exits within {}; failed, not restarted until started again",
+                limit.max, human(limit.within)
+            ),
+            AfterExit::NextRun { next } => {
+                let wait = human(next.saturating_duration_since(Instant::now()));
+                if exit.success() {
+                    info!(task = %name, pid, "run finished with {exit}{ran}; next run in {wait}");
+                } else {
+                    warn!(task = %name, pid, "run failed with {exit}{ran}; next run in {wait}");
+                }
+            }
+            AfterExit::NoMoreRuns => {
+                info!(task = %name, pid, "run finished with {exit}{ran}; its schedule has no further runs");
+            }
+            AfterExit::Stopped => info!(task = %name, pid, "stopped ({exit})"),
+        }
+    }
+
+    /// Copies what a task wrote to its log; closes the pipe at end of file.
+    fn on_output(&mut self, fd: RawFd) {
+        let Some((i, pipe)) = self.pipes.remove(&fd) else {
+            return;
+        };
+        let mut buf = [0u8; 1 << 16];
+        loop {
+            match nix::unistd::read(&pipe, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => self.write_log(i, &buf[..n]),
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => {
+                    self.pipes.insert(fd, (i, pipe));
+                    return;
+                }
+                Err(e) => {
+                    warn!(task = %self.tasks[i].spec.name, "reading its output failed: {e}");
+                    break;
+                }
+            }
+        }
+        // End of file (or a broken pipe): stop watching it; dropping it closes it.
+        let _ = self.events.unwatch(&pipe);
+    }
+
+    fn write_log(&mut self, i: usize, data: &[u8]) {
+        let Some(log) = self.logs[i].as_mut() else {
+            return;
+        };
+        match log.write(data) {
+            Ok(rotated) => {
+                for file in rotated {
+                    debug!(task = %self.tasks[i].spec.name, "rotated its log to {}", file.display());
+                    if self.compress {
+                        self.spawn_compressor(i, file);
+                    }
+                }
+            }
+            Err(e) => {
+                // Keep supervising; the output is lost until the disk is fixed.
+                error!(task = %self.tasks[i].spec.name, "cannot write {}: {e}", log.path().display());
+            }
+        }
+    }
+
+    fn spawn_compressor(&mut self, task: usize, file: PathBuf) {
+        let spec = spawn::SpawnSpec {
+            program: self.exe.clone(),
+            args: vec!["compress-log".into(), file.clone().into_os_string()],
+            ..Default::default()
+        };
+        match spawn::spawn(&spec, self.runner) {
+            // Its output is not read: it writes nothing unless it fails, and a failure is
+            // reported through its exit status.
+            Ok(child) => {
+                self.compressors.insert(child.pid, (task, file));
+            }
+            Err(e) => warn!("cannot start compressing {}: {e}", file.display()),
+        }
+    }
+}
+
+/// Sends `signal` to the process group `pid`, then SIGCONT so that a stopped process sees it.
+fn signal_group(pid: Pid, signal: Signal) {
+    let group = Pid::from_raw(-pid.as_raw());
+    if let Err(e) = kill(group, signal)
+        && e != Errno::ESRCH
+    {
+        warn!(pid = pid.as_raw(), "cannot send {}: {e}", signal.as_str());
+    }
+    if signal != Signal::SIGKILL {
+        let _ = kill(group, Signal::SIGCONT);
+    }
+}
+
+/// `1.5s`, `250ms`, `2m3s`.
+fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        let s = d.as_secs();
+        format!("{}m{}s", s / 60, s % 60)
+    }
+}

@@ -1,0 +1,105 @@
+//! `nonstop check`: one line per task for a good pipeline; for every file in
+//! `tests/fixtures/bad/`, exactly the errors its `# error:` lines expect, with file:line:column.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::harness::{PipelineDir, nonstop};
+
+#[test]
+fn a_good_pipeline_gets_one_line_per_task_and_exit_0() {
+    let p = PipelineDir::new(
+        "\
+heartbeat: { key: 0x7e4e5300, slots: 64 }
+logs: { max_size: 1M, keep: 3, compress: true }
+tasks:
+  server:
+    command: [/bin/sleep, \"1000\"]
+    backoff: { initial: 0ms, max: 5s }
+  compress:
+    every: 5m
+    timeout: 1m
+    command: [/bin/true]
+    after: [server]
+  purge:
+    cron: \"0 3 * * *\"
+    timezone: UTC
+    command: [\"true\"]
+    env: { PATH: /usr/bin }
+",
+    );
+    let out = Command::new(nonstop())
+        .arg("check")
+        .arg(p.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "server    resident, restart always, backoff 0ms..5s: /bin/sleep 1000",
+            "compress  periodic, every 5m, timeout 1m, after server: /bin/true",
+            "purge     periodic, cron \"0 3 * * *\" (UTC): /usr/bin/true",
+        ]
+    );
+}
+
+#[test]
+fn every_bad_pipeline_gets_its_exact_errors() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/bad");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expected: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# error: "))
+            .collect();
+        assert!(!expected.is_empty(), "{name} has no `# error:` line");
+        let out = Command::new(nonstop())
+            .arg("check")
+            .arg(&name)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{name}: exit status");
+        assert!(out.stdout.is_empty(), "{name}: printed a task summary");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let mut got: Vec<&str> = stderr.lines().collect();
+        let summary = got.pop().unwrap_or_default();
+        let count = expected.len();
+        let plural = if count == 1 { "" } else { "s" };
+        assert_eq!(summary, format!("{name}: {count} error{plural}"));
+        assert_eq!(got, expected, "{name}");
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} fixtures");
+}
+
+#[test]
+fn run_refuses_a_bad_pipeline_with_the_same_errors() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/bad");
+    let out = Command::new(nonstop())
+        .args(["run", "unknown_variant.yaml"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(
+            "unknown_variant.yaml:6:14: tasks.server.restart: unknown variant \"allways\""
+        ),
+        "{stderr}"
+    );
+}

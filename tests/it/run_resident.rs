@@ -1,0 +1,255 @@
+//! `nonstop run`, resident tasks: restarts, backoff, crash loops, restart policies, the
+//! environment a task starts in, and `after`.
+
+use std::time::Duration;
+
+use crate::harness::{PipelineDir, Runner, pid_of, wait_until};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// Start times (ns since the epoch) a task appended to `file`, one per line.
+fn stamps(p: &PipelineDir, file: &str) -> Vec<u128> {
+    std::fs::read_to_string(p.file(file))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+#[test]
+fn a_crashing_task_is_restarted_with_growing_then_capped_delays() {
+    let p = PipelineDir::new(
+        "\
+tasks:
+  crasher:
+    command: [sh, -c, \"date +%s%N >> starts; exit 7\"]
+    backoff: { initial: 200ms, max: 400ms, stable: 10s }
+    crash_loop: { max: 100, within: 1m }
+",
+    );
+    let mut runner = Runner::start(&p);
+    let mut delays = Vec::new();
+    let mut pids = Vec::new();
+    for _ in 0..5 {
+        let line = runner.wait_for(
+            &["crasher", "exited with status 7", "restarting in"],
+            10 * SECOND,
+        );
+        delays.push(
+            line.split("restarting in ")
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_owned(),
+        );
+        pids.push(pid_of(&line));
+    }
+    assert_eq!(delays, ["200ms", "400ms", "400ms", "400ms", "400ms"]);
+    pids.dedup();
+    assert_eq!(pids.len(), 5, "each run is a new process");
+    // Never restarted before its delay was over.
+    let starts = stamps(&p, "starts");
+    assert!(starts.len() >= 5, "{starts:?}");
+    for (i, pair) in starts.windows(2).take(4).enumerate() {
+        let gap_ms = (pair[1] - pair[0]) / 1_000_000;
+        let delay: u128 = delays[i].trim_end_matches("ms").parse().unwrap();
+        assert!(
+            gap_ms >= delay,
+            "restart {i} came after {gap_ms} ms, delay {delay} ms"
+        );
+    }
+    assert!(runner.terminate(10 * SECOND).success());
+}
+
+#[test]
+fn a_crash_loop_fails_the_task_and_it_is_not_restarted() {
+    let p = PipelineDir::new(
+        "\
+tasks:
+  looping:
+    command: [sh, -c, \"date +%s%N >> starts; exit 1\"]
+    backoff: { initial: 0ms }
+    crash_loop: { max: 3, within: 1m }
+  steady:
+    command: [sleep, \"1000\"]
+",
+    );
+    let mut runner = Runner::start(&p);
+    let line = runner.wait_for(&["looping", "failed, not restarted"], 10 * SECOND);
+    assert!(line.contains("more than 3 exits within 1m0s"), "{line}");
+    assert_eq!(stamps(&p, "starts").len(), 4);
+    assert!(
+        !wait_until(SECOND / 2, || stamps(&p, "starts").len() > 4),
+        "restarted after failing"
+    );
+    // The other task is unaffected, and shutdown still works.
+    assert!(
+        runner
+            .drain()
+            .iter()
+            .any(|l| l.contains("started") && l.contains("steady"))
+    );
+    assert!(runner.terminate(10 * SECOND).success());
+}
+
+#[test]
+fn restart_policies_never_and_on_failure_leave_finished_tasks_alone() {
+    let p = PipelineDir::new(
+        "\
+tasks:
+  once:
+    command: [sh, -c, \"echo ran >> once.txt; exit 3\"]
+    restart: never
+  clean:
+    command: [sh, -c, \"echo ran >> clean.txt; exit 0\"]
+    restart: on-failure
+  dirty:
+    command: [sh, -c, \"echo ran >> dirty.txt; exit 2\"]
+    restart: on-failure
+    backoff: { initial: 0ms }
+    crash_loop: { max: 2, within: 1m }
+",
+    );
+    let mut runner = Runner::start(&p);
+    runner.wait_for(
+        &["once", "exited with status 3", "not restarted"],
+        10 * SECOND,
+    );
+    runner.wait_for(
+        &["clean", "exited with status 0", "not restarted"],
+        10 * SECOND,
+    );
+    runner.wait_for(&["dirty", "failed"], 10 * SECOND);
+    let runs = |f: &str| {
+        std::fs::read_to_string(p.file(f))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    assert_eq!(
+        (runs("once.txt"), runs("clean.txt"), runs("dirty.txt")),
+        (1, 1, 3)
+    );
+    // With nothing left running, SIGTERM ends the runner at once.
+    assert!(runner.terminate(10 * SECOND).success());
+}
+
+#[test]
+fn a_task_starts_in_its_own_group_with_its_env_cwd_umask_limits_and_no_runner_fds() {
+    let p = PipelineDir::new(
+        "\
+tasks:
+  probe:
+    command:
+      - sh
+      - -c
+      - |
+        echo umask=$(umask)
+        echo cwd=$(pwd)
+        echo nofile=$(ulimit -n)
+        echo greeting=$GREETING port=$PORT task=$NONSTOP_TASK
+        grep -E '^(SigBlk|SigIgn)' /proc/$$/status
+        echo fds=$(ls /proc/$$/fd | sort -n | tr '\\n' ' ')
+        echo pgid=$(ps -o pgid= -p $$ | tr -d ' ') pid=$$
+    restart: never
+    umask: \"027\"
+    cwd: work
+    env: { GREETING: hello, PORT: 5005 }
+    limits: { nofile: 123 }
+  bare:
+    command: [env]
+    clear_env: true
+    env: { ONLY: this }
+    restart: never
+",
+    );
+    std::fs::create_dir(p.file("work")).unwrap();
+    let mut runner = Runner::start(&p);
+    runner.wait_for(&["probe", "not restarted"], 10 * SECOND);
+    runner.wait_for(&["bare", "not restarted"], 10 * SECOND);
+    assert!(wait_until(5 * SECOND, || p.log("probe").contains("pgid=")));
+    let log = p.log("probe");
+    let work = p.file("work");
+    for expected in [
+        "umask=0027".to_owned(),
+        format!("cwd={}", work.display()),
+        "nofile=123".to_owned(),
+        "greeting=hello port=5005 task=probe".to_owned(),
+        "SigBlk:\t0000000000000000".to_owned(),
+        "SigIgn:\t0000000000000000".to_owned(),
+        "fds=0 1 2 ".to_owned(),
+    ] {
+        assert!(log.contains(&expected), "{expected:?} not in:\n{log}");
+    }
+    let ids = log.lines().find(|l| l.starts_with("pgid=")).unwrap();
+    let (pgid, pid) = ids.split_once(' ').unwrap();
+    assert_eq!(
+        pgid.trim_start_matches("pgid="),
+        pid.trim_start_matches("pid="),
+        "{ids}"
+    );
+    assert!(wait_until(5 * SECOND, || p
+        .log("bare")
+        .contains("ONLY=this")));
+    let mut env: Vec<String> = p.log("bare").lines().map(str::to_owned).collect();
+    env.sort();
+    assert_eq!(env, ["NONSTOP_TASK=bare", "ONLY=this"]);
+    assert!(runner.terminate(10 * SECOND).success());
+}
+
+#[test]
+fn a_task_runs_as_its_user() {
+    let p = PipelineDir::new(
+        "\
+tasks:
+  who:
+    command: [id]
+    user: nobody
+    restart: never
+",
+    );
+    let mut runner = Runner::start(&p);
+    if nix::unistd::getuid().is_root() {
+        runner.wait_for(&["who", "not restarted"], 10 * SECOND);
+        assert!(wait_until(5 * SECOND, || p.log("who").contains("uid=")));
+        let log = p.log("who");
+        assert!(log.starts_with("uid=65534(nobody)"), "{log}");
+        assert!(!log.contains("groups=0(root)"), "kept root's groups: {log}");
+    } else {
+        // Switching users needs root: the start fails, visibly.
+        runner.wait_for(&["who", "cannot start"], 10 * SECOND);
+    }
+    assert!(runner.terminate(10 * SECOND).success());
+}
+
+#[test]
+fn dependents_start_after_their_dependencies_and_stop_before_them() {
+    let p = PipelineDir::new(
+        "\
+tasks:
+  app:
+    command: [sleep, \"1000\"]
+    after: [db, migrate]
+  db:
+    command: [sleep, \"1000\"]
+  migrate:
+    every: 1h
+    command: [sh, -c, \"sleep 0.2\"]
+    after: [db]
+",
+    );
+    let mut runner = Runner::start(&p);
+    runner.wait_for(&["started", "app"], 10 * SECOND);
+    assert!(runner.terminate(10 * SECOND).success());
+    let log = runner.seen.clone();
+    let at = |words: &[&str]| {
+        log.iter()
+            .position(|l| words.iter().all(|w| l.contains(w)))
+            .unwrap_or_else(|| panic!("no line with {words:?} in:\n{}", log.join("\n")))
+    };
+    assert!(at(&["started", "task=db"]) < at(&["started", "task=migrate"]));
+    assert!(at(&["run finished", "task=migrate"]) < at(&["started", "task=app"]));
+    assert!(at(&["stopped", "task=app"]) < at(&["stopping", "task=db"]));
+}
