@@ -172,3 +172,52 @@ tasks:
         assert!(runner.terminate(10 * SECOND).success());
     }
 }
+
+/// Voluntary context switches of every thread of `pid`: each is a wake-up.
+fn voluntary_switches(pid: i32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .map(|t| {
+            std::fs::read_to_string(t.path().join("status"))
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+#[test]
+fn an_idle_runner_makes_no_wake_ups_at_all() {
+    let p = PipelineDir::new(
+        "\
+tasks:
+  server:
+    command: [sleep, \"1000\"]
+  hourly:
+    every: 1h
+    command: [\"true\"]
+",
+    );
+    let mut runner = Runner::start(&p);
+    runner.wait_for(&["started", "server"], 10 * SECOND);
+    runner.wait_for(&["hourly", "run finished"], 10 * SECOND);
+    // Let the last exit's output and SIGCHLD be handled.
+    std::thread::sleep(Duration::from_millis(200));
+    let threads = std::fs::read_dir(format!("/proc/{}/task", runner.pid()))
+        .unwrap()
+        .count();
+    assert_eq!(threads, 1, "the runner is single-threaded");
+    let before = voluntary_switches(runner.pid());
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = voluntary_switches(runner.pid());
+    assert_eq!(
+        after,
+        before,
+        "the runner woke up {} times while idle",
+        after - before
+    );
+    assert!(runner.terminate(10 * SECOND).success());
+}

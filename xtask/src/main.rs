@@ -5,9 +5,12 @@
 //!   whole test suite, then a check that the suite left no System V objects behind.
 //! - `cargo xtask bench`: the benchmarks, each printing ratios against a baseline measured in
 //!   the same run.
+//! - `cargo xtask demo`: builds the runner and the example server and runs
+//!   `examples/demo.yaml` until Ctrl-C.
 
 mod bench;
 mod ci;
+mod demo;
 mod ipc_leftovers;
 #[cfg(test)]
 mod tidy;
@@ -17,16 +20,18 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: cargo xtask <ci|bench>
+const USAGE: &str = "usage: cargo xtask <ci|bench|demo>
 
   ci      cargo fmt --check, clippy -D warnings, the whole test suite, IPC leftover check
-  bench   run the benchmarks and print their ratios (record them in BENCHMARKS.md)";
+  bench   run the benchmarks and print their ratios (record them in BENCHMARKS.md)
+  demo    build the runner and run examples/demo.yaml until Ctrl-C";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::run(),
         Some("bench") => bench::run(),
+        Some("demo") => demo::run(),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
