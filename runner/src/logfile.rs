@@ -82,7 +82,7 @@ impl TaskLog {
     }
 
     fn rotate(&mut self) -> io::Result<PathBuf> {
-        let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
+        let stamp = jiff::Zoned::now().strftime("%Y%m%d-%H%M%S").to_string();
         let mut n = match &self.last {
             Some((last, n)) if *last == stamp => n + 1,
             _ => 0,

@@ -1,11 +1,15 @@
 //! When periodic tasks run: `every` a period on the monotonic clock, or on a `cron` expression
 //! on the wall clock of a time zone.
+//!
+//! Time zones come from the system's database (`/usr/share/zoneinfo`, the `tzdata` package),
+//! read when a pipeline is loaded: nothing is compiled in, so the runner stays small and follows
+//! the system's updates.
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
 
 /// A periodic task's schedule.
 #[derive(Clone)]
@@ -24,6 +28,31 @@ pub struct CronSchedule {
     zone: Zone,
 }
 
+/// The time zone of a cron schedule.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Zone {
+    /// The system's local time zone (`TZ` or `/etc/localtime`).
+    Local,
+    /// A named IANA zone.
+    Named(String, TimeZone),
+}
+
+impl Zone {
+    /// The IANA zone `name` from the system's database.
+    pub fn named(name: &str) -> Result<Zone, String> {
+        TimeZone::get(name)
+            .map(|tz| Zone::Named(name.to_owned(), tz))
+            .map_err(|e| e.to_string())
+    }
+
+    fn time_zone(&self) -> TimeZone {
+        match self {
+            Zone::Local => TimeZone::system(),
+            Zone::Named(_, tz) => tz.clone(),
+        }
+    }
+}
+
 impl fmt::Debug for CronSchedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CronSchedule")
@@ -31,15 +60,6 @@ impl fmt::Debug for CronSchedule {
             .field("zone", &self.zone)
             .finish()
     }
-}
-
-/// The time zone of a cron schedule.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Zone {
-    /// The system's local time zone (`TZ` or `/etc/localtime`).
-    Local,
-    /// A named IANA zone.
-    Named(Tz),
 }
 
 impl CronSchedule {
@@ -54,19 +74,12 @@ impl CronSchedule {
     }
 
     /// The first matching wall-clock time strictly after `after`.
-    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        match self.zone {
-            Zone::Local => self
-                .cron
-                .find_next_occurrence(&after.with_timezone(&chrono::Local), false)
-                .ok()
-                .map(|t| t.with_timezone(&Utc)),
-            Zone::Named(tz) => self
-                .cron
-                .find_next_occurrence(&after.with_timezone(&tz), false)
-                .ok()
-                .map(|t| t.with_timezone(&Utc)),
-        }
+    pub fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
+        let zoned = after.to_zoned(self.zone.time_zone());
+        self.cron
+            .find_next_occurrence(&zoned, false)
+            .ok()
+            .map(|z| z.timestamp())
     }
 }
 
@@ -80,9 +93,9 @@ impl fmt::Display for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Schedule::Every(period) => write!(f, "every {}", nonstop_core::Duration(*period)),
-            Schedule::Cron(c) => match c.zone {
+            Schedule::Cron(c) => match &c.zone {
                 Zone::Local => write!(f, "cron \"{}\"", c.text),
-                Zone::Named(tz) => write!(f, "cron \"{}\" ({tz})", c.text),
+                Zone::Named(name, _) => write!(f, "cron \"{}\" ({name})", c.text),
             },
         }
     }
@@ -94,7 +107,7 @@ pub struct Now {
     /// The monotonic clock: every deadline.
     pub mono: Instant,
     /// The wall clock: cron only.
-    pub wall: DateTime<Utc>,
+    pub wall: Timestamp,
 }
 
 impl Now {
@@ -102,7 +115,7 @@ impl Now {
     pub fn read() -> Now {
         Now {
             mono: Instant::now(),
-            wall: Utc::now(),
+            wall: Timestamp::now(),
         }
     }
 }
@@ -147,8 +160,8 @@ impl Schedule {
 }
 
 /// The monotonic instant at which the wall clock is expected to show `at`.
-fn wall_to_mono(at: DateTime<Utc>, now: Now) -> Instant {
-    match (at - now.wall).to_std() {
+fn wall_to_mono(at: Timestamp, now: Now) -> Instant {
+    match Duration::try_from(at.duration_since(now.wall)) {
         Ok(ahead) => now.mono + ahead,
         Err(_) => now.mono,
     }
@@ -193,24 +206,25 @@ mod tests {
 
     #[test]
     fn cron_maps_the_next_wall_match_onto_the_monotonic_clock() {
-        let utc = Zone::Named(chrono_tz::UTC);
-        let daily = CronSchedule::parse("0 3 * * *", utc).unwrap();
+        let utc = Zone::named("UTC").unwrap();
+        let daily = CronSchedule::parse("0 3 * * *", utc.clone()).unwrap();
         let t0 = Instant::now();
         let now = now_at(t0, "2026-01-01T02:59:00Z");
         let s = Schedule::Cron(Box::new(daily));
         assert_eq!(s.first(now), Some(t0 + Duration::from_secs(60)));
         // With seconds.
-        let secs = Schedule::Cron(Box::new(
-            CronSchedule::parse("*/15 * * * * *", utc).unwrap(),
-        ));
+        let secs = CronSchedule::parse("*/15 * * * * *", utc.clone()).unwrap();
+        let secs = Schedule::Cron(Box::new(secs));
         let now = now_at(t0, "2026-01-01T00:00:01Z");
         assert_eq!(secs.first(now), Some(t0 + Duration::from_secs(14)));
         // In another zone: 03:00 in Berlin (UTC+1 in January) is 02:00 UTC.
-        let berlin = Zone::Named("Europe/Berlin".parse().unwrap());
+        let berlin = Zone::named("Europe/Berlin").unwrap();
         let s = Schedule::Cron(Box::new(CronSchedule::parse("0 3 * * *", berlin).unwrap()));
         let now = now_at(t0, "2026-01-01T01:00:00Z");
         assert_eq!(s.first(now), Some(t0 + Duration::from_secs(3600)));
-        assert!(CronSchedule::parse("61 * * * *", utc).is_err());
+        assert_eq!(s.to_string(), "cron \"0 3 * * *\" (Europe/Berlin)");
+        assert!(CronSchedule::parse("61 * * * *", utc.clone()).is_err());
         assert!(CronSchedule::parse("not cron", utc).is_err());
+        assert!(Zone::named("Mars/Olympus_Mons").is_err());
     }
 }

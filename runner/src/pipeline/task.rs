@@ -315,14 +315,14 @@ fn schedule(ctx: &mut Ctx, path: &str, t: &raw::Task) -> Option<Kind> {
         (None, None, Some(expr)) => {
             let zone = match &t.timezone {
                 None => Zone::Local,
-                Some(name) => match name.parse() {
-                    Ok(tz) => Zone::Named(tz),
+                Some(name) => match Zone::named(name) {
+                    Ok(zone) => zone,
                     Err(_) => {
                         ctx.error(
                             &field("timezone"),
                             format!(
                                 "unknown time zone \"{name}\": use an IANA name such as \
-                                 Europe/Berlin or UTC"
+                                 Europe/Berlin or UTC (from the system's tzdata)"
                             ),
                         );
                         Zone::Local

@@ -2,7 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
@@ -14,20 +13,20 @@ const MS: Duration = Duration::from_millis(1);
 
 struct Clock {
     t0: Instant,
-    wall: chrono::DateTime<Utc>,
+    wall: jiff::Timestamp,
 }
 
 impl Clock {
     fn new() -> Clock {
         Clock {
             t0: Instant::now(),
-            wall: Utc::now(),
+            wall: jiff::Timestamp::now(),
         }
     }
     fn at(&self, ms: u64) -> Now {
         Now {
             mono: self.t0 + Duration::from_millis(ms),
-            wall: self.wall + chrono::Duration::milliseconds(ms as i64),
+            wall: self.wall + jiff::SignedDuration::from_millis(ms as i64),
         }
     }
 }
