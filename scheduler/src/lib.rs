@@ -12,7 +12,7 @@
 
 pub mod policy;
 pub mod schedule;
-// Forking a child needs a `pre_exec` hook, which is `unsafe`: allowed in this module only.
+// Starting a child is a clone and raw system calls up to execve: `unsafe`, allowed here only.
 #[allow(unsafe_code)]
 pub mod spawn;
 pub mod task;

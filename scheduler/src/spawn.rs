@@ -1,20 +1,24 @@
 //! Starting a task's process: its own process group, its environment, directory, credentials,
 //! umask and limits, stdout/stderr to pipes, and death with the runner.
 //!
-//! This is the one module outside `ipc` with `unsafe` code: the `pre_exec` hook, which runs in
-//! the child between `fork` and `execve`.
+//! This is the one module outside `ipc` with `unsafe` code: the child's side of a
+//! `clone(CLONE_VM | CLONE_VFORK)`, which runs between the clone and `execve` on the runner's
+//! memory.
 
-use std::ffi::OsString;
+use std::ffi::{CString, OsString};
 use std::io;
-use std::os::fd::OwnedFd;
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::raw::c_char;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
 
-use nix::sys::resource::{Resource, setrlimit};
+use nix::fcntl::OFlag;
+use nix::sys::resource::Resource;
 use nix::sys::signal::{SigSet, Signal};
-use nix::sys::stat::{Mode, umask};
-use nix::unistd::{Gid, Pid, Uid, getppid, setgid, setgroups, setuid};
+use nix::sys::stat::Mode;
+use nix::unistd::Pid;
 
 /// What to start and how.
 #[derive(Debug, Clone, Default)]
@@ -74,103 +78,414 @@ pub struct Spawned {
 /// and must call this from its long-lived main thread (the parent-death signal is tied to the
 /// thread that forks).
 ///
-/// In the child, before `execve`: a new process group (`setpgid(0, 0)`), stdin from
-/// `/dev/null`, default SIGPIPE (done by `std`), an empty signal mask, then supplementary
-/// groups, gid, uid, umask, limits, and `PR_SET_PDEATHSIG(SIGKILL)` set last (credential changes
-/// clear it), followed by a check that the runner did not die before that. Every descriptor of
-/// the runner is close-on-exec, so the child inherits only its three standard streams.
+/// Like `posix_spawn`, it uses `clone(CLONE_VM | CLONE_VFORK)`: the child borrows the runner's
+/// memory until it calls `execve`, so nothing is copied (a full `fork` of the runner cost about
+/// a third of a restart, see BENCHMARKS.md). Everything the child needs (paths, argv, envp,
+/// ids) is prepared here first. In the child, before `execve`: every signal at its default
+/// disposition, stdin from `/dev/null` and stdout/stderr to pipes, a new process group, the
+/// working directory, supplementary groups, gid, uid, umask, limits, `PR_SET_PDEATHSIG(SIGKILL)`
+/// set last (credential changes clear it) with a check that the runner did not die before
+/// that, every other descriptor close-on-exec, and an empty signal mask.
 pub fn spawn(spec: &SpawnSpec, runner: Pid) -> io::Result<Spawned> {
-    let mut cmd = Command::new(&spec.program);
-    cmd.args(&spec.args);
-    if spec.clear_env {
-        cmd.env_clear();
-    }
-    cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
-    if let Some(cwd) = &spec.cwd {
-        cmd.current_dir(cwd);
-    }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-
-    // Everything the child needs is computed here, before the fork: the hook allocates nothing.
-    let credentials = spec.credentials.as_ref().map(|c| {
-        let groups: Option<Vec<Gid>> = c
-            .groups
-            .as_ref()
-            .map(|g| g.iter().copied().map(Gid::from_raw).collect());
-        (c.uid.map(Uid::from_raw), c.gid.map(Gid::from_raw), groups)
-    });
-    let mask = spec.umask.map(|m| Mode::from_bits_truncate(m as _));
-    let limits = spec.limits.clone();
-    let child_setup = move || -> io::Result<()> {
-        // The runner blocks the signals it reads through its signalfd, and a blocked mask
-        // survives execve: a task would never see SIGTERM. Start it with an empty mask
-        // (std's Command does not reset it).
-        SigSet::empty().thread_set_mask()?;
-        // Ignored dispositions survive execve too, whoever set them (the runner's own parent,
-        // say): every signal starts at its default.
-        default_dispositions();
-        // Descriptors the runner inherited without close-on-exec (a parent's pipes) must not
-        // reach the task. Marking, not closing, keeps std's exec-error pipe working.
-        close_inherited_on_exec();
-        if let Some((uid, gid, groups)) = &credentials {
-            // Groups first, then gid, then uid: after setuid we could no longer change them.
-            if let Some(groups) = groups {
-                setgroups(groups)?;
-            }
-            if let Some(gid) = gid {
-                setgid(*gid)?;
-            }
-            if let Some(uid) = uid {
-                setuid(*uid)?;
-            }
-        }
-        if let Some(mask) = mask {
-            umask(mask);
-        }
-        for limit in &limits {
-            setrlimit(limit.resource, limit.soft, limit.hard)?;
-        }
-        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-        // If the runner died before the line above, no signal will ever come: go now.
-        if getppid() != runner {
-            return Err(io::Error::from_raw_os_error(nix::libc::ESRCH));
-        }
-        Ok(())
+    let prepared = Prepared::new(spec)?;
+    let (stdout, stdout_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let (stderr, stderr_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let args = ChildArgs {
+        prepared: &prepared,
+        stdin: devnull()?,
+        stdout: stdout_w.as_raw_fd(),
+        stderr: stderr_w.as_raw_fd(),
+        runner: runner.as_raw(),
+        reset_signals: non_default_signals(),
+        error: AtomicI32::new(0),
+        stage: AtomicI32::new(0),
     };
-    // SAFETY: the hook runs in the forked child before execve, where only async-signal-safe
-    // calls are allowed. It makes only raw system calls, directly or through nix's thin
-    // wrappers (pthread_sigmask, rt_sigaction, close_range, setgroups, setgid, setuid, umask,
-    // setrlimit, prctl, getppid) on values computed before the fork; it allocates nothing, takes no lock, and touches no state shared with other
-    // threads. Its error (io::Error from a raw errno) needs no allocation either.
-    unsafe {
-        cmd.pre_exec(child_setup);
+    thread_local! {
+        // One child stack per spawning thread, reused: the child is done with it (it has
+        // called execve or _exit) before clone returns here.
+        static STACK: std::cell::OnceCell<ChildStack> = const { std::cell::OnceCell::new() };
     }
-    let mut child = cmd.spawn()?;
-    let pid = Pid::from_raw(child.id() as i32);
-    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        // Both were requested as pipes above, so std always provides them.
-        return Err(io::Error::other("std did not provide the child's pipes"));
+    let stack_top = STACK.with(|cell| match cell.get() {
+        Some(stack) => Ok(stack.top()),
+        None => ChildStack::new().map(|stack| cell.get_or_init(|| stack).top()),
+    })?;
+    // No signal handler may run in the child while it shares our memory: block everything
+    // around the clone (the child resets dispositions, then unblocks just before execve).
+    let mut saved = SigSet::empty();
+    nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut saved),
+    )?;
+    // SAFETY: `child_main` only makes async-signal-safe system calls on `args`, which lives
+    // on this frame; CLONE_VFORK suspends this thread until the child has called execve or
+    // _exit, so `args` and `prepared` outlive every use the child makes of them. The stack
+    // pointer is the 16-byte-aligned top of this thread's child stack (a mapping with a guard
+    // page below it, never freed), which no other child uses meanwhile: this thread is
+    // suspended until the child is done with it.
+    let pid = unsafe {
+        nix::libc::clone(
+            child_main,
+            stack_top,
+            nix::libc::CLONE_VM | nix::libc::CLONE_VFORK | nix::libc::SIGCHLD,
+            (&args as *const ChildArgs<'_>).cast_mut().cast(),
+        )
     };
+    let clone_error = io::Error::last_os_error();
+    nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&saved),
+        None,
+    )?;
+    if pid < 0 {
+        return Err(clone_error);
+    }
+    let errno = args.error.load(Ordering::Acquire);
+    if errno != 0 {
+        // It exited without executing the program: reap it here, it is not a task.
+        let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
+        let stage = STAGES
+            .get(args.stage.load(Ordering::Acquire) as usize)
+            .copied()
+            .unwrap_or("starting it");
+        let err = io::Error::from_raw_os_error(errno);
+        return Err(io::Error::new(err.kind(), format!("{stage}: {err}")));
+    }
     Ok(Spawned {
-        pid,
-        stdout: stdout.into(),
-        stderr: stderr.into(),
+        pid: Pid::from_raw(pid),
+        stdout,
+        stderr,
     })
 }
 
-/// In the child: every signal's disposition back to default (`SIG_DFL`), by raw
+/// The environment tasks inherit: this process's, read at the first spawn (the runner never
+/// changes its own).
+fn inherited_env() -> &'static [(OsString, OsString)] {
+    static ENV: std::sync::OnceLock<Vec<(OsString, OsString)>> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| std::env::vars_os().collect())
+}
+
+/// `/dev/null`, opened once (close-on-exec) for every child's stdin.
+fn devnull() -> io::Result<RawFd> {
+    static DEVNULL: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
+    if let Some(fd) = DEVNULL.get() {
+        return Ok(fd.as_raw_fd());
+    }
+    let fd = nix::fcntl::open(
+        "/dev/null",
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    Ok(DEVNULL.get_or_init(|| fd).as_raw_fd())
+}
+
+/// What failed in the child, by the index it reports.
+const STAGES: [&str; 9] = [
+    "starting it",
+    "redirecting its standard streams",
+    "creating its process group",
+    "changing to its directory",
+    "switching to its user and group",
+    "setting its limits",
+    "tying it to the runner",
+    "executing the program",
+    "the runner died",
+];
+
+/// Everything the child uses, prepared (and allocated) in the parent.
+struct Prepared {
+    program: CString,
+    _argv: Vec<CString>,
+    argv: Vec<*const c_char>,
+    _envp: Vec<CString>,
+    envp: Vec<*const c_char>,
+    cwd: Option<CString>,
+    groups: Option<Vec<nix::libc::gid_t>>,
+    gid: Option<nix::libc::gid_t>,
+    uid: Option<nix::libc::uid_t>,
+    umask: Option<nix::libc::mode_t>,
+    limits: Vec<(nix::libc::c_int, nix::libc::rlimit)>,
+}
+
+impl Prepared {
+    fn new(spec: &SpawnSpec) -> io::Result<Prepared> {
+        let cstring = |bytes: Vec<u8>| {
+            CString::new(bytes).map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in an argument")
+            })
+        };
+        let mut env: Vec<(OsString, OsString)> = if spec.clear_env {
+            Vec::new()
+        } else {
+            inherited_env().to_vec()
+        };
+        for (key, value) in &spec.env {
+            env.retain(|(k, _)| k != key);
+            env.push((key.clone(), value.clone()));
+        }
+        let program = if spec.program.as_os_str().as_bytes().contains(&b'/') {
+            spec.program.clone()
+        } else {
+            let path = env
+                .iter()
+                .find(|(k, _)| k == "PATH")
+                .map(|(_, v)| v.clone());
+            search_path(&spec.program, path.as_deref(), spec.cwd.as_deref())?
+        };
+        let argv0 = spec.program.as_os_str().as_bytes().to_vec();
+        let owned_argv: Vec<CString> = std::iter::once(Ok(argv0))
+            .chain(spec.args.iter().map(|a| Ok(a.as_bytes().to_vec())))
+            .map(|a: io::Result<Vec<u8>>| cstring(a?))
+            .collect::<io::Result<_>>()?;
+        let owned_envp: Vec<CString> = env
+            .iter()
+            .map(|(k, v)| {
+                let mut kv = k.as_bytes().to_vec();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_bytes());
+                cstring(kv)
+            })
+            .collect::<io::Result<_>>()?;
+        let pointers = |strings: &[CString]| {
+            strings
+                .iter()
+                .map(|s| s.as_ptr())
+                .chain(std::iter::once(std::ptr::null()))
+                .collect::<Vec<_>>()
+        };
+        let credentials = spec.credentials.as_ref();
+        Ok(Prepared {
+            program: cstring(program.into_os_string().into_vec())?,
+            argv: pointers(&owned_argv),
+            _argv: owned_argv,
+            envp: pointers(&owned_envp),
+            _envp: owned_envp,
+            cwd: spec
+                .cwd
+                .as_ref()
+                .map(|c| cstring(c.clone().into_os_string().into_vec()))
+                .transpose()?,
+            groups: credentials.and_then(|c| c.groups.clone()),
+            gid: credentials.and_then(|c| c.gid),
+            uid: credentials.and_then(|c| c.uid),
+            umask: spec.umask.map(|m| m as nix::libc::mode_t),
+            limits: spec
+                .limits
+                .iter()
+                .map(|l| {
+                    (
+                        l.resource as nix::libc::c_int,
+                        nix::libc::rlimit {
+                            rlim_cur: l.soft as nix::libc::rlim_t,
+                            rlim_max: l.hard as nix::libc::rlim_t,
+                        },
+                    )
+                })
+                .collect(),
+        })
+    }
+}
+
+/// `execvp`'s search, done in the parent: the first executable `name` in `path`.
+fn search_path(
+    name: &std::path::Path,
+    path: Option<&std::ffi::OsStr>,
+    cwd: Option<&std::path::Path>,
+) -> io::Result<PathBuf> {
+    let path = path.map_or_else(|| b"/bin:/usr/bin".to_vec(), |p| p.as_bytes().to_vec());
+    for dir in path.split(|&b| b == b':').filter(|d| !d.is_empty()) {
+        let dir = PathBuf::from(OsString::from_vec(dir.to_vec()));
+        let dir = match cwd {
+            Some(cwd) if dir.is_relative() => cwd.join(dir),
+            _ => dir,
+        };
+        let candidate = dir.join(name);
+        if let Ok(meta) = std::fs::metadata(&candidate)
+            && meta.is_file()
+            && meta.permissions().mode() & 0o111 != 0
+        {
+            return Ok(candidate);
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{} not found in PATH", name.display()),
+    ))
+}
+
+/// What the child reads, and where it reports a failure.
+struct ChildArgs<'a> {
+    prepared: &'a Prepared,
+    stdin: RawFd,
+    stdout: RawFd,
+    stderr: RawFd,
+    runner: nix::libc::pid_t,
+    reset_signals: &'a [nix::libc::c_int],
+    error: AtomicI32,
+    stage: AtomicI32,
+}
+
+/// A child's stack: a private mapping with a guard page below it, kept for the life of the
+/// thread (see `spawn`).
+struct ChildStack {
+    base: *mut nix::libc::c_void,
+    len: usize,
+}
+
+const STACK_SIZE: usize = 64 * 1024;
+const GUARD_SIZE: usize = 4096;
+
+impl ChildStack {
+    fn new() -> io::Result<ChildStack> {
+        let len = STACK_SIZE + GUARD_SIZE;
+        // SAFETY: an anonymous private mapping at an address the kernel chooses; no existing
+        // memory is touched.
+        let base = unsafe {
+            nix::libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                nix::libc::PROT_READ | nix::libc::PROT_WRITE,
+                nix::libc::MAP_PRIVATE | nix::libc::MAP_ANONYMOUS | nix::libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == nix::libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let stack = ChildStack { base, len };
+        // SAFETY: the first page of our own mapping becomes inaccessible: an overflow of the
+        // child's stack faults instead of writing into other memory.
+        if unsafe { nix::libc::mprotect(base, GUARD_SIZE, nix::libc::PROT_NONE) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(stack)
+    }
+
+    /// The initial stack pointer: the end of the mapping (stacks grow down), 16-byte aligned.
+    fn top(&self) -> *mut nix::libc::c_void {
+        // SAFETY: one past the end of our own mapping, which `len` bytes long; page-aligned,
+        // so 16-byte aligned.
+        unsafe { self.base.cast::<u8>().add(self.len).cast() }
+    }
+}
+
+/// The child, between clone and execve. Only async-signal-safe system calls; no allocation,
+/// no locks, no panics: it runs on the parent's memory.
+extern "C" fn child_main(arg: *mut nix::libc::c_void) -> nix::libc::c_int {
+    // SAFETY: `arg` is the `ChildArgs` the parent passed to clone, alive until we exec or exit
+    // (the parent is suspended meanwhile).
+    let a = unsafe { &*arg.cast::<ChildArgs<'_>>() };
+    let p = a.prepared;
+    let fail = |stage: i32| -> ! {
+        a.error
+            .store(nix::errno::Errno::last_raw().max(1), Ordering::Release);
+        a.stage.store(stage, Ordering::Release);
+        // SAFETY: _exit ends the child at once, without running anything of the parent's.
+        unsafe { nix::libc::_exit(127) }
+    };
+    // Signals are all blocked (the parent did it for us): reset every disposition that is not
+    // the default first, so that no handler of the runner's can run here once they are
+    // unblocked, and no ignored signal stays ignored across execve.
+    default_dispositions(a.reset_signals);
+    // SAFETY: every call in this block is a plain system call on descriptors, integers and
+    // NUL-terminated strings prepared by the parent, which stay valid while it is suspended.
+    unsafe {
+        use nix::libc::*;
+        if dup2(a.stdin, 0) < 0 || dup2(a.stdout, 1) < 0 || dup2(a.stderr, 2) < 0 {
+            fail(1);
+        }
+        if setpgid(0, 0) != 0 {
+            fail(2);
+        }
+        if let Some(cwd) = &p.cwd
+            && chdir(cwd.as_ptr()) != 0
+        {
+            fail(3);
+        }
+        // Raw system calls, not glibc's wrappers: those broadcast credential changes to every
+        // thread of the process, which here would be the runner's.
+        if let Some(groups) = &p.groups
+            && syscall(SYS_setgroups, groups.len(), groups.as_ptr()) != 0
+        {
+            fail(4);
+        }
+        if let Some(gid) = p.gid
+            && syscall(SYS_setgid, gid) != 0
+        {
+            fail(4);
+        }
+        if let Some(uid) = p.uid
+            && syscall(SYS_setuid, uid) != 0
+        {
+            fail(4);
+        }
+        if let Some(mask) = p.umask {
+            umask(mask);
+        }
+        for (resource, limit) in &p.limits {
+            if syscall(SYS_prlimit64, 0, *resource, limit as *const rlimit, 0usize) != 0 {
+                fail(5);
+            }
+        }
+        if prctl(PR_SET_PDEATHSIG, SIGKILL as c_ulong, 0, 0, 0) != 0 {
+            fail(6);
+        }
+        // If the runner died before the line above, no signal will ever come: go now.
+        if getppid() != a.runner {
+            *__errno_location() = ESRCH;
+            fail(8);
+        }
+    }
+    close_inherited_on_exec();
+    // SAFETY: an empty mask from a zeroed sigset_t (the empty set on Linux); then execve with
+    // the NUL-terminated program and the null-terminated argv and envp arrays prepared by the
+    // parent. execve returns only on failure.
+    unsafe {
+        let empty: nix::libc::sigset_t = std::mem::zeroed();
+        nix::libc::sigprocmask(nix::libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        nix::libc::execve(p.program.as_ptr(), p.argv.as_ptr(), p.envp.as_ptr());
+    }
+    fail(7)
+}
+
+/// The signals whose disposition in this process is not the default (ignored, or caught by
+/// a handler, such as Rust's own for SIGSEGV): the ones a child must reset. Read once, with
+/// raw `rt_sigaction` (glibc hides the real-time signals it reserves); the runner does not
+/// change dispositions after it starts supervising.
+fn non_default_signals() -> &'static [nix::libc::c_int] {
+    static SIGNALS: std::sync::OnceLock<Vec<nix::libc::c_int>> = std::sync::OnceLock::new();
+    SIGNALS.get_or_init(|| {
+        (1..=64)
+            .filter(|&signo| signo != nix::libc::SIGKILL && signo != nix::libc::SIGSTOP)
+            .filter(|&signo| {
+                // The kernel's struct sigaction; its first field is the handler.
+                let mut old = [0u64; 4];
+                // SAFETY: rt_sigaction with a null new action only writes the current one into
+                // `old` (32 bytes, more than the kernel's struct); 8 is the kernel's sigset
+                // size.
+                let rc = unsafe {
+                    nix::libc::syscall(
+                        nix::libc::SYS_rt_sigaction,
+                        signo,
+                        std::ptr::null::<u64>(),
+                        old.as_mut_ptr(),
+                        8usize,
+                    )
+                };
+                rc == 0 && old[0] != nix::libc::SIG_DFL as u64
+            })
+            .collect()
+    })
+}
+
+/// In the child: the given signals' dispositions back to default (`SIG_DFL`), by raw
 /// `rt_sigaction`, since glibc refuses to touch the real-time signals it reserves.
-fn default_dispositions() {
+fn default_dispositions(signals: &[nix::libc::c_int]) {
     // The kernel's `struct sigaction` with every field zero: handler SIG_DFL, no flags, an
     // empty mask. Zero is the same on every architecture, whatever the field order.
     let default = [0u64; 4];
-    for signo in 1..=64 {
-        if signo == nix::libc::SIGKILL || signo == nix::libc::SIGSTOP {
-            continue;
-        }
+    for &signo in signals {
         // SAFETY: rt_sigaction reads one kernel sigaction from `default` (32 valid bytes,
         // more than the kernel's struct) and writes nothing (null old action); 8 is the size
         // of the kernel's signal set. It is a plain system call, async-signal-safe.

@@ -47,9 +47,9 @@ impl Proc {
         }
     }
 
-    /// The `ipc-helper` binary of this package with `args`.
+    /// The `test-helper` binary of this package with `args`.
     pub fn helper(args: &[&str]) -> Proc {
-        Proc::spawn(Command::new(env!("CARGO_BIN_EXE_ipc-helper")).args(args))
+        Proc::spawn(Command::new(helper_path()).args(args))
     }
 
     pub fn pid(&self) -> i32 {
@@ -104,6 +104,11 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The `test-helper` binary (`tests/src/bin/test-helper.rs`).
+pub fn helper_path() -> &'static str {
+    env!("CARGO_BIN_EXE_test-helper")
 }
 
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held.

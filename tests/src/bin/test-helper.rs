@@ -1,8 +1,12 @@
-//! A child process for the end-to-end IPC tests: each role does one thing with the real
-//! `nonstop-ipc` API and reports on stdout, one line per event, so the test can drive real,
-//! separate processes. Not installed; used only by `tests/it`.
+//! A child process for the end-to-end tests: each role does one thing (with the real
+//! `nonstop-ipc` API, or as a task of the real runner) and reports on stdout, one line per
+//! event, so the test can drive real, separate processes. Not installed; used only by
+//! `tests/it`.
 //!
-//! Roles (`ipc-helper ROLE KEY ARGS...`):
+//! Roles (`test-helper ROLE ARGS...`):
+//! - `probe`: prints what it started with, reading only its own state: `sigblk`, `sigign`,
+//!   `fds` (open descriptors), `pgid` and `pid`, `umask`, `nofile`, `cwd`, and `env NAME=VALUE`
+//!   lines. Used as a task of the runner.
 //! - `sem-race KEY ROUNDS FILE`: waits for a line on stdin, then opens-or-creates the
 //!   semaphore and, ROUNDS times, takes the lock and increments the number in FILE by a
 //!   non-atomic read-modify-write; prints `ok`.
@@ -30,6 +34,9 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    if args.first().map(String::as_str) == Some("probe") {
+        return probe();
+    }
     let key: Key = args.get(1).ok_or("missing KEY")?.parse()?;
     match args.first().map(String::as_str) {
         Some("sem-race") => {
@@ -94,5 +101,41 @@ fn say(line: &str) -> Result<(), Box<dyn std::error::Error>> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{line}")?;
     out.flush()?;
+    Ok(())
+}
+
+/// `probe`: this process's own state, as the runner started it.
+fn probe() -> Result<(), Box<dyn std::error::Error>> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map_or(String::new(), |v| v.trim().to_owned())
+    };
+    say(&format!("sigblk={}", field("SigBlk:")))?;
+    say(&format!("sigign={}", field("SigIgn:")))?;
+    say(&format!("umask={}", field("Umask:")))?;
+    // stat() on /proc/self/fd/N opens nothing, so it sees only what we were given.
+    let fds: Vec<String> = (0..1024)
+        .filter(|fd| std::fs::symlink_metadata(format!("/proc/self/fd/{fd}")).is_ok())
+        .map(|fd| fd.to_string())
+        .collect();
+    say(&format!("fds={}", fds.join(" ")))?;
+    say(&format!(
+        "pgid={} pid={}",
+        nix::unistd::getpgrp(),
+        nix::unistd::getpid()
+    ))?;
+    let (soft, _) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)?;
+    say(&format!("nofile={soft}"))?;
+    say(&format!("cwd={}", std::env::current_dir()?.display()))?;
+    let mut env: Vec<String> = std::env::vars()
+        .map(|(k, v)| format!("env {k}={v}"))
+        .collect();
+    env.sort();
+    for line in env {
+        say(&line)?;
+    }
     Ok(())
 }
