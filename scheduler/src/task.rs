@@ -454,6 +454,29 @@ impl Task {
         }
     }
 
+    /// The wall clock was set: a cron task's next start, computed on the old clock, is computed
+    /// again. `every` tasks live on the monotonic clock and are not affected.
+    pub fn wall_clock_changed(&mut self, now: Now) {
+        let Kind::Periodic {
+            schedule: schedule @ Schedule::Cron(_),
+            ..
+        } = &self.spec.kind
+        else {
+            return;
+        };
+        let next = schedule.first(now);
+        match self.phase {
+            Phase::Idle { .. } => {
+                self.phase = match next {
+                    Some(next) => Phase::Idle { next },
+                    None => Phase::Exited(Exit::Code(0)),
+                };
+            }
+            Phase::Running { .. } | Phase::Stopping { .. } => self.upcoming = next,
+            _ => {}
+        }
+    }
+
     /// The runner shuts down: returns the pid to send the stop signal to, if a process runs.
     /// A task without a process is stopped at once.
     pub fn stop(&mut self, now: Now) -> Option<(Pid, Signal)> {

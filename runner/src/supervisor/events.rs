@@ -1,4 +1,5 @@
-//! The loop's one waiting place: epoll over a signalfd and the tasks' output pipes.
+//! The loop's one waiting place: epoll over a signalfd, a timerfd that reports changes of the
+//! wall clock, and the tasks' output pipes.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
@@ -7,6 +8,8 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
 /// What woke the loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +18,8 @@ pub enum Event {
     Signal(Signal),
     /// A task's output pipe has data or was closed.
     Readable(RawFd),
+    /// The wall clock was set (`date`, an NTP step): cron deadlines must be recomputed.
+    ClockChanged,
 }
 
 /// The signals the runner handles; blocked in the thread, read from the signalfd.
@@ -27,11 +32,17 @@ const SIGNALS: [Signal; 4] = [
 
 /// Marks the signalfd in epoll (pipe fds are small non-negative numbers).
 const SIGNAL_TOKEN: u64 = u64::MAX;
+/// Marks the wall-clock timerfd in epoll.
+const CLOCK_TOKEN: u64 = u64::MAX - 1;
+/// The wall-clock timer's expiry: the year 2500, so it never fires; it only reports that the
+/// clock was set.
+const FAR_FUTURE_SECS: i64 = 16_725_225_600;
 
 #[derive(Debug)]
 pub struct EventLoop {
     epoll: Epoll,
     signals: SignalFd,
+    clock: TimerFd,
 }
 
 impl EventLoop {
@@ -51,7 +62,30 @@ impl EventLoop {
             signals.as_fd(),
             EpollEvent::new(EpollFlags::EPOLLIN, SIGNAL_TOKEN),
         )?;
-        Ok(EventLoop { epoll, signals })
+        let clock = TimerFd::new(
+            ClockId::CLOCK_REALTIME,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )?;
+        epoll.add(
+            clock.as_fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, CLOCK_TOKEN),
+        )?;
+        let events = EventLoop {
+            epoll,
+            signals,
+            clock,
+        };
+        events.arm_clock()?;
+        Ok(events)
+    }
+
+    /// Arms the wall-clock timer: an absolute expiry far away, cancelled (readable with
+    /// ECANCELED) whenever the clock is set.
+    fn arm_clock(&self) -> nix::Result<()> {
+        self.clock.set(
+            Expiration::OneShot(TimeSpec::new(FAR_FUTURE_SECS, 0)),
+            TimerSetTimeFlags::TFD_TIMER_ABSTIME | TimerSetTimeFlags::TFD_TIMER_CANCEL_ON_SET,
+        )
     }
 
     /// Watches a pipe for input (and makes it non-blocking).
@@ -87,7 +121,14 @@ impl EventLoop {
         };
         let mut events = Vec::with_capacity(n);
         for event in &ready[..n] {
-            if event.data() == SIGNAL_TOKEN {
+            if event.data() == CLOCK_TOKEN {
+                match nix::unistd::read(&self.clock, &mut [0u8; 8]) {
+                    Err(nix::errno::Errno::ECANCELED) => events.push(Event::ClockChanged),
+                    Err(nix::errno::Errno::EAGAIN) | Ok(_) => {}
+                    Err(e) => return Err(e),
+                }
+                self.arm_clock()?;
+            } else if event.data() == SIGNAL_TOKEN {
                 while let Some(info) = self.signals.read_signal()? {
                     if let Ok(signal) = Signal::try_from(info.ssi_signo as i32) {
                         events.push(Event::Signal(signal));

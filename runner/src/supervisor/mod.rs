@@ -171,6 +171,13 @@ impl Supervisor {
                 match event {
                     Event::Signal(signal) => self.on_signal(signal),
                     Event::Readable(fd) => self.on_output(fd),
+                    Event::ClockChanged => {
+                        info!("the wall clock was set: recomputing cron schedules");
+                        let now = Now::read();
+                        for task in &mut self.tasks {
+                            task.wall_clock_changed(now);
+                        }
+                    }
                 }
             }
         }

@@ -247,3 +247,35 @@ fn a_spawn_failure_counts_as_a_failed_run() {
         AfterExit::Restart { delay: 100 * MS }
     );
 }
+
+#[test]
+fn a_wall_clock_step_moves_a_cron_task_but_not_an_every_task() {
+    use crate::schedule::{CronSchedule, Zone};
+    let t0 = Instant::now();
+    let at = |mono_s: u64, wall: &str| Now {
+        mono: t0 + Duration::from_secs(mono_s),
+        wall: wall.parse().unwrap(),
+    };
+    let hourly = CronSchedule::parse("0 * * * *", Zone::named("UTC").unwrap()).unwrap();
+    let mut cron = Task::new(spec(Kind::Periodic {
+        schedule: Schedule::Cron(Box::new(hourly)),
+        timeout: None,
+    }));
+    // At 10:30 the next run is at 11:00, 30 minutes on the monotonic clock.
+    assert_eq!(cron.activate(at(0, "2026-01-01T10:30:00Z")), None);
+    assert_eq!(cron.deadline(), Some(t0 + Duration::from_secs(1800)));
+    // One second later the clock is set back to 08:59:00: the next run is at 09:00.
+    cron.wall_clock_changed(at(1, "2026-01-01T08:59:00Z"));
+    assert_eq!(cron.deadline(), Some(t0 + Duration::from_secs(61)));
+
+    let mut every = Task::new(spec(Kind::Periodic {
+        schedule: Schedule::Every(Duration::from_secs(60)),
+        timeout: None,
+    }));
+    every.activate(at(0, "2026-01-01T10:30:00Z"));
+    every.on_started(pid(1), at(0, "2026-01-01T10:30:00Z"));
+    every.on_exit(Exit::Code(0), at(1, "2026-01-01T10:30:01Z"));
+    let before = every.deadline();
+    every.wall_clock_changed(at(2, "2026-01-01T08:00:00Z"));
+    assert_eq!(every.deadline(), before);
+}
