@@ -29,16 +29,7 @@ impl Proc {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = forward_lines(child.stdout.take().unwrap());
         let stdin = child.stdin.take();
         Proc {
             child,
@@ -109,6 +100,20 @@ impl Drop for Proc {
 /// The `test-helper` binary (`tests/src/bin/test-helper.rs`).
 pub fn helper_path() -> &'static str {
     env!("CARGO_BIN_EXE_test-helper")
+}
+
+/// A thread that sends each line read from `reader` to the returned channel, until the end.
+fn forward_lines(reader: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
 }
 
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held.
@@ -204,6 +209,15 @@ impl PipelineDir {
         self.dir.path().join(name)
     }
 
+    /// The numbers a task wrote to `file` in this directory, one per line.
+    pub fn numbers<T: std::str::FromStr>(&self, file: &str) -> Vec<T> {
+        std::fs::read_to_string(self.file(file))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
     pub fn log(&self, task: &str) -> String {
         std::fs::read_to_string(self.dir.path().join("logs").join(format!("{task}.log")))
             .unwrap_or_default()
@@ -232,15 +246,7 @@ impl Runner {
             .stderr(writer)
             .spawn()
             .unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(reader).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = forward_lines(reader);
         let stdin = child.stdin.take();
         Runner {
             proc: Proc {
@@ -321,4 +327,27 @@ pub fn alive(pid: i32) -> bool {
             .trim_start()
             .starts_with('Z')
     })
+}
+
+/// Children of `parent` that are zombies right now.
+pub fn zombie_children(parent: i32) -> Vec<i32> {
+    let mut zombies = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        if fields.first() == Some(&"Z") && fields.get(1) == Some(&parent.to_string().as_str()) {
+            zombies.push(pid);
+        }
+    }
+    zombies
 }

@@ -3,18 +3,9 @@
 
 use std::time::Duration;
 
-use crate::harness::{PipelineDir, Runner, helper_path, pid_of, wait_until};
+use crate::harness::{PipelineDir, Runner, helper_path, pid_of, wait_until, zombie_children};
 
 const SECOND: Duration = Duration::from_secs(1);
-
-/// Start times (ns since the epoch) a task appended to `file`, one per line.
-fn stamps(p: &PipelineDir, file: &str) -> Vec<u128> {
-    std::fs::read_to_string(p.file(file))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
-}
 
 #[test]
 fn a_crashing_task_is_restarted_with_growing_then_capped_delays() {
@@ -50,7 +41,7 @@ tasks:
     pids.dedup();
     assert_eq!(pids.len(), 5, "each run is a new process");
     // Never restarted before its delay was over.
-    let starts = stamps(&p, "starts");
+    let starts = p.numbers::<u128>("starts");
     assert!(starts.len() >= 5, "{starts:?}");
     for (i, pair) in starts.windows(2).take(4).enumerate() {
         let gap_ms = (pair[1] - pair[0]) / 1_000_000;
@@ -79,9 +70,9 @@ tasks:
     let mut runner = Runner::start(&p);
     let line = runner.wait_for(&["looping", "failed, not restarted"], 10 * SECOND);
     assert!(line.contains("more than 3 exits within 1m0s"), "{line}");
-    assert_eq!(stamps(&p, "starts").len(), 4);
+    assert_eq!(p.numbers::<u128>("starts").len(), 4);
     assert!(
-        !wait_until(SECOND / 2, || stamps(&p, "starts").len() > 4),
+        !wait_until(SECOND / 2, || p.numbers::<u128>("starts").len() > 4),
         "restarted after failing"
     );
     // The other task is unaffected, and shutdown still works.
@@ -279,21 +270,6 @@ tasks:
     let log = runner.drain().join("\n");
     assert_eq!(log.matches("cannot start").count(), 3, "{log}");
     assert!(!log.contains("started task=broken"), "{log}");
-    let zombies = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
-        .filter(|stat| {
-            let fields: Vec<&str> = stat
-                .rsplit(')')
-                .next()
-                .unwrap()
-                .split_whitespace()
-                .collect();
-            fields.first() == Some(&"Z")
-                && fields.get(1) == Some(&runner.pid().to_string().as_str())
-        })
-        .count();
-    assert_eq!(zombies, 0);
+    assert_eq!(zombie_children(runner.pid()), Vec::<i32>::new());
     assert!(runner.terminate(10 * SECOND).success());
 }

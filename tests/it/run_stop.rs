@@ -6,17 +6,9 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::harness::{PipelineDir, Runner, alive, pid_of, wait_until};
+use crate::harness::{PipelineDir, Runner, alive, pid_of, wait_until, zombie_children};
 
 const SECOND: Duration = Duration::from_secs(1);
-
-fn pids_in(p: &PipelineDir, file: &str) -> Vec<i32> {
-    std::fs::read_to_string(p.file(file))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
-}
 
 #[test]
 fn sigterm_stops_every_task_child_and_grandchild_then_exits_0() {
@@ -38,10 +30,11 @@ tasks:
     for task in ["family", "stubborn", "waiting"] {
         pids.push(pid_of(&runner.wait_for(&["started", task], 10 * SECOND)));
     }
-    assert!(wait_until(5 * SECOND, || pids_in(&p, "kids").len() == 2
-        && pids_in(&p, "stubborn-kids").len() == 1));
-    pids.extend(pids_in(&p, "kids"));
-    pids.extend(pids_in(&p, "stubborn-kids"));
+    assert!(wait_until(5 * SECOND, || p.numbers::<i32>("kids").len()
+        == 2
+        && p.numbers::<i32>("stubborn-kids").len() == 1));
+    pids.extend(p.numbers::<i32>("kids"));
+    pids.extend(p.numbers::<i32>("stubborn-kids"));
     assert!(pids.iter().all(|&pid| alive(pid)));
 
     let status = runner.terminate(20 * SECOND);
@@ -85,29 +78,6 @@ tasks:
         "tasks outlived the runner: {:?}",
         pids.iter().filter(|&&pid| alive(pid)).collect::<Vec<_>>()
     );
-}
-
-/// Children of `parent` that are zombies right now.
-fn zombie_children(parent: i32) -> Vec<i32> {
-    let mut zombies = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .collect();
-        if fields.first() == Some(&"Z") && fields.get(1) == Some(&parent.to_string().as_str()) {
-            zombies.push(pid);
-        }
-    }
-    zombies
 }
 
 #[test]

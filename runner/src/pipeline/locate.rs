@@ -149,26 +149,14 @@ impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, event: Event, mark: Marker) {
         let pos = Pos::of(mark);
         match event {
-            Event::Scalar(value, ..) => {
+            Event::Scalar(..) | Event::Alias(_) => {
                 if self.expecting_key() {
-                    if let Some(Frame::Map { key, .. }) = self.stack.last_mut() {
+                    // A key: remember it (an alias as a key names nothing we look up).
+                    if let (Event::Scalar(value, ..), Some(Frame::Map { key, .. })) =
+                        (event, self.stack.last_mut())
+                    {
                         *key = Some((value, pos));
                     }
-                    return;
-                }
-                let (path, key) = self.next_path();
-                self.nodes.insert(
-                    path,
-                    Node {
-                        key,
-                        value: pos,
-                        scalar: true,
-                    },
-                );
-                self.advance();
-            }
-            Event::Alias(_) => {
-                if self.expecting_key() {
                     return;
                 }
                 let (path, key) = self.next_path();
