@@ -118,7 +118,11 @@ pub fn parse(text: &str, dir: &Path) -> Result<Pipeline, Vec<Diagnostic>> {
     };
     let document: Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
-        Err(e) => return Err(vec![syntax_error(&e)]),
+        Err(e) => {
+            return Err(vec![
+                duplicate_key(&ctx.positions, &e).unwrap_or_else(|| syntax_error(&e)),
+            ]);
+        }
     };
     let top = match document {
         Value::Mapping(m) => m,
@@ -230,6 +234,24 @@ fn log_config(ctx: &mut Ctx, logs: raw::Logs, dir: &Path) -> LogConfig {
         keep: logs.keep.unwrap_or(DEFAULT_KEEP),
         compress: logs.compress.unwrap_or(false),
     }
+}
+
+/// A key repeated in one map (`PATH: duplicate entry with key "K"`), pointed at its second
+/// occurrence (the position index keeps the last one).
+fn duplicate_key(positions: &Positions, e: &serde_yaml::Error) -> Option<Diagnostic> {
+    let message = e.to_string();
+    let (parent, rest) = message.split_once(": duplicate entry with key \"")?;
+    let key = &rest[..rest.find('"')?];
+    let path = if parent == "." || parent.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{parent}.{key}")
+    };
+    Some(Diagnostic {
+        pos: positions.find_key(&path),
+        path,
+        message: format!("duplicate key \"{key}\": a key may appear only once in a map"),
+    })
 }
 
 /// A syntax error, from serde_yaml's location and message.
