@@ -191,3 +191,72 @@ tasks:
     );
     assert!(runner.terminate(10 * SECOND).success());
 }
+
+#[test]
+fn the_stop_signal_of_a_task_is_the_one_it_receives() {
+    let p = PipelineDir::new(
+        "\
+tasks:
+  graceful:
+    command: [sh, -c, \"trap 'echo got INT > got; exit 0' INT; while :; do sleep 0.05; done\"]
+    stop: { signal: INT, grace: 10s }
+",
+    );
+    let mut runner = Runner::start(&p);
+    let pid = pid_of(&runner.wait_for(&["started", "graceful"], 10 * SECOND));
+    // Let the shell install its trap before the signal comes.
+    assert!(wait_until(5 * SECOND, || {
+        std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
+            s.lines()
+                .any(|l| l.starts_with("SigCgt:") && !l.ends_with("0000000000000000"))
+        })
+    }));
+    let status = runner.terminate(20 * SECOND);
+    assert!(status.success());
+    assert_eq!(
+        std::fs::read_to_string(p.file("got")).unwrap().trim(),
+        "got INT"
+    );
+    let log = runner.seen.join("\n");
+    assert!(log.contains("stopping with SIGINT task=graceful"), "{log}");
+    assert!(!log.contains("SIGKILL"), "{log}");
+}
+
+#[test]
+fn the_runner_creates_the_heartbeat_table_for_its_tasks_and_removes_it() {
+    use nonstop_ipc::{HeartbeatTable, TableOptions};
+    let key = crate::harness::TestKey::new();
+    let probe = crate::harness::helper_path();
+    let p = PipelineDir::new(&format!(
+        "\
+heartbeat: {{ key: \"{}\", slots: 16 }}
+tasks:
+  probe:
+    command: [{probe}, probe]
+    restart: never
+  server:
+    command: [sleep, \"1000\"]
+",
+        key.arg()
+    ));
+    let mut runner = Runner::start(&p);
+    runner.wait_for(&["heartbeat table ready"], 10 * SECOND);
+    runner.wait_for(&["probe", "not restarted"], 10 * SECOND);
+    let table = HeartbeatTable::open(key.key(), &TableOptions::default()).unwrap();
+    assert_eq!(table.capacity(), 16);
+    assert!(wait_until(5 * SECOND, || p
+        .log("probe")
+        .contains("env NONSTOP_HEARTBEAT_KEY=")));
+    assert!(
+        p.log("probe")
+            .contains(&format!("env NONSTOP_HEARTBEAT_KEY={}", key.key())),
+        "{}",
+        p.log("probe")
+    );
+    drop(table);
+    assert!(runner.terminate(10 * SECOND).success());
+    assert!(matches!(
+        nonstop_ipc::SharedMemory::open_any_size(key.key()),
+        Err(nonstop_ipc::Error::NotFound { .. })
+    ));
+}
