@@ -236,6 +236,7 @@ tasks:
             .position(|l| words.iter().all(|w| l.contains(w)))
             .unwrap_or_else(|| panic!("no line with {words:?} in:\n{}", log.join("\n")))
     };
+    assert!(at(&["waiting for db, migrate", "task=app"]) < at(&["started", "task=app"]));
     assert!(at(&["started", "task=db"]) < at(&["started", "task=migrate"]));
     assert!(at(&["run finished", "task=migrate"]) < at(&["started", "task=app"]));
     assert!(at(&["stopped", "task=app"]) < at(&["stopping", "task=db"]));

@@ -89,6 +89,8 @@ struct Supervisor {
     dependents: Vec<Vec<usize>>,
     /// For each task, the tasks it comes `after`.
     dependencies: Vec<Vec<usize>>,
+    /// Whether "waiting for ..." was logged for the task (once).
+    waiting_logged: Vec<bool>,
     by_pid: HashMap<Pid, usize>,
     pipes: HashMap<RawFd, (usize, OwnedFd)>,
     /// Running compressions: the task whose log they compress, and the file.
@@ -139,6 +141,7 @@ impl Supervisor {
             tasks: pipeline.tasks.into_iter().map(Task::new).collect(),
             logs,
             dependents,
+            waiting_logged: vec![false; dependencies.len()],
             dependencies,
             by_pid: HashMap::new(),
             pipes: HashMap::new(),
@@ -218,10 +221,19 @@ impl Supervisor {
             if self.tasks[i].phase() != Phase::Waiting {
                 continue;
             }
-            let ready = self.dependencies[i]
+            let missing: Vec<&str> = self.dependencies[i]
                 .iter()
-                .all(|&d| self.tasks[d].satisfies_dependents());
-            if ready && self.tasks[i].activate(now) == Some(Due::Start) {
+                .filter(|&&d| !self.tasks[d].satisfies_dependents())
+                .map(|&d| self.tasks[d].spec.name.as_str())
+                .collect();
+            if !missing.is_empty() {
+                if !self.waiting_logged[i] {
+                    info!(task = %self.tasks[i].spec.name, "waiting for {}", missing.join(", "));
+                    self.waiting_logged[i] = true;
+                }
+                continue;
+            }
+            if self.tasks[i].activate(now) == Some(Due::Start) {
                 self.start(i, now);
             }
         }
