@@ -69,13 +69,8 @@ impl FromStr for Duration {
     type Err = ParseError;
 
     fn from_str(input: &str) -> Result<Duration, ParseError> {
-        let s = input.trim();
-        let split = s
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(s.len());
-        let (number, unit) = s.split_at(split);
+        let (number, unit) = split_unit(input);
         let bad = |reason: &str| ParseError::new("duration", input, reason);
-        let unit = unit.trim();
         let scale = if unit.is_empty() {
             1.0
         } else {
@@ -137,13 +132,9 @@ impl FromStr for ByteSize {
     type Err = ParseError;
 
     fn from_str(input: &str) -> Result<ByteSize, ParseError> {
-        let s = input.trim();
-        let split = s
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(s.len());
-        let (number, unit) = s.split_at(split);
+        let (number, unit) = split_unit(input);
         let bad = |reason: &str| ParseError::new("size", input, reason);
-        let scale: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        let scale: u64 = match unit.to_ascii_uppercase().as_str() {
             "" | "B" => 1,
             "K" | "KB" | "KIB" => 1 << 10,
             "M" | "MB" | "MIB" => 1 << 20,
@@ -188,6 +179,16 @@ impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<ByteSize, D::Error> {
         deserializer.deserialize_any(QuantityVisitor::<ByteSize>::new())
     }
+}
+
+/// `" 1.5 d"` → `("1.5", "d")`: the leading number and the unit after it, trimmed.
+fn split_unit(input: &str) -> (&str, &str) {
+    let s = input.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    (number, unit.trim())
 }
 
 /// A quantity parsed from a string, or from a number in its base unit.
