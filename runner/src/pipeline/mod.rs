@@ -376,6 +376,72 @@ fn serde_message(message: &str) -> String {
 mod tests {
     use super::*;
 
+    /// Bad input of any shape is an error with a position, never a panic.
+    #[test]
+    fn mutated_pipelines_never_panic() {
+        let good = "\
+heartbeat: { key: 0x7e4e5301, slots: 8 }
+logs: { max_size: 1M, keep: 2 }
+tasks:
+  server:
+    command: [/bin/sleep, \"100\"]
+    backoff: { initial: 0ms, max: 5s }
+    env: { A: b }
+    limits: { nofile: { soft: 10, hard: 20 } }
+  job:
+    every: 5m
+    after: [server]
+    command: [/bin/true]
+  nightly:
+    cron: \"0 3 * * *\"
+    timezone: UTC
+    command: [/bin/true]
+";
+        let dir = std::path::Path::new("/");
+        assert!(parse(good, dir).is_ok());
+        let pieces = [
+            ":", " ", "\n", "[", "]", "{", "}", "-", "\"", "'", "0x", "&a", "*a", "!!", "\t", "#",
+        ];
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..3000 {
+            let mut text: Vec<char> = good.chars().collect();
+            for _ in 0..(1 + next() % 4) {
+                if text.is_empty() {
+                    break;
+                }
+                let at = (next() as usize) % text.len();
+                match next() % 3 {
+                    0 => {
+                        text.remove(at);
+                    }
+                    1 => {
+                        let piece = pieces[(next() as usize) % pieces.len()];
+                        for (i, c) in piece.chars().enumerate() {
+                            text.insert(at + i, c);
+                        }
+                    }
+                    _ => text.truncate(at),
+                }
+            }
+            let text: String = text.into_iter().collect();
+            if let Err(errors) = parse(&text, dir) {
+                assert!(
+                    !errors.is_empty(),
+                    "an error without a diagnostic for:\n{text}"
+                );
+                for e in &errors {
+                    assert!(e.pos.line >= 1 && e.pos.col >= 1, "{e:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn serde_messages_are_requoted() {
         assert_eq!(
