@@ -7,7 +7,7 @@
 
 use std::ffi::{CString, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::raw::c_char;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::PermissionsExt;
@@ -63,18 +63,17 @@ pub struct Limit {
     pub hard: u64,
 }
 
-/// A started process.
-#[derive(Debug)]
-pub struct Spawned {
-    /// Its pid, which is also its process group id.
-    pub pid: Pid,
-    /// Read end of its stdout.
-    pub stdout: OwnedFd,
-    /// Read end of its stderr.
-    pub stderr: OwnedFd,
+/// Where a child's stdout and stderr go (stdin is always `/dev/null`).
+#[derive(Debug, Clone, Copy)]
+pub struct Output<'a> {
+    /// Becomes its stdout.
+    pub stdout: BorrowedFd<'a>,
+    /// Becomes its stderr.
+    pub stderr: BorrowedFd<'a>,
 }
 
-/// Starts `spec` as a child of this process, which must be the runner whose pid is `runner`
+/// Starts `spec` as a child of this process, with its stdout and stderr on `output`. This
+/// process must be the runner whose pid is `runner`
 /// and must call this from its long-lived main thread (the parent-death signal is tied to the
 /// thread that forks).
 ///
@@ -82,19 +81,22 @@ pub struct Spawned {
 /// memory until it calls `execve`, so nothing is copied (a full `fork` of the runner cost about
 /// a third of a restart, see BENCHMARKS.md). Everything the child needs (paths, argv, envp,
 /// ids) is prepared here first. In the child, before `execve`: every signal at its default
-/// disposition, stdin from `/dev/null` and stdout/stderr to pipes, a new process group, the
+/// disposition, stdin from `/dev/null` and stdout/stderr to `output`, a new process group, the
 /// working directory, supplementary groups, gid, uid, umask, limits, `PR_SET_PDEATHSIG(SIGKILL)`
 /// set last (credential changes clear it) with a check that the runner did not die before
 /// that, every other descriptor close-on-exec, and an empty signal mask.
-pub fn spawn(spec: &SpawnSpec, runner: Pid) -> io::Result<Spawned> {
-    let prepared = Prepared::new(spec)?;
-    let (stdout, stdout_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-    let (stderr, stderr_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+pub fn spawn(spec: &SpawnSpec, output: Output<'_>, runner: Pid) -> io::Result<Pid> {
+    spawn_prepared(&Prepared::new(spec)?, output, runner)
+}
+
+/// [`spawn`] for a spec prepared once with [`Prepared::new`]: a task restarted many times does
+/// not build its argv and environment (or search `PATH`) again for every start.
+pub fn spawn_prepared(prepared: &Prepared, output: Output<'_>, runner: Pid) -> io::Result<Pid> {
     let args = ChildArgs {
-        prepared: &prepared,
+        prepared,
         stdin: devnull()?,
-        stdout: stdout_w.as_raw_fd(),
-        stderr: stderr_w.as_raw_fd(),
+        stdout: output.stdout.as_raw_fd(),
+        stderr: output.stderr.as_raw_fd(),
         runner: runner.as_raw(),
         reset_signals: non_default_signals(),
         error: AtomicI32::new(0),
@@ -151,11 +153,7 @@ pub fn spawn(spec: &SpawnSpec, runner: Pid) -> io::Result<Spawned> {
         let err = io::Error::from_raw_os_error(errno);
         return Err(io::Error::new(err.kind(), format!("{stage}: {err}")));
     }
-    Ok(Spawned {
-        pid: Pid::from_raw(pid),
-        stdout,
-        stderr,
-    })
+    Ok(Pid::from_raw(pid))
 }
 
 /// The environment tasks inherit: this process's, read at the first spawn (the runner never
@@ -192,8 +190,9 @@ const STAGES: [&str; 9] = [
     "the runner died",
 ];
 
-/// Everything the child uses, prepared (and allocated) in the parent.
-struct Prepared {
+/// A [`SpawnSpec`] turned into everything the child uses (NUL-terminated strings, argv and
+/// envp arrays, ids, limits), allocated in the parent: the child may not allocate.
+pub struct Prepared {
     program: CString,
     _argv: Vec<CString>,
     argv: Vec<*const c_char>,
@@ -207,8 +206,19 @@ struct Prepared {
     limits: Vec<(nix::libc::c_int, nix::libc::rlimit)>,
 }
 
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("program", &self.program)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Prepared {
-    fn new(spec: &SpawnSpec) -> io::Result<Prepared> {
+    /// Prepares `spec`: resolves the program (searching `PATH` if it has no `/`), builds argv
+    /// and the environment (this process's, read once, unless `clear_env`, with `spec.env`
+    /// on top).
+    pub fn new(spec: &SpawnSpec) -> io::Result<Prepared> {
         let cstring = |bytes: Vec<u8>| {
             CString::new(bytes).map_err(|_| {
                 io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in an argument")

@@ -1,7 +1,7 @@
 //! The loop's one waiting place: epoll over a signalfd, a timerfd that reports changes of the
 //! wall clock, and the tasks' output pipes.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::Duration;
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
@@ -95,12 +95,6 @@ impl EventLoop {
         let raw = fd.as_fd().as_raw_fd();
         self.epoll
             .add(fd.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, raw as u64))
-    }
-
-    /// Stops watching a pipe.
-    pub fn unwatch(&self, fd: &impl AsFd) -> nix::Result<()> {
-        let fd: BorrowedFd<'_> = fd.as_fd();
-        self.epoll.delete(fd)
     }
 
     /// Sleeps until something happens or `timeout` passes (`None`: no timeout at all).

@@ -1,7 +1,8 @@
 //! `nonstop run`: the supervision loop.
 //!
 //! One thread, one loop. It waits in `epoll_wait` on a signalfd (SIGCHLD, SIGTERM, SIGINT,
-//! SIGHUP) and on the stdout/stderr pipes of the tasks, with a timeout computed from the
+//! SIGHUP) and on the tasks' output pipes (one per task, for stdout and stderr, kept for the
+//! runner's life), with a timeout computed from the
 //! earliest task deadline, or none: with nothing due, it makes no wake-ups at all. Decisions
 //! belong to each task's state machine (`nonstop_scheduler::task::Task`); this module does the
 //! I/O they ask for (spawn, signal, reap, copy output to log files) and logs every step.
@@ -9,7 +10,7 @@
 mod events;
 
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -84,6 +85,8 @@ fn init_logging() {
 
 struct Supervisor {
     tasks: Vec<Task>,
+    /// Each task's argv and environment, built once for all its starts.
+    prepared: Vec<spawn::Prepared>,
     logs: Vec<Option<TaskLog>>,
     /// For each task, the tasks that come `after` it (stopped before it).
     dependents: Vec<Vec<usize>>,
@@ -92,7 +95,11 @@ struct Supervisor {
     /// Whether "waiting for ..." was logged for the task (once).
     waiting_logged: Vec<bool>,
     by_pid: HashMap<Pid, usize>,
-    pipes: HashMap<RawFd, (usize, OwnedFd)>,
+    /// Each task's output pipe (read end, write end), for its whole life: every instance gets
+    /// the write end as stdout and stderr, and the read end is watched once.
+    outputs: Vec<(OwnedFd, OwnedFd)>,
+    /// Read end of an output pipe → its task.
+    pipes: HashMap<RawFd, usize>,
     /// Running compressions: the task whose log they compress, and the file.
     compressors: HashMap<Pid, (usize, PathBuf)>,
     compress: bool,
@@ -137,14 +144,30 @@ impl Supervisor {
             })?;
             logs.push(Some(log));
         }
+        let mut prepared = Vec::new();
+        let mut outputs = Vec::new();
+        let mut pipes = HashMap::new();
+        for (i, task) in pipeline.tasks.iter().enumerate() {
+            prepared
+                .push(spawn::Prepared::new(&task.spawn).with_context(|| {
+                    format!("cannot prepare the command of task {}", task.name)
+                })?);
+            let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .context("cannot create an output pipe")?;
+            events.watch(&read).context("cannot watch an output pipe")?;
+            pipes.insert(read.as_raw_fd(), i);
+            outputs.push((read, write));
+        }
         Ok(Supervisor {
             tasks: pipeline.tasks.into_iter().map(Task::new).collect(),
+            prepared,
             logs,
             dependents,
             waiting_logged: vec![false; dependencies.len()],
             dependencies,
             by_pid: HashMap::new(),
-            pipes: HashMap::new(),
+            outputs,
+            pipes,
             compressors: HashMap::new(),
             compress: pipeline.logs.compress,
             events,
@@ -162,6 +185,10 @@ impl Supervisor {
             if self.shutting_down {
                 self.stop_ready(now);
                 if self.tasks.iter().all(|t| t.phase().is_final()) {
+                    // What the tasks wrote last is still in their pipes.
+                    for i in 0..self.outputs.len() {
+                        self.drain(i);
+                    }
                     return Ok(());
                 }
             } else {
@@ -269,20 +296,17 @@ impl Supervisor {
     }
 
     fn start(&mut self, i: usize, now: Now) {
+        let write = self.outputs[i].1.as_fd();
+        let output = spawn::Output {
+            stdout: write,
+            stderr: write,
+        };
         let task = &mut self.tasks[i];
-        match spawn::spawn(&task.spec.spawn, self.runner) {
-            Ok(child) => {
-                for fd in [child.stdout, child.stderr] {
-                    let raw = fd.as_raw_fd();
-                    if let Err(e) = self.events.watch(&fd) {
-                        error!(task = %task.spec.name, "cannot watch its output: {e}");
-                        continue;
-                    }
-                    self.pipes.insert(raw, (i, fd));
-                }
-                self.by_pid.insert(child.pid, i);
-                task.on_started(child.pid, now);
-                info!(task = %task.spec.name, pid = child.pid.as_raw(), "started");
+        match spawn::spawn_prepared(&self.prepared[i], output, self.runner) {
+            Ok(pid) => {
+                self.by_pid.insert(pid, i);
+                task.on_started(pid, now);
+                info!(task = %task.spec.name, pid = pid.as_raw(), "started");
             }
             Err(e) => {
                 error!(task = %task.spec.name, "cannot start {}: {e}", task.spec.spawn.program.display());
@@ -394,33 +418,28 @@ impl Supervisor {
         }
     }
 
-    /// Copies what a task wrote to its log; closes the pipe at end of file.
+    /// Copies what a task wrote to its log.
     fn on_output(&mut self, fd: RawFd) {
-        let Some((i, pipe)) = self.pipes.remove(&fd) else {
-            return;
-        };
+        if let Some(&i) = self.pipes.get(&fd) {
+            self.drain(i);
+        }
+    }
+
+    /// Copies everything waiting in task `i`'s output pipe to its log.
+    fn drain(&mut self, i: usize) {
         let mut buf = [0u8; 1 << 16];
         loop {
-            match nix::unistd::read(&pipe, &mut buf) {
-                Ok(0) => break,
+            match nix::unistd::read(&self.outputs[i].0, &mut buf) {
+                // The runner holds the write end: no end of file while it runs.
+                Ok(0) => return,
                 Ok(n) => self.write_log(i, &buf[..n]),
                 Err(Errno::EINTR) => continue,
-                Err(Errno::EAGAIN) => {
-                    self.pipes.insert(fd, (i, pipe));
-                    return;
-                }
+                Err(Errno::EAGAIN) => return,
                 Err(e) => {
                     warn!(task = %self.tasks[i].spec.name, "reading its output failed: {e}");
-                    break;
+                    return;
                 }
             }
-        }
-        // End of file (or a broken pipe): stop watching it; dropping it closes it.
-        let _ = self.events.unwatch(&pipe);
-        // Usually the task exited: its descriptors close during exit, an instant before it
-        // can be reaped and SIGCHLD is queued. Reaping now saves a second wake-up per exit.
-        if self.tasks[i].phase().pid().is_some() {
-            self.reap();
         }
     }
 
@@ -450,11 +469,16 @@ impl Supervisor {
             args: vec!["compress-log".into(), file.clone().into_os_string()],
             ..Default::default()
         };
-        match spawn::spawn(&spec, self.runner) {
-            // Its output is not read: it writes nothing unless it fails, and a failure is
-            // reported through its exit status.
-            Ok(child) => {
-                self.compressors.insert(child.pid, (task, file));
+        // It writes nothing unless it fails: then to the runner's own stderr, beside the
+        // runner's log.
+        let stderr = std::io::stderr();
+        let output = spawn::Output {
+            stdout: stderr.as_fd(),
+            stderr: stderr.as_fd(),
+        };
+        match spawn::spawn(&spec, output, self.runner) {
+            Ok(pid) => {
+                self.compressors.insert(pid, (task, file));
             }
             Err(e) => warn!("cannot start compressing {}: {e}", file.display()),
         }
