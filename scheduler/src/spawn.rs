@@ -157,10 +157,27 @@ pub fn spawn_prepared(prepared: &Prepared, output: Output<'_>, runner: Pid) -> i
 }
 
 /// The environment tasks inherit: this process's, read at the first spawn (the runner never
-/// changes its own).
-fn inherited_env() -> &'static [(OsString, OsString)] {
-    static ENV: std::sync::OnceLock<Vec<(OsString, OsString)>> = std::sync::OnceLock::new();
-    ENV.get_or_init(|| std::env::vars_os().collect())
+/// changes its own), each variable also as the `KEY=VALUE` string execve takes. Built once
+/// and shared by every task's envp, so a hundred tasks do not hold a hundred copies.
+fn inherited_env() -> &'static [(OsString, OsString, CString)] {
+    static ENV: std::sync::OnceLock<Vec<(OsString, OsString, CString)>> =
+        std::sync::OnceLock::new();
+    ENV.get_or_init(|| {
+        std::env::vars_os()
+            .filter_map(|(k, v)| {
+                let kv = CString::new(key_value(&k, &v)).ok()?;
+                Some((k, v, kv))
+            })
+            .collect()
+    })
+}
+
+/// `KEY=VALUE` as bytes.
+fn key_value(key: &std::ffi::OsStr, value: &std::ffi::OsStr) -> Vec<u8> {
+    let mut kv = key.as_bytes().to_vec();
+    kv.push(b'=');
+    kv.extend_from_slice(value.as_bytes());
+    kv
 }
 
 /// `/dev/null`, opened once (close-on-exec) for every child's stdin.
@@ -216,30 +233,34 @@ impl std::fmt::Debug for Prepared {
 
 impl Prepared {
     /// Prepares `spec`: resolves the program (searching `PATH` if it has no `/`), builds argv
-    /// and the environment (this process's, read once, unless `clear_env`, with `spec.env`
-    /// on top).
+    /// and the environment (this process's, read once and shared, unless `clear_env`, with
+    /// `spec.env` on top).
     pub fn new(spec: &SpawnSpec) -> io::Result<Prepared> {
         let cstring = |bytes: Vec<u8>| {
             CString::new(bytes).map_err(|_| {
                 io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in an argument")
             })
         };
-        let mut env: Vec<(OsString, OsString)> = if spec.clear_env {
+        // The inherited variables the task does not set itself, then its own.
+        let inherited: Vec<&(OsString, OsString, CString)> = if spec.clear_env {
             Vec::new()
         } else {
-            inherited_env().to_vec()
+            inherited_env()
+                .iter()
+                .filter(|(k, _, _)| !spec.env.iter().any(|(key, _)| key == k))
+                .collect()
         };
-        for (key, value) in &spec.env {
-            env.retain(|(k, _)| k != key);
-            env.push((key.clone(), value.clone()));
-        }
+        let path = spec
+            .env
+            .iter()
+            .rev()
+            .map(|(k, v)| (k, v))
+            .chain(inherited.iter().map(|(k, v, _)| (k, v)))
+            .find(|(k, _)| *k == "PATH")
+            .map(|(_, v)| v.clone());
         let program = if spec.program.as_os_str().as_bytes().contains(&b'/') {
             spec.program.clone()
         } else {
-            let path = env
-                .iter()
-                .find(|(k, _)| k == "PATH")
-                .map(|(_, v)| v.clone());
             search_path(&spec.program, path.as_deref(), spec.cwd.as_deref())?
         };
         let argv0 = spec.program.as_os_str().as_bytes().to_vec();
@@ -247,14 +268,15 @@ impl Prepared {
             .chain(spec.args.iter().map(|a| Ok(a.as_bytes().to_vec())))
             .map(|a: io::Result<Vec<u8>>| cstring(a?))
             .collect::<io::Result<_>>()?;
-        let owned_envp: Vec<CString> = env
+        let mut own_env: Vec<(&OsString, &OsString)> = Vec::new();
+        for (key, value) in &spec.env {
+            // The last setting of a key wins.
+            own_env.retain(|(k, _)| *k != key);
+            own_env.push((key, value));
+        }
+        let owned_envp: Vec<CString> = own_env
             .iter()
-            .map(|(k, v)| {
-                let mut kv = k.as_bytes().to_vec();
-                kv.push(b'=');
-                kv.extend_from_slice(v.as_bytes());
-                cstring(kv)
-            })
+            .map(|(k, v)| cstring(key_value(k, v)))
             .collect::<io::Result<_>>()?;
         let pointers = |strings: &[CString]| {
             strings
@@ -268,7 +290,14 @@ impl Prepared {
             program: cstring(program.into_os_string().into_vec())?,
             argv: pointers(&owned_argv),
             _argv: owned_argv,
-            envp: pointers(&owned_envp),
+            // Inherited strings live for the whole process (a static); the task's own are
+            // owned by `_envp`, beside the pointers.
+            envp: inherited
+                .iter()
+                .map(|(_, _, kv)| kv.as_ptr())
+                .chain(owned_envp.iter().map(|kv| kv.as_ptr()))
+                .chain(std::iter::once(std::ptr::null()))
+                .collect(),
             _envp: owned_envp,
             cwd: spec
                 .cwd
