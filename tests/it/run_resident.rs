@@ -274,3 +274,36 @@ tasks:
     assert_eq!(zombie_children(runner.pid()), Vec::<i32>::new());
     assert!(runner.terminate(10 * SECOND).success());
 }
+
+#[test]
+fn a_task_that_fails_to_start_in_a_hot_loop_does_not_starve_the_runner() {
+    let p = PipelineDir::new(
+        "\
+tasks:
+  broken:
+    command: [./not-a-program]
+    backoff: { initial: 0ms, max: 0ms }
+    crash_loop: { max: 100000000, within: 1m }
+  steady:
+    command: [sleep, \"1000\"]
+",
+    );
+    let program = p.file("not-a-program");
+    std::fs::write(&program, "just text\n").unwrap();
+    std::fs::set_permissions(
+        &program,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut runner = Runner::start(&p);
+    runner.wait_for(&["broken", "cannot start"], 10 * SECOND);
+    runner.wait_for(&["started", "steady"], 10 * SECOND);
+    // Restarting at once forever, but signals are still handled between starts.
+    assert!(runner.terminate(10 * SECOND).success());
+    assert!(
+        runner
+            .seen
+            .iter()
+            .any(|l| l.contains("stopped") && l.contains("steady"))
+    );
+}

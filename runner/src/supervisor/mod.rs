@@ -225,7 +225,12 @@ impl Supervisor {
                 };
                 let name = self.tasks[i].spec.name.clone();
                 match due {
-                    Due::Start => self.start(i, now),
+                    Due::Start => {
+                        self.start(i, now);
+                        // One start per task per turn: a start that fails at once with a 0ms
+                        // backoff is due again at once, and must not starve the other events.
+                        break;
+                    }
                     Due::Timeout { pid, signal } => {
                         warn!(task = %name, pid = pid.as_raw(), "run exceeded its timeout; sending {}", signal.as_str());
                         signal_group(pid, signal);
