@@ -238,7 +238,7 @@ pub struct Runner {
 impl Runner {
     pub fn start(pipeline: &PipelineDir) -> Runner {
         let (reader, writer) = std::io::pipe().unwrap();
-        let mut child = Command::new(nonstop())
+        let child = Command::new(nonstop())
             .arg("run")
             .arg(pipeline.path())
             .stdin(Stdio::null())
@@ -246,6 +246,12 @@ impl Runner {
             .stderr(writer)
             .spawn()
             .unwrap();
+        Runner::adopt(child, reader)
+    }
+
+    /// A runner started some other way, its log on `reader`; `child` must end up as
+    /// `nonstop run` itself (e.g. through `exec`).
+    pub fn adopt(mut child: Child, reader: impl std::io::Read + Send + 'static) -> Runner {
         let lines = forward_lines(reader);
         let stdin = child.stdin.take();
         Runner {

@@ -307,3 +307,60 @@ tasks:
             .any(|l| l.contains("stopped") && l.contains("steady"))
     );
 }
+
+#[test]
+fn the_runner_raises_its_own_file_limit_but_tasks_get_the_one_it_was_given() {
+    let probe = helper_path();
+    let p = PipelineDir::new(&format!(
+        "\
+tasks:
+  plain:
+    command: [{probe}, probe]
+    restart: never
+  own:
+    command: [{probe}, probe]
+    restart: never
+    limits: {{ nofile: 100 }}
+"
+    ));
+    // Start the runner under a low soft limit, as many systems do (1024).
+    let (reader, writer) = std::io::pipe().unwrap();
+    let child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -Sn 256 && exec \"$0\" run \"$1\"")
+        .arg(crate::harness::nonstop())
+        .arg(p.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(writer.try_clone().unwrap())
+        .stderr(writer)
+        .spawn()
+        .unwrap();
+    let mut runner = Runner::adopt(child, reader);
+    runner.wait_for(&["plain", "not restarted"], 10 * SECOND);
+    runner.wait_for(&["own", "not restarted"], 10 * SECOND);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", runner.pid())).unwrap();
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<&str> = open_files.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(
+        numbers[0], numbers[1],
+        "soft limit not raised: {open_files}"
+    );
+    assert!(wait_until(5 * SECOND, || p
+        .log("plain")
+        .contains("nofile=")
+        && p.log("own").contains("nofile=")));
+    assert!(
+        p.log("plain").lines().any(|l| l == "nofile=256"),
+        "{}",
+        p.log("plain")
+    );
+    assert!(
+        p.log("own").lines().any(|l| l == "nofile=100"),
+        "{}",
+        p.log("own")
+    );
+    assert!(runner.terminate(10 * SECOND).success());
+}

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use nix::errno::Errno;
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use nonstop_ipc::{HeartbeatTable, TableOptions};
@@ -63,7 +64,21 @@ pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let mut supervisor = Supervisor::new(pipeline, events)?;
+    // Every task holds three descriptors for the runner's life (its log and its pipe's two
+    // ends): raise our own soft limit to the hard one, as systemd does; tasks get the soft
+    // limit we were started with (unless they set `limits.nofile`), so programs that use
+    // select() see what they expect.
+    let inherited_nofile =
+        getrlimit(Resource::RLIMIT_NOFILE).context("cannot read RLIMIT_NOFILE")?;
+    if inherited_nofile.0 < inherited_nofile.1 {
+        setrlimit(
+            Resource::RLIMIT_NOFILE,
+            inherited_nofile.1,
+            inherited_nofile.1,
+        )
+        .context("cannot raise RLIMIT_NOFILE")?;
+    }
+    let mut supervisor = Supervisor::new(pipeline, events, inherited_nofile)?;
     info!(tasks = supervisor.tasks.len(), pipeline = %shown, "running");
     supervisor.run()?;
     if let Some(table) = table {
@@ -110,7 +125,11 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    fn new(pipeline: Pipeline, events: EventLoop) -> anyhow::Result<Supervisor> {
+    fn new(
+        pipeline: Pipeline,
+        events: EventLoop,
+        inherited_nofile: (u64, u64),
+    ) -> anyhow::Result<Supervisor> {
         let names: HashMap<String, usize> = pipeline
             .tasks
             .iter()
@@ -148,8 +167,20 @@ impl Supervisor {
         let mut outputs = Vec::new();
         let mut pipes = HashMap::new();
         for (i, task) in pipeline.tasks.iter().enumerate() {
+            let mut spec = task.spawn.clone();
+            if !spec
+                .limits
+                .iter()
+                .any(|l| l.resource == Resource::RLIMIT_NOFILE)
+            {
+                spec.limits.push(spawn::Limit {
+                    resource: Resource::RLIMIT_NOFILE,
+                    soft: inherited_nofile.0,
+                    hard: inherited_nofile.1,
+                });
+            }
             prepared
-                .push(spawn::Prepared::new(&task.spawn).with_context(|| {
+                .push(spawn::Prepared::new(&spec).with_context(|| {
                     format!("cannot prepare the command of task {}", task.name)
                 })?);
             let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
