@@ -454,6 +454,28 @@ impl Task {
         }
     }
 
+    /// The runner must stop at once (a second SIGTERM or SIGINT): returns the pid whose process
+    /// group gets SIGKILL now, without the grace, if a process runs. A task without a process
+    /// is stopped at once.
+    pub fn kill_now(&mut self) -> Option<Pid> {
+        match self.phase {
+            Phase::Running { pid, since } | Phase::Stopping { pid, since, .. } => {
+                self.phase = Phase::Stopping {
+                    pid,
+                    since,
+                    kill_at: None,
+                    reason: StopReason::Shutdown,
+                };
+                Some(pid)
+            }
+            Phase::Exited(_) | Phase::Failed | Phase::Stopped => None,
+            _ => {
+                self.phase = Phase::Stopped;
+                None
+            }
+        }
+    }
+
     /// The wall clock was set: a cron task's next start, computed on the old clock, is computed
     /// again. `every` tasks live on the monotonic clock and are not affected.
     pub fn wall_clock_changed(&mut self, now: Now) {

@@ -260,3 +260,32 @@ tasks:
         Err(nonstop_ipc::Error::NotFound { .. })
     ));
 }
+
+#[test]
+fn a_second_sigterm_kills_every_task_without_waiting_for_the_grace() {
+    let p = PipelineDir::new(
+        "\
+tasks:
+  stubborn:
+    command: [sh, -c, \"trap '' TERM; exec sleep 1000\"]
+    stop: { grace: 1h }
+  dependent:
+    command: [sh, -c, \"trap '' TERM; exec sleep 1000\"]
+    stop: { grace: 1h }
+    after: [stubborn]
+",
+    );
+    let mut runner = Runner::start(&p);
+    let pids: Vec<i32> = ["stubborn", "dependent"]
+        .iter()
+        .map(|t| pid_of(&runner.wait_for(&["started", t], 10 * SECOND)))
+        .collect();
+    let pid = Pid::from_raw(runner.pid());
+    kill(pid, Signal::SIGTERM).unwrap();
+    runner.wait_for(&["stopping with SIGTERM", "dependent"], 10 * SECOND);
+    // It ignores TERM and has an hour of grace: only a second signal ends this soon.
+    kill(pid, Signal::SIGTERM).unwrap();
+    runner.wait_for(&["received again: killing every task now"], 10 * SECOND);
+    assert!(runner.proc.wait(10 * SECOND).success());
+    assert!(pids.iter().all(|&pid| !alive(pid)));
+}

@@ -359,6 +359,14 @@ impl Supervisor {
                 if !self.shutting_down {
                     info!("{} received: stopping every task", signal.as_str());
                     self.shutting_down = true;
+                    return;
+                }
+                // Asked again while stopping: no more grace, no more order.
+                warn!("{} received again: killing every task now", signal.as_str());
+                for task in &mut self.tasks {
+                    if let Some(pid) = task.kill_now() {
+                        signal_group(pid, Signal::SIGKILL);
+                    }
                 }
             }
             Signal::SIGHUP => {

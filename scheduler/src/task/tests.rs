@@ -279,3 +279,29 @@ fn a_wall_clock_step_moves_a_cron_task_but_not_an_every_task() {
     every.wall_clock_changed(at(2, "2026-01-01T08:00:00Z"));
     assert_eq!(every.deadline(), before);
 }
+
+#[test]
+fn killing_now_skips_the_grace_and_ends_in_stopped() {
+    let c = Clock::new();
+    let mut running = Task::new(spec(Kind::Resident(Restart::Always)));
+    running.activate(c.at(0));
+    running.on_started(pid(5), c.at(0));
+    // A graceful stop already under way is cut short too.
+    assert_eq!(running.stop(c.at(10)), Some((pid(5), Signal::SIGTERM)));
+    assert_eq!(running.kill_now(), Some(pid(5)));
+    assert_eq!(running.deadline(), None, "no grace left to wait for");
+    assert_eq!(
+        running.on_exit(Exit::Signal(Signal::SIGKILL), c.at(11)),
+        AfterExit::Stopped
+    );
+
+    let mut idle = Task::new(spec(Kind::Periodic {
+        schedule: Schedule::Every(Duration::from_secs(60)),
+        timeout: None,
+    }));
+    idle.activate(c.at(0));
+    idle.on_started(pid(6), c.at(0));
+    idle.on_exit(Exit::Code(0), c.at(1));
+    assert_eq!(idle.kill_now(), None);
+    assert_eq!(idle.phase(), Phase::Stopped);
+}
