@@ -209,6 +209,14 @@ impl PipelineDir {
         self.dir.path().join(name)
     }
 
+    /// Writes `contents` to `name` in this directory, mode 0755.
+    pub fn executable(&self, name: &str, contents: &str) {
+        let path = self.file(name);
+        std::fs::write(&path, contents).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+
     /// The numbers a task wrote to `file` in this directory, one per line.
     pub fn numbers<T: std::str::FromStr>(&self, file: &str) -> Vec<T> {
         std::fs::read_to_string(self.file(file))

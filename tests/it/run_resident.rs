@@ -254,13 +254,11 @@ tasks:
 ",
     );
     // Executable, but neither ELF nor a script: execve fails in the child (ENOEXEC).
-    let program = p.file("not-a-program");
-    std::fs::write(&program, "just text\n").unwrap();
-    std::fs::set_permissions(
-        &program,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    p.executable(
+        "not-a-program",
+        "just text
+",
+    );
     let mut runner = Runner::start(&p);
     let line = runner.wait_for(&["broken", "cannot start"], 10 * SECOND);
     assert!(
@@ -288,13 +286,11 @@ tasks:
     command: [sleep, \"1000\"]
 ",
     );
-    let program = p.file("not-a-program");
-    std::fs::write(&program, "just text\n").unwrap();
-    std::fs::set_permissions(
-        &program,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    p.executable(
+        "not-a-program",
+        "just text
+",
+    );
     let mut runner = Runner::start(&p);
     runner.wait_for(&["broken", "cannot start"], 10 * SECOND);
     runner.wait_for(&["started", "steady"], 10 * SECOND);
