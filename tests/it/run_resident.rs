@@ -254,11 +254,7 @@ tasks:
 ",
     );
     // Executable, but neither ELF nor a script: execve fails in the child (ENOEXEC).
-    p.executable(
-        "not-a-program",
-        "just text
-",
-    );
+    p.executable("not-a-program", "just text\n");
     let mut runner = Runner::start(&p);
     let line = runner.wait_for(&["broken", "cannot start"], 10 * SECOND);
     assert!(
@@ -286,11 +282,7 @@ tasks:
     command: [sleep, \"1000\"]
 ",
     );
-    p.executable(
-        "not-a-program",
-        "just text
-",
-    );
+    p.executable("not-a-program", "just text\n");
     let mut runner = Runner::start(&p);
     runner.wait_for(&["broken", "cannot start"], 10 * SECOND);
     runner.wait_for(&["started", "steady"], 10 * SECOND);
