@@ -325,8 +325,11 @@ impl Prepared {
     }
 }
 
-/// `execvp`'s search, done in the parent: the first executable `name` in `path`.
-fn search_path(
+/// `execvp`'s search, done in the parent: the first executable regular file `name` in the
+/// colon-separated `path` (the C library's default `/bin:/usr/bin` when there is none),
+/// relative entries taken from `cwd`. The pipeline check uses it too, so that what `check`
+/// accepts is what a start finds.
+pub fn search_path(
     name: &std::path::Path,
     path: Option<&std::ffi::OsStr>,
     cwd: Option<&std::path::Path>,

@@ -374,17 +374,16 @@ fn resolve_program(program: &str, cwd: &Path, search: Option<&str>) -> Result<Pa
             .map(|()| path)
             .map_err(|why| format!("program \"{program}\" {why}"));
     }
-    // With no PATH at all, execvp searches the C library's default.
-    let search = search.unwrap_or("/bin:/usr/bin");
-    for dir in search.split(':').filter(|d| !d.is_empty()) {
-        let candidate = cwd.join(dir).join(program);
-        if executable(&candidate).is_ok() {
-            return Ok(candidate);
-        }
-    }
-    Err(format!(
-        "program \"{program}\" not found in PATH ({search})"
-    ))
+    nonstop_scheduler::spawn::search_path(
+        Path::new(program),
+        search.map(std::ffi::OsStr::new),
+        Some(cwd),
+    )
+    .map_err(|_| {
+        // With no PATH at all, execvp searches the C library's default.
+        let search = search.unwrap_or("/bin:/usr/bin");
+        format!("program \"{program}\" not found in PATH ({search})")
+    })
 }
 
 /// Why `path` cannot be executed, if it cannot.
