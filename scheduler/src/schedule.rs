@@ -130,31 +130,26 @@ impl Schedule {
         }
     }
 
-    /// The next start after the run scheduled at `scheduled`, strictly later than `now`, with
-    /// the number of scheduled starts that fell between (missed because a run was still going).
-    pub fn next(&self, scheduled: Instant, now: Now) -> Option<(Instant, u64)> {
+    /// The next start after the run scheduled at `scheduled`, strictly later than `now`:
+    /// starts that fell due while a run was still going are passed over (the task logs each
+    /// as a skip when it falls due).
+    pub fn next(&self, scheduled: Instant, now: Now) -> Option<Instant> {
         match self {
             Schedule::Every(period) => {
                 if period.is_zero() {
-                    return Some((now.mono, 0));
+                    return Some(now.mono);
                 }
-                let mut next = scheduled + *period;
+                let next = scheduled + *period;
                 if next > now.mono {
-                    return Some((next, 0));
+                    return Some(next);
                 }
-                // Jump over the missed ones at once, then count them.
-                let behind = now.mono.duration_since(next);
-                let missed = (behind.as_nanos() / period.as_nanos()) as u64 + 1;
-                next += period.mul_f64(missed as f64);
-                while next <= now.mono {
-                    next += *period;
-                }
-                Some((next, missed))
+                // The first point of the grid after now.
+                let behind = now.mono.duration_since(next).as_nanos();
+                let periods = behind / period.as_nanos() + 1;
+                let ahead = u64::try_from(period.as_nanos() * periods).unwrap_or(u64::MAX);
+                Some(next + Duration::from_nanos(ahead))
             }
-            Schedule::Cron(c) => {
-                let next = c.next_after(now.wall)?;
-                Some((wall_to_mono(next, now), 0))
-            }
+            Schedule::Cron(c) => c.next_after(now.wall).map(|t| wall_to_mono(t, now)),
         }
     }
 }
@@ -189,19 +184,19 @@ mod tests {
             mono: t0 + Duration::from_secs(3),
             ..now
         };
-        assert_eq!(s.next(t0, later), Some((t0 + Duration::from_secs(10), 0)));
+        assert_eq!(s.next(t0, later), Some(t0 + Duration::from_secs(10)));
         // A run that overran to 25 s missed the starts at 10 s and 20 s.
         let late = Now {
             mono: t0 + Duration::from_secs(25),
             ..now
         };
-        assert_eq!(s.next(t0, late), Some((t0 + Duration::from_secs(30), 2)));
+        assert_eq!(s.next(t0, late), Some(t0 + Duration::from_secs(30)));
         // Exactly on a grid point: that one is missed too, the next is strictly later.
         let on = Now {
             mono: t0 + Duration::from_secs(20),
             ..now
         };
-        assert_eq!(s.next(t0, on), Some((t0 + Duration::from_secs(30), 2)));
+        assert_eq!(s.next(t0, on), Some(t0 + Duration::from_secs(30)));
     }
 
     #[test]

@@ -372,7 +372,7 @@ impl Task {
                 }
                 match self.upcoming {
                     Some(upcoming) if upcoming <= now.mono => {
-                        self.upcoming = schedule.next(upcoming, now).map(|(next, _)| next);
+                        self.upcoming = schedule.next(upcoming, now);
                         Some(Due::Skipped { pid })
                     }
                     _ => None,
@@ -391,7 +391,7 @@ impl Task {
         };
         if let Kind::Periodic { schedule, .. } = &self.spec.kind {
             let scheduled = *self.scheduled.get_or_insert(now.mono);
-            self.upcoming = schedule.next(scheduled, now).map(|(next, _)| next);
+            self.upcoming = schedule.next(scheduled, now);
         }
     }
 
@@ -437,7 +437,7 @@ impl Task {
                     Some(upcoming) => Some(upcoming),
                     None => {
                         let scheduled = self.scheduled.unwrap_or(now.mono);
-                        schedule.next(scheduled, now).map(|(next, _)| next)
+                        schedule.next(scheduled, now)
                     }
                 };
                 match next {
