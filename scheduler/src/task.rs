@@ -163,21 +163,6 @@ impl Phase {
     pub fn is_final(&self) -> bool {
         matches!(self, Phase::Exited(_) | Phase::Failed | Phase::Stopped)
     }
-
-    /// A short word for logs and status: `waiting`, `running`, `stopping`, `backoff`,
-    /// `idle`, `exited`, `failed`, `stopped`.
-    pub fn word(&self) -> &'static str {
-        match self {
-            Phase::Waiting => "waiting",
-            Phase::Running { .. } => "running",
-            Phase::Stopping { .. } => "stopping",
-            Phase::Backoff { .. } => "backoff",
-            Phase::Idle { .. } => "idle",
-            Phase::Exited(_) => "exited",
-            Phase::Failed => "failed",
-            Phase::Stopped => "stopped",
-        }
-    }
 }
 
 /// What the runner must do after an exit was recorded.
