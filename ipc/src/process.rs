@@ -78,6 +78,12 @@ impl fmt::Display for ProcessId {
     }
 }
 
+/// Whether a process with `pid` exists and is not a zombie (one read of `/proc/PID/stat`).
+/// Says nothing about which process it is: for the seed's table, which records no start time.
+pub(crate) fn is_running(pid: i32) -> Result<bool> {
+    Ok(read_stat(pid)?.is_some_and(|stat| !stat.zombie))
+}
+
 struct Stat {
     start_time: u64,
     zombie: bool,

@@ -24,7 +24,6 @@ use std::mem::{offset_of, size_of};
 use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU8, Ordering};
 use std::time::Duration;
 
-use crate::process::{Liveness, ProcessId};
 use crate::sem::{SemGuard, SemOptions, Semaphore};
 use crate::shm::SharedMemory;
 use crate::{Error, Key, Result, clock};
@@ -205,11 +204,7 @@ impl SeedTable {
             let Some(slot) = read_record(i as u32, record) else {
                 continue;
             };
-            let gone = match ProcessId::of(slot.pid)? {
-                None => true,
-                Some(process) => process.liveness() == Liveness::Gone,
-            };
-            if gone {
+            if !crate::process::is_running(slot.pid)? {
                 clear_record(record);
                 freed.push(slot);
             }
