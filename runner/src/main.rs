@@ -1,18 +1,16 @@
-//! `nonstop`: the runner binary. Parses the command line and dispatches; `main` decides the
-//! exit code in one place.
+//! `nonstop`: the runner's command line. Parses it and dispatches; `main` decides the exit
+//! code in one place.
 //!
 //! - `nonstop check FILE`: checks a pipeline, prints one line per task, or every error.
-//! - `nonstop run FILE`: supervises the pipeline in the foreground until SIGTERM/SIGINT.
-
-mod check;
-mod logfile;
-mod pipeline;
-mod supervisor;
+//! - `nonstop run FILE`: checks the pipeline, then executes `nonstop-supervisor` in this
+//!   process (same pid), which supervises it in the foreground until SIGTERM/SIGINT (see
+//!   `supervisor::handoff`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use nonstop_runner::{check, logfile, supervisor};
 
 /// Keeps Linux service programs running forever.
 #[derive(Debug, Parser)]
@@ -43,8 +41,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
+    let result = match Cli::parse().command {
         Command::Check { file } => check::run(&file),
         Command::Run { file } => supervisor::run(&file),
         Command::CompressLog { file } => logfile::compress(&file),

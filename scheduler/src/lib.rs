@@ -9,6 +9,10 @@
 //!   credentials, umask and limits, tied to the runner's life by `PR_SET_PDEATHSIG`.
 //!
 //! Deadlines are on the monotonic clock; the wall clock is read only for cron.
+//!
+//! Specs ([`task::TaskSpec`] and what it holds) implement serde, so the runner can hand a
+//! checked pipeline to its supervising process ([`wire`] has the representations of the
+//! types that are not serde's own).
 
 pub mod policy;
 pub mod schedule;
@@ -16,3 +20,4 @@ pub mod schedule;
 #[allow(unsafe_code)]
 pub mod spawn;
 pub mod task;
+pub mod wire;

@@ -3,8 +3,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 /// When a resident task is restarted after it exits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Restart {
     /// After every exit.
     Always,
@@ -37,7 +39,7 @@ impl Restart {
 /// Capped exponential backoff between restarts. The delay starts at `initial`, doubles after
 /// every run shorter than `stable` up to `max`, and goes back to `initial` after a run of at
 /// least `stable`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Backoff {
     /// The first delay, and the delay after a stable run. May be zero: restart at once.
     pub initial: Duration,
@@ -81,7 +83,7 @@ impl Backoff {
 }
 
 /// The crash-loop limit: more than `max` exits within `within` and the task is `failed`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CrashLoop {
     /// Exits allowed within the window; one more fails the task.
     pub max: u32,

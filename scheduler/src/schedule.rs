@@ -10,9 +10,16 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
+use serde::{Deserialize, Serialize};
 
-/// A periodic task's schedule.
-#[derive(Clone)]
+/// A periodic task's schedule. Serialized as its text (`every`: the period; `cron`: the
+/// expression and the zone's name), so deserializing parses the expression and looks the zone
+/// up again.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(
+    into = "crate::wire::ScheduleText",
+    try_from = "crate::wire::ScheduleText"
+)]
 pub enum Schedule {
     /// Every period, measured from the scheduled start of the first run, so runs do not drift.
     Every(Duration),
@@ -71,6 +78,16 @@ impl CronSchedule {
             text: text.to_owned(),
             zone,
         })
+    }
+
+    /// The expression, as written.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Its time zone.
+    pub fn zone(&self) -> &Zone {
+        &self.zone
     }
 
     /// The first matching wall-clock time strictly after `after`.

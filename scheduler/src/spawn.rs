@@ -19,9 +19,10 @@ use nix::sys::resource::Resource;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
 
 /// What to start and how.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SpawnSpec {
     /// The program: an absolute path, or a name looked up in `PATH`.
     pub program: PathBuf,
@@ -42,7 +43,7 @@ pub struct SpawnSpec {
 }
 
 /// A user and/or group to run as, resolved before the fork. Needs a root runner.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Credentials {
     /// User id to switch to.
     pub uid: Option<u32>,
@@ -53,9 +54,10 @@ pub struct Credentials {
 }
 
 /// One resource limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limit {
     /// Which resource.
+    #[serde(with = "crate::wire::resource")]
     pub resource: Resource,
     /// Soft limit (`u64::MAX`: unlimited).
     pub soft: u64,

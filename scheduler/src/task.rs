@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
 
 use crate::policy::{Backoff, BackoffState, CrashLoop, CrashLoopState, Restart};
 use crate::schedule::{Now, Schedule};
 use crate::spawn::SpawnSpec;
 
 /// A task as configured.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskSpec {
     /// Its name in the pipeline.
     pub name: String,
@@ -32,7 +33,7 @@ pub struct TaskSpec {
 }
 
 /// Resident or periodic.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Kind {
     /// Runs all the time; restarted per policy when it exits.
     Resident(Restart),
@@ -46,9 +47,10 @@ pub enum Kind {
 }
 
 /// How a task is stopped: `signal` to its process group, then SIGKILL after `grace`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StopSpec {
     /// The first signal.
+    #[serde(with = "crate::wire::signal")]
     pub signal: Signal,
     /// Time between it and SIGKILL.
     pub grace: Duration,

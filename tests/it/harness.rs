@@ -159,7 +159,8 @@ pub fn c_program(name: &str) -> PathBuf {
 }
 
 /// The `nonstop` binary, built once per test run by the cargo running the tests, in the same
-/// profile (only the runner's own tests get `CARGO_BIN_EXE_nonstop`).
+/// profile (only the runner's own tests get `CARGO_BIN_EXE_nonstop`), with
+/// `nonstop-supervisor` beside it.
 pub fn nonstop() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -169,14 +170,7 @@ pub fn nonstop() -> PathBuf {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
         build
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "nonstop-runner",
-                "--bin",
-                "nonstop",
-            ])
+            .args(["build", "--quiet", "-p", "nonstop-runner", "--bins"])
             .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             build.arg("--release");

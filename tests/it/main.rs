@@ -7,6 +7,7 @@
 
 mod check;
 mod harness;
+mod run_handoff;
 mod run_periodic;
 mod run_resident;
 mod run_stop;

@@ -13,8 +13,7 @@ pub fn run() -> Result<()> {
         "build",
         "-p",
         "nonstop-runner",
-        "--bin",
-        "nonstop",
+        "--bins",
         "--example",
         "demo-server",
     ]))?;

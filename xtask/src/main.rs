@@ -3,8 +3,8 @@
 //!
 //! - `cargo xtask ci`: exactly what CI runs: format check, clippy with warnings as errors, the
 //!   whole test suite, then a check that the suite left no System V objects behind.
-//! - `cargo xtask bench`: the benchmarks, each printing ratios against a baseline measured in
-//!   the same run.
+//! - `cargo xtask bench [beat|runner]`: the benchmarks, each printing ratios against a
+//!   baseline measured in the same run.
 //! - `cargo xtask demo`: builds the runner and the example server and runs
 //!   `examples/demo.yaml` until Ctrl-C.
 
@@ -20,17 +20,18 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: cargo xtask <ci|bench|demo>
+const USAGE: &str = "usage: cargo xtask <ci|bench [beat|runner]|demo>
 
   ci      cargo fmt --check, clippy -D warnings, the whole test suite, IPC leftover check
-  bench   run the benchmarks and print their ratios (record them in BENCHMARKS.md)
+  bench   run the benchmarks (all, or only `beat` or `runner`) and print their ratios
+          (record them in BENCHMARKS.md)
   demo    build the runner and run examples/demo.yaml until Ctrl-C";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::run(),
-        Some("bench") => bench::run(),
+        Some("bench") => bench::run(args.get(1).map(String::as_str)),
         Some("demo") => demo::run(),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");

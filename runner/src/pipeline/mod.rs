@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use nonstop_ipc::Key;
 use nonstop_scheduler::task::TaskSpec;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
 use locate::{Pos, Positions};
@@ -50,16 +51,17 @@ impl Diagnostic {
 }
 
 /// `heartbeat:`: the table the runner creates for its tasks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeartbeatConfig {
     /// Key of the segment and the semaphore.
+    #[serde(with = "key_number")]
     pub key: Key,
     /// Number of slots.
     pub slots: u32,
 }
 
 /// `logs:`: where task output goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogConfig {
     /// Directory of `TASK.log` files.
     pub dir: PathBuf,
@@ -71,8 +73,9 @@ pub struct LogConfig {
     pub compress: bool,
 }
 
-/// A checked pipeline.
-#[derive(Debug)]
+/// A checked pipeline. Serde is for the hand-off to the supervising process (see
+/// `supervisor::handoff`), which gets no warnings: they are logged before.
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Pipeline {
     /// The heartbeat table, if any.
     pub heartbeat: Option<HeartbeatConfig>,
@@ -81,7 +84,22 @@ pub struct Pipeline {
     /// The tasks, in file order.
     pub tasks: Vec<TaskSpec>,
     /// Things that are accepted but have no effect yet.
+    #[serde(skip)]
     pub warnings: Vec<Diagnostic>,
+}
+
+/// A [`Key`] as its number.
+mod key_number {
+    use nonstop_ipc::Key;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(key: &Key, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i32(key.raw())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
+        Key::new(i32::deserialize(d)?).map_err(D::Error::custom)
+    }
 }
 
 /// Default `logs.max_size`: 10 MiB.

@@ -38,6 +38,19 @@ const CLOCK_TOKEN: u64 = u64::MAX - 1;
 /// clock was set.
 const FAR_FUTURE_SECS: i64 = 16_725_225_600;
 
+/// Resets the handled signals to their default disposition (one inherited as ignored would
+/// never arrive) and blocks them: from now on they wait, pending, for the signalfd. The block
+/// outlives an `execve`, so a signal sent during the hand-off is not lost.
+pub fn block_signals() -> nix::Result<SigSet> {
+    nonstop_scheduler::spawn::reset_to_default(&SIGNALS)?;
+    let mut mask = SigSet::empty();
+    for s in SIGNALS {
+        mask.add(s);
+    }
+    mask.thread_block()?;
+    Ok(mask)
+}
+
 #[derive(Debug)]
 pub struct EventLoop {
     epoll: Epoll,
@@ -46,16 +59,10 @@ pub struct EventLoop {
 }
 
 impl EventLoop {
-    /// Resets the handled signals to their default disposition (one inherited as ignored would
-    /// never arrive), blocks them in this (the only) thread, and opens the signalfd and epoll,
-    /// both close-on-exec.
+    /// Blocks the handled signals ([`block_signals`]) and opens the signalfd and epoll, both
+    /// close-on-exec.
     pub fn new() -> nix::Result<EventLoop> {
-        nonstop_scheduler::spawn::reset_to_default(&SIGNALS)?;
-        let mut mask = SigSet::empty();
-        for s in SIGNALS {
-            mask.add(s);
-        }
-        mask.thread_block()?;
+        let mask = block_signals()?;
         let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         epoll.add(

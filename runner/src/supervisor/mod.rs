@@ -6,8 +6,12 @@
 //! earliest task deadline, or none: with nothing due, it makes no wake-ups at all. Decisions
 //! belong to each task's state machine (`nonstop_scheduler::task::Task`); this module does the
 //! I/O they ask for (spawn, signal, reap, copy output to log files) and logs every step.
+//!
+//! The loop runs in a fresh image of the binary, started by the one that checked the pipeline
+//! ([`handoff`]).
 
 mod events;
+pub mod handoff;
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -30,12 +34,14 @@ use crate::logfile::TaskLog;
 use crate::pipeline::{self, Pipeline};
 use events::{Event, EventLoop};
 
-/// Runs the pipeline at `file` until SIGTERM/SIGINT and every task is stopped.
+/// Runs the pipeline at `file` until SIGTERM/SIGINT and every task is stopped: checks it, then
+/// hands it to a fresh image of this binary ([`handoff`]), which supervises. If that cannot
+/// be done (no `/proc`), supervises in this image.
 pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
+    let shown = file.display().to_string();
     let pipeline = match pipeline::load(file) {
         Ok(p) => p,
         Err(errors) => {
-            let shown = file.display().to_string();
             for e in &errors {
                 eprintln!("{}", e.display(&shown));
             }
@@ -43,14 +49,31 @@ pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
         }
     };
     init_logging();
-    // Signals are blocked before anything else, so none is lost to a default action.
-    let events = EventLoop::new().context("cannot set up the event loop")?;
-    // Orphaned descendants (daemons that double-fork) become ours, so we reap them.
-    nix::sys::prctl::set_child_subreaper(true).context("cannot become a child subreaper")?;
-    let shown = file.display().to_string();
     for w in &pipeline.warnings {
         warn!("{}", w.display(&shown));
     }
+    // Blocked before the hand-off, so a SIGTERM sent meanwhile waits for the signalfd.
+    events::block_signals().context("cannot block signals")?;
+    let e = handoff::exec(file, &pipeline);
+    warn!(
+        "supervising in this process, without {}: {e:#}",
+        handoff::SUPERVISOR
+    );
+    supervise(&shown, pipeline)
+}
+
+/// The supervising image: takes the pipeline handed off at `fd` (checked from `file`) and
+/// runs it.
+pub fn resume(fd: RawFd, file: &Path) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let pipeline = handoff::receive(fd)?;
+    supervise(&file.display().to_string(), pipeline)
+}
+
+fn supervise(shown: &str, pipeline: Pipeline) -> anyhow::Result<ExitCode> {
+    let events = EventLoop::new().context("cannot set up the event loop")?;
+    // Orphaned descendants (daemons that double-fork) become ours, so we reap them.
+    nix::sys::prctl::set_child_subreaper(true).context("cannot become a child subreaper")?;
     let table = match pipeline.heartbeat {
         Some(h) => {
             let options = TableOptions {

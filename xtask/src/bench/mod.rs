@@ -7,19 +7,31 @@
 
 mod runner;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
 use crate::{cargo, exec};
 
-pub fn run() -> Result<()> {
-    exec(cargo().args([
-        "bench",
-        "-p",
-        "nonstop-ipc",
-        "--features",
-        "testing",
-        "--bench",
-        "beat",
-    ]))?;
-    runner::run()
+/// Runs every benchmark, or only the one named (`beat` or `runner`).
+pub fn run(only: Option<&str>) -> Result<()> {
+    let (beat, runner) = match only {
+        None => (true, true),
+        Some("beat") => (true, false),
+        Some("runner") => (false, true),
+        Some(other) => bail!("unknown benchmark {other:?}: expected beat or runner"),
+    };
+    if beat {
+        exec(cargo().args([
+            "bench",
+            "-p",
+            "nonstop-ipc",
+            "--features",
+            "testing",
+            "--bench",
+            "beat",
+        ]))?;
+    }
+    if runner {
+        runner::run()?;
+    }
+    Ok(())
 }
