@@ -267,7 +267,7 @@ fn a_second_sigterm_kills_every_task_without_waiting_for_the_grace() {
         "\
 tasks:
   stubborn:
-    command: [sh, -c, \"trap '' TERM; exec sleep 1000\"]
+    command: [sh, -c, \"setsid sh -c 'trap \\\"\\\" TERM; echo $$ > deaf; while :; do sleep 1; done' & trap '' TERM; exec sleep 1000\"]
     stop: { grace: 1h }
   dependent:
     command: [sh, -c, \"trap '' TERM; exec sleep 1000\"]
@@ -280,6 +280,9 @@ tasks:
         .iter()
         .map(|t| pid_of(&runner.wait_for(&["started", t], 10 * SECOND)))
         .collect();
+    // A daemon that left its task's group: the runner adopts it once `stubborn` dies.
+    let deaf = pid_in(&p, "deaf");
+    let _cleanup = KillOnDrop(vec![deaf]);
     let pid = Pid::from_raw(runner.pid());
     kill(pid, Signal::SIGTERM).unwrap();
     runner.wait_for(&["stopping with SIGTERM", "dependent"], 10 * SECOND);
@@ -288,4 +291,69 @@ tasks:
     runner.wait_for(&["received again: killing every task now"], 10 * SECOND);
     assert!(runner.proc.wait(10 * SECOND).success());
     assert!(pids.iter().all(|&pid| !alive(pid)));
+    assert!(!alive(deaf), "the adopted daemon outlived the runner");
+}
+
+/// SIGKILLs the process groups of these pids when dropped (each leads its own).
+struct KillOnDrop(Vec<i32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            if alive(pid) {
+                let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+/// The pid in `file` of the pipeline directory, once it is there.
+fn pid_in(p: &PipelineDir, file: &str) -> i32 {
+    assert!(
+        wait_until(10 * SECOND, || !p.numbers::<i32>(file).is_empty()),
+        "no pid in {file}"
+    );
+    p.numbers::<i32>(file)[0]
+}
+
+#[test]
+fn sigterm_also_stops_descendants_that_left_their_process_group() {
+    // `setsid` takes each helper out of its task's process group, so the group kill misses it;
+    // when the task's main process dies the runner (a child subreaper) adopts it.
+    let p = PipelineDir::new(
+        "\
+tasks:
+  polite:
+    command: [sh, -c, \"setsid sh -c 'echo $$ > polite; exec sleep 1000' & exec sleep 1000\"]
+    stop: { grace: 500ms }
+  deaf:
+    command: [sh, -c, \"setsid sh -c 'trap \\\"\\\" TERM; echo $$ > deaf; while :; do sleep 1; done' & exec sleep 1000\"]
+    stop: { grace: 500ms }
+",
+    );
+    let mut runner = Runner::start(&p);
+    runner.wait_for(&["started", "task=polite"], 10 * SECOND);
+    runner.wait_for(&["started", "task=deaf"], 10 * SECOND);
+    let polite = pid_in(&p, "polite");
+    let deaf = pid_in(&p, "deaf");
+    // If the runner leaves them behind, the test fails, and they go anyway.
+    let _cleanup = KillOnDrop(vec![polite, deaf]);
+    assert!(alive(polite) && alive(deaf));
+
+    let status = runner.terminate(30 * SECOND);
+    let log = runner.seen.join("\n");
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(
+        !alive(polite),
+        "the polite daemon outlived the runner\n{log}"
+    );
+    assert!(!alive(deaf), "the deaf daemon outlived the runner\n{log}");
+    assert!(
+        log.contains("stopping an adopted process with SIGTERM"),
+        "{log}"
+    );
+    assert!(
+        log.contains("adopted processes still running after the stop grace; sending SIGKILL"),
+        "{log}"
+    );
 }

@@ -10,10 +10,11 @@
 //! The loop runs in a fresh image of the binary, started by the one that checked the pipeline
 //! ([`handoff`]).
 
+mod adopted;
 mod events;
 pub mod handoff;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -145,6 +146,8 @@ struct Supervisor {
     runner: Pid,
     exe: PathBuf,
     shutting_down: bool,
+    /// A second SIGTERM/SIGINT came while stopping: no more graces.
+    hurry: bool,
 }
 
 impl Supervisor {
@@ -229,6 +232,7 @@ impl Supervisor {
             // Resolved now: after an upgrade the running binary may be gone from its path.
             exe: std::env::current_exe().context("cannot find the nonstop executable")?,
             shutting_down: false,
+            hurry: false,
         })
     }
 
@@ -239,6 +243,7 @@ impl Supervisor {
             if self.shutting_down {
                 self.stop_ready(now);
                 if self.tasks.iter().all(|t| t.phase().is_final()) {
+                    self.stop_adopted()?;
                     // What the tasks wrote last is still in their pipes.
                     for i in 0..self.outputs.len() {
                         self.drain(i);
@@ -354,6 +359,91 @@ impl Supervisor {
         }
     }
 
+    /// At shutdown, once every task is stopped: stops the processes the runner adopted (a
+    /// task's descendant that left its process group, e.g. with `setsid`, and whose parent
+    /// died) and waits for running log compressions. SIGTERM (to the process's group if it
+    /// leads one), then SIGKILL after the longest `stop.grace` of the pipeline, or at once on a
+    /// second SIGTERM/SIGINT. Gives up, naming them, on processes that a SIGKILL does not end
+    /// within [`GIVE_UP`] (stuck in the kernel).
+    fn stop_adopted(&mut self) -> anyhow::Result<()> {
+        let grace = self
+            .tasks
+            .iter()
+            .map(|t| t.spec.stop.grace)
+            .max()
+            .unwrap_or_default();
+        let mut kill_at = Instant::now() + if self.hurry { Duration::ZERO } else { grace };
+        let mut killing = false;
+        let mut signalled: HashSet<Pid> = HashSet::new();
+        loop {
+            let left: Vec<Pid> = adopted::children(self.runner)
+                .into_iter()
+                .filter(|pid| !self.compressors.contains_key(pid))
+                .collect();
+            if left.is_empty() && self.compressors.is_empty() {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if !killing && now >= kill_at {
+                killing = true;
+                signalled.clear();
+                if !left.is_empty() {
+                    warn!("adopted processes still running after the stop grace; sending SIGKILL");
+                }
+            }
+            if killing && now >= kill_at + GIVE_UP {
+                let pids: Vec<String> = left
+                    .iter()
+                    .chain(self.compressors.keys())
+                    .map(|p| p.to_string())
+                    .collect();
+                error!(
+                    "giving up on processes a SIGKILL did not end: {}",
+                    pids.join(", ")
+                );
+                return Ok(());
+            }
+            let signal = if killing {
+                Signal::SIGKILL
+            } else {
+                Signal::SIGTERM
+            };
+            for &pid in &left {
+                if signalled.insert(pid) {
+                    info!(
+                        pid = pid.as_raw(),
+                        "stopping an adopted process with {}",
+                        signal.as_str()
+                    );
+                    signal_adopted(pid, signal);
+                }
+            }
+            if killing {
+                for &pid in self.compressors.keys() {
+                    let _ = kill(pid, Signal::SIGKILL);
+                }
+            }
+            let until = if killing { kill_at + GIVE_UP } else { kill_at };
+            for event in self
+                .events
+                .wait(Some(until.saturating_duration_since(Instant::now())))?
+            {
+                match event {
+                    Event::Signal(Signal::SIGCHLD) => self.reap(),
+                    Event::Signal(s @ (Signal::SIGTERM | Signal::SIGINT)) if !killing => {
+                        warn!(
+                            "{} received again: killing adopted processes now",
+                            s.as_str()
+                        );
+                        kill_at = Instant::now();
+                    }
+                    Event::Readable(fd) => self.on_output(fd),
+                    _ => {}
+                }
+            }
+        }
+    }
+
     fn start(&mut self, i: usize, now: Now) {
         let write = self.outputs[i].1.as_fd();
         let output = spawn::Output {
@@ -386,6 +476,7 @@ impl Supervisor {
                 }
                 // Asked again while stopping: no more grace, no more order.
                 warn!("{} received again: killing every task now", signal.as_str());
+                self.hurry = true;
                 for task in &mut self.tasks {
                     if let Some(pid) = task.kill_now() {
                         signal_group(pid, Signal::SIGKILL);
@@ -548,6 +639,22 @@ impl Supervisor {
                 self.compressors.insert(pid, (task, file));
             }
             Err(e) => warn!("cannot start compressing {}: {e}", file.display()),
+        }
+    }
+}
+
+/// How long the runner waits for adopted processes to die after SIGKILL before it gives up.
+const GIVE_UP: Duration = Duration::from_secs(5);
+
+/// Sends `signal` to an adopted process: to its process group if it leads one (a daemon that
+/// called `setsid`), else to it alone (its group belongs to someone else); then SIGCONT.
+fn signal_adopted(pid: Pid, signal: Signal) {
+    if nix::unistd::getpgid(Some(pid)) == Ok(pid) {
+        signal_group(pid, signal);
+    } else {
+        let _ = kill(pid, signal);
+        if signal != Signal::SIGKILL {
+            let _ = kill(pid, Signal::SIGCONT);
         }
     }
 }
