@@ -265,13 +265,24 @@ impl Task {
         self.starts
     }
 
-    /// Whether tasks that come `after` this one may start: a resident task is running, a
-    /// periodic one has succeeded at least once.
+    /// Whether tasks that come `after` this one may start: a resident task is running, or
+    /// has exited successfully and is not restarted (a one-shot: `restart: never` or
+    /// `on-failure`); a periodic one has succeeded at least once.
     pub fn satisfies_dependents(&self) -> bool {
         match self.spec.kind {
-            Kind::Resident(_) => matches!(self.phase, Phase::Running { .. }),
+            Kind::Resident(_) => match self.phase {
+                Phase::Running { .. } => true,
+                Phase::Exited(exit) => exit.success(),
+                _ => false,
+            },
             Kind::Periodic { .. } => self.successes > 0,
         }
+    }
+
+    /// Whether this task will never satisfy its dependents again without being started again
+    /// (it failed, or exited unsuccessfully and is not restarted, or was stopped).
+    pub fn blocks_dependents(&self) -> bool {
+        self.phase.is_final() && !self.satisfies_dependents()
     }
 
     /// Dependencies are satisfied: leave `Waiting`. Returns [`Due::Start`] if a process

@@ -243,6 +243,49 @@ tasks:
 }
 
 #[test]
+fn a_one_shot_that_succeeded_lets_its_dependents_start_and_one_that_failed_is_reported() {
+    // `slow` holds `app` and `never` back until both one-shots have exited.
+    let p = PipelineDir::new(
+        "\
+tasks:
+  slow:
+    every: 1h
+    command: [sleep, \"0.5\"]
+  setup:
+    command: [sh, -c, \"exit 0\"]
+    restart: never
+  broken-setup:
+    command: [sh, -c, \"exit 3\"]
+    restart: never
+  app:
+    command: [sleep, \"1000\"]
+    after: [setup, slow]
+  never:
+    command: [sleep, \"1000\"]
+    after: [broken-setup, slow]
+",
+    );
+    let mut runner = Runner::start(&p);
+    runner.wait_for(&["exited with status 0", "task=setup"], 10 * SECOND);
+    runner.wait_for(&["exited with status 3", "task=broken-setup"], 10 * SECOND);
+    // Exited 0 and not restarted: done, like a one-shot; `app` starts once `slow` is done.
+    runner.wait_for(&["started", "task=app"], 10 * SECOND);
+    // Failed and not restarted: `never` says why it will not start, once.
+    runner.wait_for(
+        &[
+            "will not start: broken-setup ended without success and is not restarted",
+            "task=never",
+        ],
+        10 * SECOND,
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(runner.terminate(10 * SECOND).success());
+    let log = runner.seen.join("\n");
+    assert!(!log.contains("INFO started task=never"), "{log}");
+    assert_eq!(log.matches("will not start").count(), 1, "{log}");
+}
+
+#[test]
 fn a_program_that_cannot_be_executed_is_reported_retried_and_left_no_zombie() {
     let p = PipelineDir::new(
         "\

@@ -133,6 +133,8 @@ struct Supervisor {
     dependencies: Vec<Vec<usize>>,
     /// Whether "waiting for ..." was logged for the task (once).
     waiting_logged: Vec<bool>,
+    /// Whether "will not start ..." was logged for the task (once).
+    blocked_logged: Vec<bool>,
     by_pid: HashMap<Pid, usize>,
     /// Each task's output pipe (read end, write end), for its whole life: every instance gets
     /// the write end as stdout and stderr, and the read end is watched once.
@@ -221,6 +223,7 @@ impl Supervisor {
             logs,
             dependents,
             waiting_logged: vec![false; dependencies.len()],
+            blocked_logged: vec![false; dependencies.len()],
             dependencies,
             by_pid: HashMap::new(),
             outputs,
@@ -317,6 +320,18 @@ impl Supervisor {
                 .filter(|&&d| !self.tasks[d].satisfies_dependents())
                 .map(|&d| self.tasks[d].spec.name.as_str())
                 .collect();
+            let blocking: Vec<&str> = self.dependencies[i]
+                .iter()
+                .filter(|&&d| self.tasks[d].blocks_dependents())
+                .map(|&d| self.tasks[d].spec.name.as_str())
+                .collect();
+            if !blocking.is_empty() {
+                if !self.blocked_logged[i] {
+                    warn!(task = %self.tasks[i].spec.name, "will not start: {} ended without success and is not restarted", blocking.join(", "));
+                    self.blocked_logged[i] = true;
+                }
+                continue;
+            }
             if !missing.is_empty() {
                 if !self.waiting_logged[i] {
                     info!(task = %self.tasks[i].spec.name, "waiting for {}", missing.join(", "));

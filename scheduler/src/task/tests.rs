@@ -122,6 +122,18 @@ fn restart_policies_decide_what_an_exit_means() {
     never.on_started(pid(1), c.at(0));
     assert_eq!(never.on_exit(Exit::Code(3), c.at(5)), AfterExit::Done);
     assert_eq!(never.phase(), Phase::Exited(Exit::Code(3)));
+    // A failure is not restarted: what comes after it can never start.
+    assert!(!never.satisfies_dependents());
+    assert!(never.blocks_dependents());
+
+    // A success is not restarted either: a one-shot, done, and what comes after it starts.
+    let mut one_shot = Task::new(spec(Kind::Resident(Restart::Never)));
+    one_shot.activate(c.at(0));
+    one_shot.on_started(pid(1), c.at(0));
+    assert!(one_shot.satisfies_dependents());
+    assert_eq!(one_shot.on_exit(Exit::Code(0), c.at(5)), AfterExit::Done);
+    assert!(one_shot.satisfies_dependents());
+    assert!(!one_shot.blocks_dependents());
 
     let mut on_failure = Task::new(spec(Kind::Resident(Restart::OnFailure)));
     on_failure.activate(c.at(0));
@@ -130,11 +142,14 @@ fn restart_policies_decide_what_an_exit_means() {
         on_failure.on_exit(Exit::Code(2), c.at(5)),
         AfterExit::Restart { .. }
     ));
+    assert!(!on_failure.satisfies_dependents());
+    assert!(!on_failure.blocks_dependents());
     on_failure.on_started(pid(2), c.at(200));
     assert_eq!(
         on_failure.on_exit(Exit::Code(0), c.at(300)),
         AfterExit::Done
     );
+    assert!(on_failure.satisfies_dependents());
 }
 
 #[test]
