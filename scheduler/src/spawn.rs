@@ -546,7 +546,8 @@ fn default_dispositions(signals: &[nix::libc::c_int]) {
 }
 
 /// In the child: marks every descriptor from 3 up close-on-exec (Linux 5.11+; on an older
-/// kernel the call fails and std's own close-on-exec flags are all there is).
+/// kernel the call fails, and [`cloexec_inherited`], which the runner calls once at start,
+/// together with the runner opening everything close-on-exec, is what keeps them out).
 fn close_inherited_on_exec() {
     // SAFETY: close_range takes plain integers and only changes descriptor flags; a plain
     // system call, async-signal-safe.
@@ -558,6 +559,33 @@ fn close_inherited_on_exec() {
             nix::libc::CLOSE_RANGE_CLOEXEC,
         );
     }
+}
+
+/// For the runner itself, once at start: marks every descriptor from 3 up that it has open
+/// (those it inherited from whoever started it) close-on-exec, so that no task inherits one
+/// even on a kernel without `close_range(CLOSE_RANGE_CLOEXEC)` (before Linux 5.11). Returns
+/// how many were not close-on-exec yet.
+pub fn cloexec_inherited() -> io::Result<usize> {
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd >= 3)
+        .collect();
+    let mut marked = 0;
+    for fd in fds {
+        // SAFETY: F_GETFD/F_SETFD take plain integers and only read or change the
+        // descriptor's flags; a descriptor that is gone (the directory listing's own) fails
+        // with EBADF, which is skipped.
+        let flags = unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFD) };
+        if flags < 0 || flags & nix::libc::FD_CLOEXEC != 0 {
+            continue;
+        }
+        // SAFETY: as above.
+        if unsafe { nix::libc::fcntl(fd, nix::libc::F_SETFD, flags | nix::libc::FD_CLOEXEC) } == 0 {
+            marked += 1;
+        }
+    }
+    Ok(marked)
 }
 
 /// For the runner itself, before it blocks `signals` to read them from a signalfd: a signal

@@ -1,6 +1,7 @@
 //! The hand-off: `nonstop run` checks the pipeline, then `nonstop-supervisor` supervises it in
 //! the same process; without `nonstop-supervisor` the runner supervises in its own image; a
-//! signal sent during the hand-off is not lost; the supervisor refuses anything else.
+//! signal sent during the hand-off is not lost; the supervisor refuses anything else; and
+//! descriptors inherited from whoever started the runner are made close-on-exec.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -176,4 +177,31 @@ fn the_supervisor_refuses_to_be_run_by_hand() {
 #[test]
 fn the_supervisor_is_built_beside_nonstop() {
     assert!(Path::new(&supervisor()).is_file());
+}
+
+#[test]
+fn descriptors_the_runner_inherits_are_made_close_on_exec() {
+    let p = PipelineDir::new("tasks:\n  sleeper:\n    command: [sleep, \"1000\"]\n");
+    // fd 7, open without close-on-exec, as a careless parent might leave it.
+    let (reader, writer) = std::io::pipe().unwrap();
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg("exec \"$0\" run \"$1\" 7</dev/null")
+        .arg(nonstop())
+        .arg(p.path())
+        .stdin(Stdio::null())
+        .stdout(writer.try_clone().unwrap())
+        .stderr(writer)
+        .spawn()
+        .unwrap();
+    let mut runner = Runner::adopt(child, reader);
+    runner.wait_for(&["started", "task=sleeper"], 10 * SECOND);
+    let info = std::fs::read_to_string(format!("/proc/{}/fdinfo/7", runner.pid())).unwrap();
+    let flags = info
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+        .unwrap();
+    assert_ne!(flags & nix::libc::O_CLOEXEC as u32, 0, "{info}");
+    assert_eq!(runner.terminate(10 * SECOND).code(), Some(0));
 }

@@ -72,6 +72,11 @@ pub fn resume(fd: RawFd, file: &Path) -> anyhow::Result<ExitCode> {
 }
 
 fn supervise(shown: &str, pipeline: Pipeline) -> anyhow::Result<ExitCode> {
+    // Whatever started us may have left descriptors open: none may reach a task.
+    let marked = spawn::cloexec_inherited().context("cannot list open descriptors")?;
+    if marked > 0 {
+        debug!("marked {marked} inherited descriptors close-on-exec");
+    }
     let events = EventLoop::new().context("cannot set up the event loop")?;
     // Orphaned descendants (daemons that double-fork) become ours, so we reap them.
     nix::sys::prctl::set_child_subreaper(true).context("cannot become a child subreaper")?;
