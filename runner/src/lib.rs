@@ -9,6 +9,7 @@
 //!   never calls, so the process that lives for months maps only the code it runs.
 
 pub mod check;
+pub mod log;
 pub mod logfile;
 pub mod pipeline;
 pub mod supervisor;

@@ -63,13 +63,12 @@ pub fn exec(file: &Path, pipeline: &Pipeline) -> anyhow::Error {
 }
 
 fn try_exec(file: &Path, pipeline: &Pipeline) -> anyhow::Result<Infallible> {
-    let supervisor = std::env::current_exe()
-        .context("cannot find the nonstop executable")?
-        .with_file_name(SUPERVISOR);
+    let nonstop = std::env::current_exe().context("cannot find the nonstop executable")?;
+    let supervisor = nonstop.with_file_name(SUPERVISOR);
     let program = CString::new(supervisor.clone().into_os_string().into_vec())
         .context("a NUL byte in the supervisor's path")?;
     let mut bytes = MAGIC.as_bytes().to_vec();
-    bytes.extend(postcard::to_stdvec(pipeline).context("cannot encode the pipeline")?);
+    bytes.extend(postcard::to_stdvec(&(&nonstop, pipeline)).context("cannot encode the pipeline")?);
     // Not close-on-exec: the descriptor must reach the next image, which closes it first.
     let fd = memfd_create(c"nonstop-handoff", MFdFlags::empty())
         .context("cannot create the hand-off memfd")?;
@@ -95,9 +94,10 @@ fn try_exec(file: &Path, pipeline: &Pipeline) -> anyhow::Result<Infallible> {
     Err(anyhow::Error::new(e).context(format!("cannot execute {}", supervisor.display())))
 }
 
-/// Reads the pipeline handed off at descriptor `fd`, closes it, and names this process
-/// `nonstop`.
-pub fn receive(fd: RawFd) -> anyhow::Result<Pipeline> {
+/// Reads what was handed off at descriptor `fd`: the path of the `nonstop` binary that
+/// checked the pipeline (the supervisor runs it for work it does not link itself, such as
+/// `nonstop compress-log`), and the pipeline. Closes `fd` and names this process `nonstop`.
+pub fn receive(fd: RawFd) -> anyhow::Result<(PathBuf, Pipeline)> {
     // `ps`, `pidof` and `pgrep` show what the operator started; /proc/PID/exe tells the truth.
     nix::sys::prctl::set_name(c"nonstop").context("cannot name the process")?;
     if fd < 3 {
@@ -173,11 +173,13 @@ tasks:
     fn a_pipeline_arrives_as_it_was_checked() {
         let sent = pipeline::parse(FULL, Path::new("/etc/nonstop")).unwrap();
         let mut bytes = MAGIC.as_bytes().to_vec();
-        bytes.extend(postcard::to_stdvec(&sent).unwrap());
+        let nonstop = Path::new("/opt/nonstop/bin/nonstop");
+        bytes.extend(postcard::to_stdvec(&(nonstop, &sent)).unwrap());
         let fd = memfd_with(c"roundtrip", &bytes);
         // `receive` closes the descriptor itself.
         let raw = std::os::fd::IntoRawFd::into_raw_fd(fd);
-        let received = receive(raw).unwrap();
+        let (received_nonstop, received) = receive(raw).unwrap();
+        assert_eq!(received_nonstop, nonstop);
         assert_eq!(format!("{received:?}"), format!("{sent:?}"));
         assert!(format!("{received:?}").contains("Asia/Shanghai"));
         // (Another test may have the number by now, but not a memfd of this name.)

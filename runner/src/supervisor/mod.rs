@@ -60,18 +60,21 @@ pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
         "supervising in this process, without {}: {e:#}",
         handoff::SUPERVISOR
     );
-    supervise(&shown, pipeline)
+    let nonstop = std::env::current_exe().context("cannot find the nonstop executable")?;
+    supervise(&shown, pipeline, nonstop)
 }
 
 /// The supervising image: takes the pipeline handed off at `fd` (checked from `file`) and
 /// runs it.
 pub fn resume(fd: RawFd, file: &Path) -> anyhow::Result<ExitCode> {
     init_logging();
-    let pipeline = handoff::receive(fd)?;
-    supervise(&file.display().to_string(), pipeline)
+    let (nonstop, pipeline) = handoff::receive(fd)?;
+    supervise(&file.display().to_string(), pipeline, nonstop)
 }
 
-fn supervise(shown: &str, pipeline: Pipeline) -> anyhow::Result<ExitCode> {
+/// Supervises `pipeline` (from the file shown as `shown`); `nonstop` is the `nonstop` binary,
+/// which compresses rotated logs for it (`nonstop compress-log FILE`).
+fn supervise(shown: &str, pipeline: Pipeline, nonstop: PathBuf) -> anyhow::Result<ExitCode> {
     // Whatever started us may have left descriptors open: none may reach a task.
     let marked = spawn::cloexec_inherited().context("cannot list open descriptors")?;
     if marked > 0 {
@@ -107,7 +110,7 @@ fn supervise(shown: &str, pipeline: Pipeline) -> anyhow::Result<ExitCode> {
         )
         .context("cannot raise RLIMIT_NOFILE")?;
     }
-    let mut supervisor = Supervisor::new(pipeline, events, inherited_nofile)?;
+    let mut supervisor = Supervisor::new(pipeline, events, inherited_nofile, nonstop)?;
     info!(tasks = supervisor.tasks.len(), pipeline = %shown, "running");
     supervisor.run()?;
     if let Some(table) = table {
@@ -120,11 +123,7 @@ fn supervise(shown: &str, pipeline: Pipeline) -> anyhow::Result<ExitCode> {
 }
 
 fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(false)
-        .init();
+    crate::log::init();
 }
 
 struct Supervisor {
@@ -151,7 +150,9 @@ struct Supervisor {
     compress: bool,
     events: EventLoop,
     runner: Pid,
-    exe: PathBuf,
+    /// The `nonstop` binary: `nonstop compress-log FILE` compresses a rotated log (the
+    /// supervisor does not link the compressor).
+    nonstop: PathBuf,
     shutting_down: bool,
     /// A second SIGTERM/SIGINT came while stopping: no more graces.
     hurry: bool,
@@ -162,6 +163,7 @@ impl Supervisor {
         pipeline: Pipeline,
         events: EventLoop,
         inherited_nofile: (u64, u64),
+        nonstop: PathBuf,
     ) -> anyhow::Result<Supervisor> {
         let names: HashMap<String, usize> = pipeline
             .tasks
@@ -237,8 +239,7 @@ impl Supervisor {
             compress: pipeline.logs.compress,
             events,
             runner: nix::unistd::getpid(),
-            // Resolved now: after an upgrade the running binary may be gone from its path.
-            exe: std::env::current_exe().context("cannot find the nonstop executable")?,
+            nonstop,
             shutting_down: false,
             hurry: false,
         })
@@ -643,7 +644,7 @@ impl Supervisor {
 
     fn spawn_compressor(&mut self, task: usize, file: PathBuf) {
         let spec = spawn::SpawnSpec {
-            program: self.exe.clone(),
+            program: self.nonstop.clone(),
             args: vec!["compress-log".into(), file.clone().into_os_string()],
             ..Default::default()
         };
