@@ -5,23 +5,50 @@
 
 use nix::unistd::Pid;
 
-/// The live (not zombie) children of `parent`, from `/proc/*/stat`. Works on every kernel
-/// (`/proc/PID/task/TID/children` needs `CONFIG_PROC_CHILDREN`); read only at shutdown.
-pub fn children(parent: Pid) -> Vec<Pid> {
+/// The live (not zombie) children of this process. From `/proc/self/task/TID/children` when
+/// the kernel has it (`CONFIG_PROC_CHILDREN`, one small read), else from every
+/// `/proc/PID/stat`.
+pub fn children() -> Vec<Pid> {
+    let me = nix::unistd::getpid();
+    let listed = std::fs::read_dir("/proc/self/task").ok().and_then(|tasks| {
+        let mut pids = Vec::new();
+        for task in tasks.flatten() {
+            let text = std::fs::read_to_string(task.path().join("children")).ok()?;
+            pids.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+        }
+        Some(pids)
+    });
+    let candidates = match listed {
+        Some(pids) => pids,
+        None => all_pids(),
+    };
+    candidates
+        .into_iter()
+        .filter(|&pid| matches!(parent_and_state(pid), Some((ppid, state)) if ppid == me.as_raw() && state != 'Z'))
+        .map(Pid::from_raw)
+        .collect()
+}
+
+fn all_pids() -> Vec<i32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     dir.flatten()
-        .filter_map(|entry| {
-            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-            // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses.
-            let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
-            let state = fields.next()?;
-            let ppid: i32 = fields.next()?.parse().ok()?;
-            (ppid == parent.as_raw() && state != "Z").then_some(Pid::from_raw(pid))
-        })
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
         .collect()
+}
+
+/// The parent and the state letter of `pid`, from `/proc/PID/stat`.
+fn parent_and_state(pid: i32) -> Option<(i32, char)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((ppid, state))
 }
 
 #[cfg(test)]
@@ -47,8 +74,11 @@ mod tests {
         while !is_zombie(exited.id()) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
-        let listed = children(me);
-        let of_init = children(Pid::from_raw(1));
+        let listed = children();
+        let scanned: Vec<i32> = all_pids()
+            .into_iter()
+            .filter(|&p| parent_and_state(p).is_some_and(|(ppid, _)| ppid == me.as_raw()))
+            .collect();
         running.kill().unwrap();
         running.wait().unwrap();
         exited.wait().unwrap();
@@ -60,6 +90,7 @@ mod tests {
             !listed.contains(&Pid::from_raw(exited.id() as i32)),
             "{listed:?}"
         );
-        assert!(!of_init.contains(&Pid::from_raw(running.id() as i32)));
+        // The full scan (the fallback) sees the same child.
+        assert!(scanned.contains(&(running.id() as i32)), "{scanned:?}");
     }
 }

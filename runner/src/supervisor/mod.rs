@@ -397,7 +397,7 @@ impl Supervisor {
         let mut killing = false;
         let mut signalled: HashSet<Pid> = HashSet::new();
         loop {
-            let left: Vec<Pid> = adopted::children(self.runner)
+            let left: Vec<Pid> = adopted::children()
                 .into_iter()
                 .filter(|pid| !self.compressors.contains_key(pid))
                 .collect();
