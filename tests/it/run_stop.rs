@@ -357,3 +357,25 @@ tasks:
         "{log}"
     );
 }
+
+#[test]
+fn a_log_that_cannot_be_written_is_reported_once_not_per_write() {
+    let p = PipelineDir::new(
+        "\
+tasks:
+  chatty:
+    command: [sh, -c, \"for i in 1 2 3 4 5 6 7 8 9 10; do echo line $i; sleep 0.02; done; exec sleep 1000\"]
+",
+    );
+    // Every write to /dev/full fails with ENOSPC, like a full disk.
+    std::fs::create_dir_all(p.file("logs")).unwrap();
+    std::os::unix::fs::symlink("/dev/full", p.file("logs/chatty.log")).unwrap();
+    let mut runner = Runner::start(&p);
+    let error = runner.wait_for(&["cannot write", "task=chatty"], 10 * SECOND);
+    assert!(error.contains("No space left on device"), "{error}");
+    // Ten lines, ten writes at least: still one error.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(runner.terminate(10 * SECOND).success());
+    let log = runner.seen.join("\n");
+    assert_eq!(log.matches("cannot write").count(), 1, "{log}");
+}

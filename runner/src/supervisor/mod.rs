@@ -131,6 +131,9 @@ struct Supervisor {
     /// Each task's argv and environment, built once for all its starts.
     prepared: Vec<spawn::Prepared>,
     logs: Vec<Option<TaskLog>>,
+    /// For each task whose log cannot be written: the bytes of output lost since the error
+    /// was logged (logged once, not once per write, so a full disk does not flood stderr).
+    lost: Vec<Option<u64>>,
     /// For each task, the tasks that come `after` it (stopped before it).
     dependents: Vec<Vec<usize>>,
     /// For each task, the tasks it comes `after`.
@@ -229,6 +232,7 @@ impl Supervisor {
             prepared,
             logs,
             dependents,
+            lost: vec![None; dependencies.len()],
             waiting_logged: vec![false; dependencies.len()],
             blocked_logged: vec![false; dependencies.len()],
             dependencies,
@@ -628,6 +632,9 @@ impl Supervisor {
         };
         match log.write(data) {
             Ok(rotated) => {
+                if let Some(lost) = self.lost[i].take() {
+                    warn!(task = %self.tasks[i].spec.name, "writing {} again; {lost} bytes of output were lost", log.path().display());
+                }
                 for file in rotated {
                     debug!(task = %self.tasks[i].spec.name, "rotated its log to {}", file.display());
                     if self.compress {
@@ -637,7 +644,13 @@ impl Supervisor {
             }
             Err(e) => {
                 // Keep supervising; the output is lost until the disk is fixed.
-                error!(task = %self.tasks[i].spec.name, "cannot write {}: {e}", log.path().display());
+                match &mut self.lost[i] {
+                    Some(lost) => *lost += data.len() as u64,
+                    None => {
+                        error!(task = %self.tasks[i].spec.name, "cannot write {}: {e}; its output is lost until writing works again", log.path().display());
+                        self.lost[i] = Some(data.len() as u64);
+                    }
+                }
             }
         }
     }
