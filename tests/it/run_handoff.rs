@@ -205,3 +205,34 @@ fn descriptors_the_runner_inherits_are_made_close_on_exec() {
     assert_ne!(flags & nix::libc::O_CLOEXEC as u32, 0, "{info}");
     assert_eq!(runner.terminate(10 * SECOND).code(), Some(0));
 }
+
+/// Demangled symbol names of `binary` (binutils' `nm`, installed with the C compiler).
+fn symbols(binary: &Path) -> String {
+    let out = Command::new("nm")
+        .arg("--demangle")
+        .arg(binary)
+        .output()
+        .expect("cannot run nm (binutils)");
+    assert!(out.status.success(), "nm {}: {out:?}", binary.display());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_supervisor_links_no_parser_and_no_compressor() {
+    // What the long-lived process must not contain (ARCHITECTURE.md, runner invariants);
+    // `nonstop` shows that the check sees them where they are.
+    let heavy = ["serde_yaml::", "yaml_rust2::", "clap_builder::", "flate2::"];
+    let nonstop_symbols = symbols(&nonstop());
+    for krate in heavy {
+        assert!(
+            nonstop_symbols.contains(krate),
+            "nonstop has no {krate} symbol"
+        );
+    }
+    let supervisor_symbols = symbols(&supervisor());
+    let linked: Vec<&str> = heavy
+        .into_iter()
+        .filter(|k| supervisor_symbols.contains(k))
+        .collect();
+    assert!(linked.is_empty(), "nonstop-supervisor links {linked:?}");
+}
