@@ -2,8 +2,9 @@
 //! supervises it.
 //!
 //! `nonstop run FILE` parses and checks the YAML, blocks the signals the loop handles, writes
-//! the checked [`Pipeline`] to a memfd and executes `nonstop-supervisor` (the file beside its
-//! own) in the same process as `nonstop run --handoff-fd N FILE`, the memfd at descriptor `N`.
+//! the checked [`Pipeline`] and its own path to a memfd and executes `nonstop-supervisor` (the
+//! file beside its own) in the same process as `nonstop run --handoff-fd N FILE`, the memfd at
+//! descriptor `N`.
 //! The pid stays the same, so systemd, a container runtime or a pidfile see one process; the
 //! supervisor names itself `nonstop` (`comm`) for `ps`, `pidof` and `pgrep`.
 //!
@@ -42,7 +43,7 @@ const MAGIC: &str = concat!("nonstop-handoff 1 ", env!("CARGO_PKG_VERSION"), "\n
 pub const SUPERVISOR: &str = "nonstop-supervisor";
 
 /// The descriptor and pipeline file of a command line `nonstop run --handoff-fd N FILE`, or
-/// `None` for any other command line (which the CLI parser then reads).
+/// `None` for any other command line.
 pub fn arguments(args: &[OsString]) -> Option<(RawFd, PathBuf)> {
     match args {
         [_, run, flag, fd, file] if run == "run" && flag == FLAG => {
@@ -53,8 +54,8 @@ pub fn arguments(args: &[OsString]) -> Option<(RawFd, PathBuf)> {
     }
 }
 
-/// Executes this binary again with `pipeline` (checked from `file`). Returns only if that
-/// failed, with the reason.
+/// Executes `nonstop-supervisor` with `pipeline` (checked from `file`) in this process.
+/// Returns only if that failed, with the reason.
 pub fn exec(file: &Path, pipeline: &Pipeline) -> anyhow::Error {
     match try_exec(file, pipeline) {
         Ok(never) => match never {},
