@@ -7,8 +7,8 @@
 //! belong to each task's state machine (`nonstop_scheduler::task::Task`); this module does the
 //! I/O they ask for (spawn, signal, reap, copy output to log files) and logs every step.
 //!
-//! The loop runs in a fresh image of the binary, started by the one that checked the pipeline
-//! ([`handoff`]).
+//! The loop runs in `nonstop-supervisor`, which `nonstop run` executes in its own process once
+//! the pipeline is checked ([`handoff`]).
 
 mod adopted;
 mod events;
@@ -36,8 +36,8 @@ use crate::pipeline::{self, Pipeline};
 use events::{Event, EventLoop};
 
 /// Runs the pipeline at `file` until SIGTERM/SIGINT and every task is stopped: checks it, then
-/// hands it to a fresh image of this binary ([`handoff`]), which supervises. If that cannot
-/// be done (no `/proc`), supervises in this image.
+/// hands it to `nonstop-supervisor` in this process ([`handoff`]). If that cannot be done
+/// (the supervisor binary is missing), supervises in this image.
 pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
     let shown = file.display().to_string();
     let pipeline = match pipeline::load(file) {
@@ -325,11 +325,6 @@ impl Supervisor {
             if self.tasks[i].phase() != Phase::Waiting {
                 continue;
             }
-            let missing: Vec<&str> = self.dependencies[i]
-                .iter()
-                .filter(|&&d| !self.tasks[d].satisfies_dependents())
-                .map(|&d| self.tasks[d].spec.name.as_str())
-                .collect();
             let blocking: Vec<&str> = self.dependencies[i]
                 .iter()
                 .filter(|&&d| self.tasks[d].blocks_dependents())
@@ -342,6 +337,11 @@ impl Supervisor {
                 }
                 continue;
             }
+            let missing: Vec<&str> = self.dependencies[i]
+                .iter()
+                .filter(|&&d| !self.tasks[d].satisfies_dependents())
+                .map(|&d| self.tasks[d].spec.name.as_str())
+                .collect();
             if !missing.is_empty() {
                 if !self.waiting_logged[i] {
                     info!(task = %self.tasks[i].spec.name, "waiting for {}", missing.join(", "));
@@ -445,7 +445,9 @@ impl Supervisor {
             }
             if killing {
                 for &pid in self.compressors.keys() {
-                    let _ = kill(pid, Signal::SIGKILL);
+                    if signalled.insert(pid) {
+                        let _ = kill(pid, Signal::SIGKILL);
+                    }
                 }
             }
             let until = if killing { kill_at + GIVE_UP } else { kill_at };
