@@ -147,7 +147,11 @@ tasks:
     clear_env: true
     cwd: /tmp
     umask: \"027\"
-    limits: { nofile: 4096, core: unlimited, stack: 8388608 }
+    limits:
+      # Every resource a task may limit (each must survive the hand-off).
+      { as: unlimited, core: unlimited, cpu: 3600, data: unlimited, fsize: unlimited,
+        locks: 100, memlock: 65536, msgqueue: 819200, nice: 0, nofile: 4096, nproc: 512,
+        rss: unlimited, rtprio: 0, sigpending: 1000, stack: 8388608 }
   ingest:
     command: [/bin/true]
     every: 1.5m
@@ -183,6 +187,7 @@ tasks:
         assert_eq!(received_nonstop, nonstop);
         assert_eq!(format!("{received:?}"), format!("{sent:?}"));
         assert!(format!("{received:?}").contains("Asia/Shanghai"));
+        assert_eq!(received.tasks[0].spawn.limits.len(), 15);
         // (Another test may have the number by now, but not a memfd of this name.)
         let now = std::fs::read_link(format!("/proc/self/fd/{raw}"));
         assert!(
