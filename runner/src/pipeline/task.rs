@@ -510,3 +510,47 @@ fn visit<'a>(
     stack.pop();
     done.insert(name);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_limit_a_pipeline_can_set_can_be_handed_off() {
+        let l = |n| Some(raw::Limit { soft: n, hard: n });
+        // No `..Default::default()`: a new field must be added here to compile.
+        let all = raw::Limits {
+            address_space: l(1),
+            core: l(2),
+            cpu: l(3),
+            data: l(4),
+            fsize: l(5),
+            locks: l(6),
+            memlock: l(7),
+            msgqueue: l(8),
+            nice: l(9),
+            nofile: l(10),
+            nproc: l(11),
+            rss: l(12),
+            rtprio: l(13),
+            sigpending: l(14),
+            stack: l(15),
+        };
+        let set = limits(all);
+        assert_eq!(
+            set.len(),
+            15,
+            "a field of raw::Limits is not mapped: {set:?}"
+        );
+        let wire = nonstop_scheduler::wire::resource::ALL;
+        for limit in &set {
+            assert!(
+                wire.contains(&limit.resource),
+                "{:?} is missing from wire::resource::ALL",
+                limit.resource
+            );
+        }
+        let distinct: HashSet<i32> = set.iter().map(|l| l.resource as i32).collect();
+        assert_eq!(distinct.len(), set.len(), "two fields map to one resource");
+    }
+}
