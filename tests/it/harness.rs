@@ -239,21 +239,19 @@ pub struct Runner {
 
 impl Runner {
     pub fn start(pipeline: &PipelineDir) -> Runner {
+        Runner::spawn(Command::new(nonstop()).arg("run").arg(pipeline.path()))
+    }
+
+    /// A runner started some other way: `command` must end up as `nonstop run` itself (e.g.
+    /// through `exec`). Its stdin is `/dev/null`; its stdout and stderr are the log.
+    pub fn spawn(command: &mut Command) -> Runner {
         let (reader, writer) = std::io::pipe().unwrap();
-        let child = Command::new(nonstop())
-            .arg("run")
-            .arg(pipeline.path())
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(writer.try_clone().unwrap())
             .stderr(writer)
             .spawn()
-            .unwrap();
-        Runner::adopt(child, reader)
-    }
-
-    /// A runner started some other way, its log on `reader`; `child` must end up as
-    /// `nonstop run` itself (e.g. through `exec`).
-    pub fn adopt(mut child: Child, reader: impl std::io::Read + Send + 'static) -> Runner {
+            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
         let lines = forward_lines(reader);
         let stdin = child.stdin.take();
         Runner {

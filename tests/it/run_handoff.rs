@@ -70,16 +70,7 @@ fn without_the_supervisor_binary_run_supervises_in_its_own_process() {
     let lonely = p.file("bin/nonstop");
     std::fs::create_dir_all(lonely.parent().unwrap()).unwrap();
     std::fs::copy(nonstop(), &lonely).unwrap();
-    let (reader, writer) = std::io::pipe().unwrap();
-    let child = Command::new(&lonely)
-        .arg("run")
-        .arg(p.path())
-        .stdin(Stdio::null())
-        .stdout(writer.try_clone().unwrap())
-        .stderr(writer)
-        .spawn()
-        .unwrap();
-    let mut runner = Runner::adopt(child, reader);
+    let mut runner = Runner::spawn(Command::new(&lonely).arg("run").arg(p.path()));
     let warning = runner.wait_for(&["supervising in this process"], 10 * SECOND);
     assert!(warning.contains("nonstop-supervisor"), "{warning}");
     let task = pid_of(&runner.wait_for(&["started", "task=sleeper"], 10 * SECOND));
@@ -183,18 +174,13 @@ fn the_supervisor_is_built_beside_nonstop() {
 fn descriptors_the_runner_inherits_are_made_close_on_exec() {
     let p = PipelineDir::new("tasks:\n  sleeper:\n    command: [sleep, \"1000\"]\n");
     // fd 7, open without close-on-exec, as a careless parent might leave it.
-    let (reader, writer) = std::io::pipe().unwrap();
-    let child = Command::new("sh")
-        .arg("-c")
-        .arg("exec \"$0\" run \"$1\" 7</dev/null")
-        .arg(nonstop())
-        .arg(p.path())
-        .stdin(Stdio::null())
-        .stdout(writer.try_clone().unwrap())
-        .stderr(writer)
-        .spawn()
-        .unwrap();
-    let mut runner = Runner::adopt(child, reader);
+    let mut runner = Runner::spawn(
+        Command::new("sh")
+            .arg("-c")
+            .arg("exec \"$0\" run \"$1\" 7</dev/null")
+            .arg(nonstop())
+            .arg(p.path()),
+    );
     runner.wait_for(&["started", "task=sleeper"], 10 * SECOND);
     let info = std::fs::read_to_string(format!("/proc/{}/fdinfo/7", runner.pid())).unwrap();
     let flags = info

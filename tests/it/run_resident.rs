@@ -355,18 +355,13 @@ tasks:
 "
     ));
     // Start the runner under a low soft limit, as many systems do (1024).
-    let (reader, writer) = std::io::pipe().unwrap();
-    let child = std::process::Command::new("sh")
-        .arg("-c")
-        .arg("ulimit -Sn 256 && exec \"$0\" run \"$1\"")
-        .arg(crate::harness::nonstop())
-        .arg(p.path())
-        .stdin(std::process::Stdio::null())
-        .stdout(writer.try_clone().unwrap())
-        .stderr(writer)
-        .spawn()
-        .unwrap();
-    let mut runner = Runner::adopt(child, reader);
+    let mut runner = Runner::spawn(
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -Sn 256 && exec \"$0\" run \"$1\"")
+            .arg(crate::harness::nonstop())
+            .arg(p.path()),
+    );
     runner.wait_for(&["plain", "not restarted"], 10 * SECOND);
     runner.wait_for(&["own", "not restarted"], 10 * SECOND);
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", runner.pid())).unwrap();

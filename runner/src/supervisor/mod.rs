@@ -325,11 +325,7 @@ impl Supervisor {
             if self.tasks[i].phase() != Phase::Waiting {
                 continue;
             }
-            let blocking: Vec<&str> = self.dependencies[i]
-                .iter()
-                .filter(|&&d| self.tasks[d].blocks_dependents())
-                .map(|&d| self.tasks[d].spec.name.as_str())
-                .collect();
+            let blocking = self.dependencies_where(i, Task::blocks_dependents);
             if !blocking.is_empty() {
                 if !self.blocked_logged[i] {
                     warn!(task = %self.tasks[i].spec.name, "will not start: {} ended without success and is not restarted", blocking.join(", "));
@@ -337,11 +333,7 @@ impl Supervisor {
                 }
                 continue;
             }
-            let missing: Vec<&str> = self.dependencies[i]
-                .iter()
-                .filter(|&&d| !self.tasks[d].satisfies_dependents())
-                .map(|&d| self.tasks[d].spec.name.as_str())
-                .collect();
+            let missing = self.dependencies_where(i, |d| !d.satisfies_dependents());
             if !missing.is_empty() {
                 if !self.waiting_logged[i] {
                     info!(task = %self.tasks[i].spec.name, "waiting for {}", missing.join(", "));
@@ -353,6 +345,16 @@ impl Supervisor {
                 self.start(i, now);
             }
         }
+    }
+
+    /// The names of the tasks that task `i` comes `after` and that are `such`.
+    fn dependencies_where(&self, i: usize, such: impl Fn(&Task) -> bool) -> Vec<&str> {
+        self.dependencies[i]
+            .iter()
+            .map(|&d| &self.tasks[d])
+            .filter(|d| such(d))
+            .map(|d| d.spec.name.as_str())
+            .collect()
     }
 
     /// During shutdown: stops every task whose dependents are all stopped. Repeats until
