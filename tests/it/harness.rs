@@ -307,12 +307,32 @@ impl Runner {
         &self.seen
     }
 
-    /// SIGTERM, then waits for the runner to exit.
+    /// Waits for the runner to exit, then for the rest of its log: the lines it wrote last
+    /// may still be on their way through the pipe and the reading thread.
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let status = self.proc.wait(timeout);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.proc.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line);
+                    self.claimed.push(false);
+                }
+                // End of the log: every writer is gone.
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "the runner exited ({status}) but its log did not end within {timeout:?}"
+                ),
+            }
+        }
+        status
+    }
+
+    /// SIGTERM, then waits for the runner to exit and for the end of its log.
     pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
         kill(Pid::from_raw(self.pid()), Signal::SIGTERM).unwrap();
-        let status = self.proc.wait(timeout);
-        self.drain();
-        status
+        self.wait(timeout)
     }
 }
 

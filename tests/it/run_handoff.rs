@@ -109,8 +109,7 @@ fn a_sigterm_during_the_handoff_waits_for_the_supervisor_and_stops_everything() 
             "round {round}: the runner never blocked SIGTERM"
         );
         kill(Pid::from_raw(runner.pid()), Signal::SIGTERM).unwrap();
-        let status = runner.proc.wait(20 * SECOND);
-        runner.drain();
+        let status = runner.wait(20 * SECOND);
         assert_eq!(
             status.code(),
             Some(0),

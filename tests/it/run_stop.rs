@@ -289,7 +289,7 @@ tasks:
     // It ignores TERM and has an hour of grace: only a second signal ends this soon.
     kill(pid, Signal::SIGTERM).unwrap();
     runner.wait_for(&["received again: killing every task now"], 10 * SECOND);
-    assert!(runner.proc.wait(10 * SECOND).success());
+    assert!(runner.wait(10 * SECOND).success());
     assert!(pids.iter().all(|&pid| !alive(pid)));
     assert!(!alive(deaf), "the adopted daemon outlived the runner");
 }
