@@ -22,8 +22,14 @@ pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
                         .replacen(": ", ": warning: ", 1)
                 );
             }
-            let width = p.tasks.iter().map(|t| t.name.len()).max().unwrap_or(0);
-            for task in &p.tasks {
+            let width = p
+                .pipeline
+                .tasks
+                .iter()
+                .map(|t| t.name.len())
+                .max()
+                .unwrap_or(0);
+            for task in &p.pipeline.tasks {
                 println!("{:width$}  {}", task.name, summary(task));
             }
             Ok(ExitCode::SUCCESS)

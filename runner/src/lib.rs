@@ -1,15 +1,16 @@
-//! The nonstop runner, shared by its two binaries:
+//! `nonstop`, the runner's command line, as a library for its binary and tests:
 //!
-//! - `nonstop` (`main.rs`): the command line. `check` and `run` parse and check the YAML
-//!   pipeline ([`pipeline`], [`check`]); `run` then hands the checked pipeline to
-//!   `nonstop-supervisor` ([`supervisor::handoff`]).
-//! - `nonstop-supervisor` (`bin/nonstop-supervisor.rs`): the long-lived process. It takes the
-//!   hand-off and runs the supervision loop ([`supervisor`]), writing task output to logs
-//!   ([`logfile`]). It contains no YAML or command-line parser: the linker leaves out what it
-//!   never calls, so the process that lives for months maps only the code it runs.
+//! - [`pipeline`]: loading and checking the YAML pipeline into the supervisor's typed
+//!   `nonstop_supervisor::pipeline::Pipeline`, every error with `FILE:LINE:COL`;
+//! - [`check`]: `nonstop check`;
+//! - [`run`]: `nonstop run`, which checks, then hands the pipeline to `nonstop-supervisor` (the
+//!   `nonstop-supervisor` crate, beside this one) in the same process;
+//! - [`compress`]: `nonstop compress-log`, which the supervisor runs on rotated logs.
+//!
+//! The parsers and the compressor live here and only here: the supervisor crate does not
+//! depend on them, so the long-lived process never maps their code.
 
 pub mod check;
-pub mod log;
-pub mod logfile;
+pub mod compress;
 pub mod pipeline;
-pub mod supervisor;
+pub mod run;

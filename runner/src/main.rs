@@ -4,13 +4,13 @@
 //! - `nonstop check FILE`: checks a pipeline, prints one line per task, or every error.
 //! - `nonstop run FILE`: checks the pipeline, then executes `nonstop-supervisor` in this
 //!   process (same pid), which supervises it in the foreground until SIGTERM/SIGINT (see
-//!   `supervisor::handoff`).
+//!   `nonstop_supervisor::handoff`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use nonstop_runner::{check, logfile, supervisor};
+use nonstop_runner::{check, compress, run};
 
 /// Keeps Linux service programs running forever.
 #[derive(Debug, Parser)]
@@ -43,8 +43,8 @@ enum Command {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Check { file } => check::run(&file),
-        Command::Run { file } => supervisor::run(&file),
-        Command::CompressLog { file } => logfile::compress(&file),
+        Command::Run { file } => run::run(&file),
+        Command::CompressLog { file } => compress::compress(&file),
     };
     match result {
         Ok(code) => code,

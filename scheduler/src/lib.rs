@@ -14,6 +14,7 @@
 //! checked pipeline to its supervising process ([`wire`] has the representations of the
 //! types that are not serde's own).
 
+pub mod order;
 pub mod policy;
 pub mod schedule;
 // Starting a child is a clone and raw system calls up to execve: `unsafe`, allowed here only.

@@ -213,6 +213,9 @@ const STAGES: [&str; 9] = [
 /// envp arrays, ids, limits), allocated in the parent: the child may not allocate.
 pub struct Prepared {
     program: CString,
+    /// Execute the file open at this descriptor instead of `program` (see
+    /// [`Prepared::executing`]).
+    program_fd: Option<RawFd>,
     _argv: Vec<CString>,
     argv: Vec<*const c_char>,
     _envp: Vec<CString>,
@@ -238,6 +241,20 @@ impl Prepared {
     /// and the environment (this process's, read once and shared, unless `clear_env`, with
     /// `spec.env` on top).
     pub fn new(spec: &SpawnSpec) -> io::Result<Prepared> {
+        Prepared::build(spec, None)
+    }
+
+    /// Like [`Prepared::new`], but executes the file open at `fd` (`execveat` with
+    /// `AT_EMPTY_PATH`: an `O_PATH` descriptor of an ELF executable, which may be
+    /// close-on-exec) instead of looking for `spec.program`, which is only `argv[0]`. The
+    /// caller keeps `fd` open for as long as this is used. The runner executes its own helpers
+    /// this way, from descriptors opened at start, so that an upgrade on disk cannot mix
+    /// versions.
+    pub fn new_at(spec: &SpawnSpec, fd: RawFd) -> io::Result<Prepared> {
+        Prepared::build(spec, Some(fd))
+    }
+
+    fn build(spec: &SpawnSpec, program_fd: Option<RawFd>) -> io::Result<Prepared> {
         let cstring = |bytes: Vec<u8>| {
             CString::new(bytes).map_err(|_| {
                 io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in an argument")
@@ -260,7 +277,8 @@ impl Prepared {
             .chain(inherited.iter().map(|(k, v, _)| (k, v)))
             .find(|(k, _)| *k == "PATH")
             .map(|(_, v)| v.clone());
-        let program = if spec.program.as_os_str().as_bytes().contains(&b'/') {
+        let program = if program_fd.is_some() || spec.program.as_os_str().as_bytes().contains(&b'/')
+        {
             spec.program.clone()
         } else {
             search_path(&spec.program, path.as_deref(), spec.cwd.as_deref())?
@@ -290,6 +308,7 @@ impl Prepared {
         let credentials = spec.credentials.as_ref();
         Ok(Prepared {
             program: cstring(program.into_os_string().into_vec())?,
+            program_fd,
             argv: pointers(&owned_argv),
             _argv: owned_argv,
             // Inherited strings live for the whole process (a static); the task's own are
@@ -482,13 +501,28 @@ extern "C" fn child_main(arg: *mut nix::libc::c_void) -> nix::libc::c_int {
         }
     }
     close_inherited_on_exec();
-    // SAFETY: an empty mask from a zeroed sigset_t (the empty set on Linux); then execve with
-    // the NUL-terminated program and the null-terminated argv and envp arrays prepared by the
-    // parent. execve returns only on failure.
+    // SAFETY: an empty mask from a zeroed sigset_t (the empty set on Linux); then execve (or
+    // execveat on a descriptor the parent keeps open, with an empty path) with the
+    // NUL-terminated program and the null-terminated argv and envp arrays prepared by the
+    // parent. Both return only on failure.
     unsafe {
         let empty: nix::libc::sigset_t = std::mem::zeroed();
         nix::libc::sigprocmask(nix::libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-        nix::libc::execve(p.program.as_ptr(), p.argv.as_ptr(), p.envp.as_ptr());
+        match p.program_fd {
+            Some(fd) => {
+                nix::libc::syscall(
+                    nix::libc::SYS_execveat,
+                    fd,
+                    c"".as_ptr(),
+                    p.argv.as_ptr(),
+                    p.envp.as_ptr(),
+                    nix::libc::AT_EMPTY_PATH,
+                );
+            }
+            None => {
+                nix::libc::execve(p.program.as_ptr(), p.argv.as_ptr(), p.envp.as_ptr());
+            }
+        }
     }
     fail(7)
 }

@@ -170,7 +170,15 @@ pub fn nonstop() -> PathBuf {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
         build
-            .args(["build", "--quiet", "-p", "nonstop-runner", "--bins"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "nonstop-runner",
+                "-p",
+                "nonstop-supervisor",
+                "--bins",
+            ])
             .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             build.arg("--release");

@@ -159,7 +159,7 @@ fn the_supervisor_refuses_to_be_run_by_hand() {
     let (code, out) = run("exec \"$1\" run --handoff-fd 3 \"$2\" 3<garbage 2>&1");
     assert_eq!(code, Some(1), "{out}");
     assert!(
-        out.contains("not a hand-off from this version of nonstop"),
+        out.contains("not a hand-off from this build of nonstop"),
         "{out}"
     );
 }

@@ -13,6 +13,8 @@ pub fn run() -> Result<()> {
         "build",
         "-p",
         "nonstop-runner",
+        "-p",
+        "nonstop-supervisor",
         "--bins",
         "--example",
         "demo-server",

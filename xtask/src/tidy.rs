@@ -108,6 +108,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("ipc", &["nonstop-core"]),
     ("scheduler", &["nonstop-core", "nonstop-ipc"]),
     ("watchdog", &["nonstop-core", "nonstop-ipc"]),
+    // The long-lived supervisor: no parser, no compressor (its manifest is the boundary).
+    (
+        "runner/supervisor",
+        &[
+            "nonstop-core",
+            "nonstop-ipc",
+            "nonstop-scheduler",
+            "nonstop-watchdog",
+        ],
+    ),
     (
         "runner",
         &[
@@ -115,6 +125,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "nonstop-ipc",
             "nonstop-scheduler",
             "nonstop-watchdog",
+            "nonstop-supervisor",
         ],
     ),
     ("xtask", &[]),
@@ -189,6 +200,30 @@ fn crates_depend_one_way() {
         bad.is_empty(),
         "dependency rules broken (see ARCHITECTURE.md): {bad:?}"
     );
+}
+
+/// What the long-lived process must never link (ARCHITECTURE.md): checked in its manifest here,
+/// and in its symbols by `tests/it/run_handoff.rs`.
+#[test]
+fn the_supervisor_crate_depends_on_no_parser_and_no_compressor() {
+    let manifest = std::fs::read_to_string(root().join("runner/supervisor/Cargo.toml")).unwrap();
+    let heavy = [
+        "serde_yaml",
+        "yaml-rust2",
+        "clap",
+        "flate2",
+        "serde_path_to_error",
+    ];
+    let bad: Vec<&str> = heavy
+        .into_iter()
+        .filter(|k| {
+            manifest.lines().any(|l| {
+                l.trim_start().starts_with(&format!("{k} "))
+                    || l.trim_start().starts_with(&format!("{k}."))
+            })
+        })
+        .collect();
+    assert!(bad.is_empty(), "runner/supervisor depends on {bad:?}");
 }
 
 #[test]

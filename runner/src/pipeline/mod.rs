@@ -13,10 +13,8 @@ mod task;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use nonstop_ipc::Key;
-use nonstop_scheduler::task::TaskSpec;
+use nonstop_supervisor::pipeline::{HeartbeatConfig, LogConfig, Pipeline};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
 use locate::{Pos, Positions};
@@ -50,56 +48,13 @@ impl Diagnostic {
     }
 }
 
-/// `heartbeat:`: the table the runner creates for its tasks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HeartbeatConfig {
-    /// Key of the segment and the semaphore.
-    #[serde(with = "key_number")]
-    pub key: Key,
-    /// Number of slots.
-    pub slots: u32,
-}
-
-/// `logs:`: where task output goes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogConfig {
-    /// Directory of `TASK.log` files.
-    pub dir: PathBuf,
-    /// Rotate a log when it reaches this many bytes.
-    pub max_size: u64,
-    /// Rotated files kept per task.
-    pub keep: u32,
-    /// Gzip rotated files.
-    pub compress: bool,
-}
-
-/// A checked pipeline. Serde is for the hand-off to the supervising process (see
-/// `supervisor::handoff`), which gets no warnings: they are logged before.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Pipeline {
-    /// The heartbeat table, if any.
-    pub heartbeat: Option<HeartbeatConfig>,
-    /// Task output.
-    pub logs: LogConfig,
-    /// The tasks, in file order.
-    pub tasks: Vec<TaskSpec>,
-    /// Things that are accepted but have no effect yet.
-    #[serde(skip)]
+/// A checked pipeline and what `check` warns about (things accepted that have no effect yet).
+#[derive(Debug)]
+pub struct Checked {
+    /// The pipeline, as the supervisor runs it.
+    pub pipeline: Pipeline,
+    /// Warnings, each with its position.
     pub warnings: Vec<Diagnostic>,
-}
-
-/// A [`Key`] as its number.
-mod key_number {
-    use nonstop_ipc::Key;
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
-
-    pub fn serialize<S: Serializer>(key: &Key, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_i32(key.raw())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
-        Key::new(i32::deserialize(d)?).map_err(D::Error::custom)
-    }
 }
 
 /// Default `logs.max_size`: 10 MiB.
@@ -112,7 +67,7 @@ pub const DEFAULT_SLOTS: u32 = 1024;
 const TOP_LEVEL: &[&str] = &["heartbeat", "plugin_dirs", "control", "logs", "tasks"];
 
 /// Reads and checks the pipeline at `path`.
-pub fn load(path: &Path) -> Result<Pipeline, Vec<Diagnostic>> {
+pub fn load(path: &Path) -> Result<Checked, Vec<Diagnostic>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         vec![Diagnostic {
             pos: Pos::START,
@@ -128,7 +83,7 @@ pub fn load(path: &Path) -> Result<Pipeline, Vec<Diagnostic>> {
 }
 
 /// Checks the pipeline `text`, whose relative paths are relative to `dir`.
-pub fn parse(text: &str, dir: &Path) -> Result<Pipeline, Vec<Diagnostic>> {
+pub fn parse(text: &str, dir: &Path) -> Result<Checked, Vec<Diagnostic>> {
     let mut ctx = Ctx {
         positions: Positions::of(text),
         errors: Vec::new(),
@@ -233,10 +188,12 @@ pub fn parse(text: &str, dir: &Path) -> Result<Pipeline, Vec<Diagnostic>> {
         ctx.errors.sort_by_key(|d| d.pos);
         return Err(ctx.errors);
     }
-    Ok(Pipeline {
-        heartbeat,
-        logs,
-        tasks: specs,
+    Ok(Checked {
+        pipeline: Pipeline {
+            heartbeat,
+            logs,
+            tasks: specs,
+        },
         warnings: ctx.warnings,
     })
 }

@@ -29,7 +29,15 @@ const TASKS: usize = 100;
 const START_STOP_ROUNDS: usize = 5;
 
 pub fn run() -> Result<()> {
-    exec(cargo().args(["build", "--release", "-p", "nonstop-runner", "--bins"]))?;
+    exec(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "nonstop-runner",
+        "-p",
+        "nonstop-supervisor",
+        "--bins",
+    ]))?;
     let dir = root().join("target/bench");
     fs::create_dir_all(&dir)?;
     let task = compile(&dir, "bench_task")?;

@@ -104,6 +104,16 @@ impl EventLoop {
             .add(fd.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, raw as u64))
     }
 
+    /// Whether a signal waits in the signalfd (without taking it): a long run of starts checks
+    /// this between two starts, so that SIGTERM is not kept waiting behind them.
+    pub fn signal_pending(&self) -> bool {
+        let mut fds = [nix::poll::PollFd::new(
+            self.signals.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO), Ok(n) if n > 0)
+    }
+
     /// Sleeps until something happens or `timeout` passes (`None`: no timeout at all).
     pub fn wait(&self, timeout: Option<Duration>) -> nix::Result<Vec<Event>> {
         let timeout = match timeout {

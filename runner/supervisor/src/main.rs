@@ -1,28 +1,25 @@
 //! `nonstop-supervisor`: the long-lived half of `nonstop run`. Not run by hand: `nonstop run`
 //! checks the pipeline and executes this binary in its own process (same pid) as
 //! `nonstop run --handoff-fd N FILE`, the checked pipeline at descriptor `N` (see
-//! `nonstop_runner::supervisor::handoff`).
+//! `nonstop_supervisor::handoff`).
 //!
-//! It holds no YAML or command-line parser (its arguments are matched by hand) and no
-//! compressor (it runs `nonstop compress-log FILE` for that), so the process that supervises
-//! for months maps only the code it runs.
+//! Its arguments are matched by hand: no command-line parser reaches the long-lived process.
 
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use nonstop_runner::supervisor;
+use nonstop_supervisor::handoff;
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
-    let Some((fd, file)) = supervisor::handoff::arguments(&args) else {
+    let Some((fd, file)) = handoff::arguments(&args) else {
         eprintln!(
             "nonstop-supervisor is started by `nonstop run FILE`, not by hand \
              (usage: nonstop run FILE)"
         );
         return ExitCode::from(2);
     };
-    let result = supervisor::resume(fd, &file);
-    match result {
+    match nonstop_supervisor::resume(fd, &file) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("nonstop: {e:#}");

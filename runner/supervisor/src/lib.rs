@@ -1,0 +1,32 @@
+//! The long-lived half of `nonstop run`: the process that supervises a pipeline for months.
+//!
+//! `nonstop` (the `nonstop-runner` crate) parses and checks the YAML pipeline into a
+//! [`pipeline::Pipeline`], then executes the `nonstop-supervisor` binary of this crate in its
+//! own process and hands the pipeline over ([`handoff`]). This crate holds what that process
+//! runs and nothing else: the supervision loop ([`supervise`]), task log files ([`logfile`])
+//! and the runner's own log ([`log`]). It depends on no YAML parser, command-line parser or
+//! compressor, which Cargo enforces: the boundary between checking and supervising is this
+//! crate's manifest.
+
+pub mod handoff;
+pub mod log;
+pub mod logfile;
+pub mod pipeline;
+pub mod supervise;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+/// The supervising image's entry: takes the pipeline handed off at descriptor `fd` (checked
+/// from `file`) and runs it.
+pub fn resume(fd: std::os::fd::RawFd, file: &Path) -> anyhow::Result<ExitCode> {
+    log::init();
+    let received = handoff::receive(fd).context("cannot take the hand-off")?;
+    supervise::supervise(
+        &file.display().to_string(),
+        received.pipeline,
+        received.nonstop,
+    )
+}

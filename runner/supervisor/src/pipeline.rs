@@ -1,0 +1,57 @@
+//! [`Pipeline`]: a checked pipeline, as the supervisor runs it. `nonstop` builds one from the
+//! YAML file (the `nonstop-runner` crate's `pipeline` module) and hands it over
+//! ([`crate::handoff`]); nothing here parses text.
+
+use std::path::PathBuf;
+
+use nonstop_ipc::Key;
+use nonstop_scheduler::task::TaskSpec;
+use serde::{Deserialize, Serialize};
+
+/// `heartbeat:`: the table the runner creates for its tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatConfig {
+    /// Key of the segment and the semaphore.
+    #[serde(with = "key_number")]
+    pub key: Key,
+    /// Number of slots.
+    pub slots: u32,
+}
+
+/// `logs:`: where task output goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogConfig {
+    /// Directory of `TASK.log` files.
+    pub dir: PathBuf,
+    /// Rotate a log when it reaches this many bytes.
+    pub max_size: u64,
+    /// Rotated files kept per task.
+    pub keep: u32,
+    /// Gzip rotated files.
+    pub compress: bool,
+}
+
+/// A checked pipeline.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Pipeline {
+    /// The heartbeat table, if any.
+    pub heartbeat: Option<HeartbeatConfig>,
+    /// Task output.
+    pub logs: LogConfig,
+    /// The tasks, in file order.
+    pub tasks: Vec<TaskSpec>,
+}
+
+/// A [`Key`] as its number.
+mod key_number {
+    use nonstop_ipc::Key;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(key: &Key, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i32(key.raw())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
+        Key::new(i32::deserialize(d)?).map_err(D::Error::custom)
+    }
+}
