@@ -47,8 +47,9 @@ struct nonstop_hb_header {
     uint32_t slot_size;    /* 16: 128 */
     uint32_t capacity;     /* 20: number of slots */
     uint32_t clock;        /* 24: 1 = CLOCK_MONOTONIC */
-    uint32_t reserved0;    /* 28 */
-    uint64_t reserved[4];  /* 32 */
+    int32_t  owner_pid;    /* 28: the runner that owns the table, 0 = none */
+    uint64_t owner_start;  /* 32: its start time (/proc/PID/stat field 22) */
+    uint64_t reserved[3];  /* 40 */
 };
 
 struct nonstop_hb_slot {
@@ -67,6 +68,8 @@ struct nonstop_hb_slot {
 _Static_assert(sizeof(struct nonstop_hb_header) == 64, "header is 64 bytes");
 _Static_assert(offsetof(struct nonstop_hb_header, capacity) == 20, "capacity at 20");
 _Static_assert(offsetof(struct nonstop_hb_header, clock) == 24, "clock at 24");
+_Static_assert(offsetof(struct nonstop_hb_header, owner_pid) == 28, "owner_pid at 28");
+_Static_assert(offsetof(struct nonstop_hb_header, owner_start) == 32, "owner_start at 32");
 _Static_assert(sizeof(struct nonstop_hb_slot) == 128, "slot is 128 bytes");
 _Static_assert(offsetof(struct nonstop_hb_slot, pid) == 8, "pid at 8");
 _Static_assert(offsetof(struct nonstop_hb_slot, start_time) == 16, "start_time at 16");

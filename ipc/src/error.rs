@@ -118,6 +118,19 @@ pub enum Error {
         reason: String,
     },
 
+    /// The heartbeat table belongs to another runner, which is running.
+    #[error(
+        "heartbeat table {key} belongs to another runner (pid {pid}), which is running: two \
+         pipelines cannot share one table; give this pipeline another heartbeat.key, or stop \
+         that runner first"
+    )]
+    Owned {
+        /// The table's key.
+        key: Key,
+        /// The owning runner.
+        pid: i32,
+    },
+
     /// The semaphore set at the key is not a single semaphore: another program owns the key.
     #[error(
         "semaphore key {key} (id {id}) is a set of {nsems} semaphores, expected 1: another program \

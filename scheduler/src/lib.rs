@@ -14,11 +14,16 @@
 //! checked pipeline to its supervising process ([`wire`] has the representations of the
 //! types that are not serde's own).
 
+pub mod cgroup;
+mod error;
 pub mod order;
 pub mod policy;
 pub mod schedule;
-// Starting a child is a clone and raw system calls up to execve: `unsafe`, allowed here only.
+// Starting a child is a clone and raw system calls up to execve, and the guard is a fork:
+// `unsafe`, allowed here only.
 #[allow(unsafe_code)]
 pub mod spawn;
 pub mod task;
 pub mod wire;
+
+pub use error::Error;

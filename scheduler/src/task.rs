@@ -193,6 +193,22 @@ pub enum AfterExit {
     Stopped,
 }
 
+/// What the runner does when a task's main process has exited while other processes of the
+/// task (its cgroup) still run. See [`Task::on_main_exit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MainExit {
+    /// Nothing of the task is left: the exit is recorded.
+    Gone(AfterExit),
+    /// It exited 0 and left processes running: a program that daemonized itself (`redis
+    /// --daemonize yes`). The task counts as running until they are gone, and is stopped with
+    /// them; it is not started again meanwhile, so no second copy piles up.
+    Daemonized,
+    /// It failed and left processes: kill them; the exit is recorded when they are gone.
+    KillRest,
+    /// It is being stopped: the rest gets what is left of the grace.
+    Wait,
+}
+
 /// What a passed deadline asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Due {
@@ -233,6 +249,9 @@ pub struct Task {
     successes: u64,
     /// Processes started since the runner started.
     starts: u64,
+    /// The main process exited with this while others of the task still run
+    /// ([`Task::on_main_exit`]); recorded when they are gone ([`Task::on_gone`]).
+    main_exit: Option<Exit>,
 }
 
 impl Task {
@@ -247,6 +266,7 @@ impl Task {
             upcoming: None,
             successes: 0,
             starts: 0,
+            main_exit: None,
         }
     }
 
@@ -391,6 +411,33 @@ impl Task {
             let scheduled = *self.scheduled.get_or_insert(now.mono);
             self.upcoming = schedule.next(scheduled, now);
         }
+    }
+
+    /// The main process exited with `exit`; `rest` says whether other processes of the task
+    /// still run (its cgroup is populated). Without a cgroup the runner cannot know and passes
+    /// `false`. See [`MainExit`].
+    pub fn on_main_exit(&mut self, exit: Exit, rest: bool, now: Now) -> MainExit {
+        if !rest {
+            return MainExit::Gone(self.on_exit(exit, now));
+        }
+        self.main_exit = Some(exit);
+        match self.phase {
+            Phase::Stopping { .. } => MainExit::Wait,
+            _ if exit.success() => MainExit::Daemonized,
+            _ => MainExit::KillRest,
+        }
+    }
+
+    /// The main process exited earlier ([`Task::on_main_exit`]) and now the last process of
+    /// the task is gone: records the exit. `None` if there was nothing to wait for.
+    pub fn on_gone(&mut self, now: Now) -> Option<AfterExit> {
+        let exit = self.main_exit.take()?;
+        Some(self.on_exit(exit, now))
+    }
+
+    /// The main process's exit while others of the task still run, if that is the case.
+    pub fn lingering(&self) -> Option<Exit> {
+        self.main_exit
     }
 
     /// The process exited (or, with [`Exit::SpawnFailed`], never started).

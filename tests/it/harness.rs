@@ -385,3 +385,53 @@ pub fn zombie_children(parent: i32) -> Vec<i32> {
     }
     zombies
 }
+
+/// SIGKILLs the process groups of these pids (each leads its own) if they are still alive when
+/// dropped: processes a test started through the runner, so that a failing test leaves
+/// nothing behind.
+#[derive(Debug, Default)]
+pub struct KillOnDrop(pub Vec<i32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            if alive(pid) {
+                let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+/// The pid in `file` of the pipeline directory (the first line), once it is there.
+pub fn pid_in(p: &PipelineDir, file: &str) -> i32 {
+    assert!(
+        wait_until(Duration::from_secs(10), || !p
+            .numbers::<i32>(file)
+            .is_empty()),
+        "no pid in {file}"
+    );
+    p.numbers::<i32>(file)[0]
+}
+
+/// The live children of `pid` named `comm`.
+pub fn children_named(pid: i32, comm: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for child in children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<i32>().ok())
+        {
+            let name = std::fs::read_to_string(format!("/proc/{child}/comm")).unwrap_or_default();
+            if name.trim_end() == comm && alive(child) {
+                found.push(child);
+            }
+        }
+    }
+    found
+}

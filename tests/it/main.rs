@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod check;
+mod containment;
 mod harness;
 mod run_handoff;
 mod run_periodic;

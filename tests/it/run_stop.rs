@@ -6,7 +6,9 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::harness::{PipelineDir, Runner, alive, pid_of, wait_until, zombie_children};
+use crate::harness::{
+    KillOnDrop, PipelineDir, Runner, alive, pid_in, pid_of, wait_until, zombie_children,
+};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -294,68 +296,64 @@ tasks:
     assert!(!alive(deaf), "the adopted daemon outlived the runner");
 }
 
-/// SIGKILLs the process groups of these pids when dropped (each leads its own).
-struct KillOnDrop(Vec<i32>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        for &pid in &self.0 {
-            if alive(pid) {
-                let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
-            }
-        }
-    }
-}
-
-/// The pid in `file` of the pipeline directory, once it is there.
-fn pid_in(p: &PipelineDir, file: &str) -> i32 {
-    assert!(
-        wait_until(10 * SECOND, || !p.numbers::<i32>(file).is_empty()),
-        "no pid in {file}"
-    );
-    p.numbers::<i32>(file)[0]
-}
-
 #[test]
 fn sigterm_also_stops_descendants_that_left_their_process_group() {
-    // `setsid` takes each helper out of its task's process group, so the group kill misses it;
-    // when the task's main process dies the runner (a child subreaper) adopts it.
-    let p = PipelineDir::new(
-        "\
+    // `setsid` takes each helper out of its task's process group. With cgroups they are still
+    // in their task's cgroup and stopped with it; with process groups only, the group kill
+    // misses them, and when the task's main process dies the runner (a child subreaper)
+    // adopts them and stops them after the tasks.
+    for containment in ["cgroup", "process-group"] {
+        let p = PipelineDir::new(&format!(
+            "\
+containment: {containment}
 tasks:
   polite:
     command: [sh, -c, \"setsid sh -c 'echo $$ > polite; exec sleep 1000' & exec sleep 1000\"]
-    stop: { grace: 500ms }
+    stop: {{ grace: 500ms }}
   deaf:
     command: [sh, -c, \"setsid sh -c 'trap \\\"\\\" TERM; echo $$ > deaf; while :; do sleep 1; done' & exec sleep 1000\"]
-    stop: { grace: 500ms }
-",
-    );
-    let mut runner = Runner::start(&p);
-    runner.wait_for(&["started", "task=polite"], 10 * SECOND);
-    runner.wait_for(&["started", "task=deaf"], 10 * SECOND);
-    let polite = pid_in(&p, "polite");
-    let deaf = pid_in(&p, "deaf");
-    // If the runner leaves them behind, the test fails, and they go anyway.
-    let _cleanup = KillOnDrop(vec![polite, deaf]);
-    assert!(alive(polite) && alive(deaf));
+    stop: {{ grace: 500ms }}
+"
+        ));
+        let mut runner = Runner::start(&p);
+        runner.wait_for(&["started", "task=polite"], 10 * SECOND);
+        runner.wait_for(&["started", "task=deaf"], 10 * SECOND);
+        let polite = pid_in(&p, "polite");
+        let deaf = pid_in(&p, "deaf");
+        // If the runner leaves them behind, the test fails, and they go anyway.
+        let _cleanup = KillOnDrop(vec![polite, deaf]);
+        assert!(alive(polite) && alive(deaf));
 
-    let status = runner.terminate(30 * SECOND);
-    let log = runner.seen.join("\n");
-    assert_eq!(status.code(), Some(0), "{log}");
-    assert!(
-        !alive(polite),
-        "the polite daemon outlived the runner\n{log}"
-    );
-    assert!(!alive(deaf), "the deaf daemon outlived the runner\n{log}");
-    assert!(
-        log.contains("stopping an adopted process with SIGTERM"),
-        "{log}"
-    );
-    assert!(
-        log.contains("adopted processes still running after the stop grace; sending SIGKILL"),
-        "{log}"
-    );
+        let status = runner.terminate(30 * SECOND);
+        let log = runner.seen.join("\n");
+        assert_eq!(status.code(), Some(0), "{containment}: {log}");
+        assert!(
+            !alive(polite),
+            "{containment}: the polite daemon outlived the runner\n{log}"
+        );
+        assert!(
+            !alive(deaf),
+            "{containment}: the deaf daemon outlived the runner\n{log}"
+        );
+        if containment == "cgroup" {
+            assert!(
+                log.contains("still running after the stop grace; sending SIGKILL task=deaf"),
+                "{log}"
+            );
+            assert!(!log.contains("adopted process"), "{log}");
+        } else {
+            assert!(
+                log.contains("stopping an adopted process with SIGTERM"),
+                "{log}"
+            );
+            assert!(
+                log.contains(
+                    "adopted processes still running after the stop grace; sending SIGKILL"
+                ),
+                "{log}"
+            );
+        }
+    }
 }
 
 #[test]

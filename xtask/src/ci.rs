@@ -6,7 +6,7 @@ use std::process::Stdio;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, describe, exec, ipc_leftovers};
+use crate::{cargo, describe, exec, leftovers};
 
 pub fn run() -> Result<()> {
     exec(cargo().args(["fmt", "--all", "--check"]))?;
@@ -19,7 +19,7 @@ pub fn run() -> Result<()> {
         "warnings",
     ]))?;
     let totals = test()?;
-    ipc_leftovers::check()?;
+    leftovers::check()?;
     println!("tests: {} passed, {} failed", totals.passed, totals.failed);
     if totals.passed == 0 {
         bail!("the test suite ran no test");

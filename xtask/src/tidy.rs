@@ -2,7 +2,7 @@
 //!
 //! - every `.rs` file starts with a `//!` line saying what it is;
 //! - `unsafe` code lives only in `ipc/src` (the crate that talks to the kernel) and in
-//!   `scheduler/src/spawn.rs` (the `pre_exec` hook between fork and exec);
+//!   `scheduler/src/spawn/` (the child's side of the clone, up to `execve`, and the guard);
 //! - no `dbg!`, `todo!` or `unimplemented!`;
 //! - no file longer than 1000 lines;
 //! - crates depend one way (see ARCHITECTURE.md), and all but `ipc` use the workspace lints.
@@ -48,8 +48,9 @@ fn every_rust_file_starts_with_a_doc_line() {
     );
 }
 
-/// Files outside `ipc/src` allowed to hold `unsafe` code (this file only names the words).
-const UNSAFE_FILES: [&str; 2] = ["scheduler/src/spawn.rs", "xtask/src/tidy.rs"];
+/// Directories and files outside `ipc/src` allowed to hold `unsafe` code (this file only names
+/// the words).
+const UNSAFE_FILES: [&str; 2] = ["scheduler/src/spawn/", "xtask/src/tidy.rs"];
 
 #[test]
 fn unsafe_code_only_in_ipc_and_spawn() {
@@ -64,7 +65,7 @@ fn unsafe_code_only_in_ipc_and_spawn() {
     for file in rust_files() {
         let rel = relative(&file);
         // This file names the words it looks for.
-        if rel.starts_with("ipc/src/") || UNSAFE_FILES.contains(&rel.as_str()) {
+        if rel.starts_with("ipc/src/") || UNSAFE_FILES.iter().any(|f| rel.starts_with(f)) {
             continue;
         }
         for (n, line) in std::fs::read_to_string(&file).unwrap().lines().enumerate() {

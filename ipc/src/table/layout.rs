@@ -12,8 +12,10 @@
 //!  16  u32  slot_size    128
 //!  20  u32  capacity     number of slots, 1..=65536
 //!  24  u32  clock        clock id of every timestamp: 1 (CLOCK_MONOTONIC, read coarse)
-//!  28  u32  reserved     0
-//!  32  u64  reserved[4]  0
+//!  28  i32  owner_pid    the runner that owns the table (created it, or took it over from
+//!                        an owner that died); 0 = none. Written with the semaphore held
+//!  32  u64  owner_start  the owner's start time (field 22 of /proc/PID/stat)
+//!  40  u64  reserved[3]  0
 //!
 //! Slot i, 128 bytes at offset 64 + 128 * i
 //!   0  u32  seq            seqlock: odd while a writer (holding the semaphore) changes the
@@ -70,8 +72,9 @@ pub(crate) struct Header {
     pub slot_size: AtomicU32,
     pub capacity: AtomicU32,
     pub clock: AtomicU32,
-    pub reserved0: AtomicU32,
-    pub reserved: [AtomicU64; 4],
+    pub owner_pid: AtomicI32,
+    pub owner_start: AtomicU64,
+    pub reserved: [AtomicU64; 3],
 }
 
 /// One slot.
@@ -98,7 +101,9 @@ const _: () = {
     assert!(offset_of!(Header, slot_size) == 16);
     assert!(offset_of!(Header, capacity) == 20);
     assert!(offset_of!(Header, clock) == 24);
-    assert!(offset_of!(Header, reserved) == 32);
+    assert!(offset_of!(Header, owner_pid) == 28);
+    assert!(offset_of!(Header, owner_start) == 32);
+    assert!(offset_of!(Header, reserved) == 40);
 
     assert!(size_of::<Slot>() == SLOT_SIZE);
     assert!(offset_of!(Slot, seq) == 0);

@@ -75,6 +75,7 @@ pub struct HeartbeatTable {
     sem: Semaphore,
     capacity: u32,
     lock_timeout: Duration,
+    created: bool,
 }
 
 impl HeartbeatTable {
@@ -104,6 +105,7 @@ impl HeartbeatTable {
             sem,
             capacity: options.slots,
             lock_timeout: options.lock_timeout,
+            created,
         })
     }
 
@@ -120,7 +122,56 @@ impl HeartbeatTable {
             sem,
             capacity,
             lock_timeout: options.lock_timeout,
+            created: false,
         })
+    }
+
+    /// Whether this handle created the segment (rather than attaching an existing one).
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
+    /// The runner that owns the table, as recorded in its header, if any.
+    pub fn owner(&self) -> Option<ProcessId> {
+        let h = header(&self.shm);
+        let pid = h.owner_pid.load(Ordering::Acquire);
+        (pid > 0).then(|| ProcessId {
+            pid,
+            start_time: h.owner_start.load(Ordering::Acquire),
+        })
+    }
+
+    /// Records `me` as the table's owner (a runner, for the life of its pipeline). A table
+    /// without an owner, or whose owner is gone, is taken: returns the owner that died, if
+    /// any. A table whose owner is another live process is refused with [`Error::Owned`]:
+    /// two runners never share one table.
+    pub fn claim(&self, me: ProcessId) -> Result<Option<ProcessId>> {
+        let _guard = self.lock()?;
+        let previous = self.owner();
+        if let Some(owner) = previous
+            && owner != me
+            && owner.liveness() == Liveness::Alive
+        {
+            return Err(Error::Owned {
+                key: self.key(),
+                pid: owner.pid,
+            });
+        }
+        let h = header(&self.shm);
+        h.owner_start.store(me.start_time, Ordering::Release);
+        h.owner_pid.store(me.pid, Ordering::Release);
+        Ok(previous.filter(|&p| p != me))
+    }
+
+    /// Clears the owner if it is `me` (a runner that leaves the table in place).
+    pub fn release(&self, me: ProcessId) -> Result<()> {
+        let _guard = self.lock()?;
+        if self.owner() == Some(me) {
+            let h = header(&self.shm);
+            h.owner_pid.store(0, Ordering::Release);
+            h.owner_start.store(0, Ordering::Release);
+        }
+        Ok(())
     }
 
     /// The key of the segment and of the semaphore.

@@ -136,10 +136,11 @@ fn random_corruption_never_panics_and_never_reads_out_of_bounds() {
         header(shm)
             .magic
             .store(old.max(layout::MAGIC), Ordering::Relaxed);
-        for r in 0..4 {
+        for r in 0..3 {
             header(shm).reserved[r].store(0, Ordering::Relaxed);
         }
-        header(shm).reserved0.store(0, Ordering::Relaxed);
+        header(shm).owner_pid.store(0, Ordering::Relaxed);
+        header(shm).owner_start.store(0, Ordering::Relaxed);
         // Slots: any bytes are readable without panicking.
         let offset = layout::HEADER_SIZE + (rng.next() % (8 * layout::SLOT_SIZE as u64)) as usize;
         poke(shm, offset, rng.next() as u8);
@@ -198,4 +199,47 @@ fn names_and_timeouts_are_validated() {
         HeartbeatTable::open_or_create(key.key(), &options(0)),
         Err(Error::Invalid { .. })
     ));
+}
+
+#[test]
+fn one_live_owner_at_a_time_and_a_dead_one_is_replaced() {
+    let key = TestKey::new();
+    let table = HeartbeatTable::open_or_create(key.key(), &options(4)).unwrap();
+    assert!(table.created());
+    assert_eq!(table.owner(), None);
+    let me = ProcessId::current().unwrap();
+    assert_eq!(table.claim(me).unwrap(), None);
+    assert_eq!(table.owner(), Some(me));
+    // Claiming again is fine; another handle sees the owner and is not the creator.
+    assert_eq!(table.claim(me).unwrap(), None);
+    let other = HeartbeatTable::open_or_create(key.key(), &options(4)).unwrap();
+    assert!(!other.created());
+    assert_eq!(other.owner(), Some(me));
+    // A live process that is not us: refused, naming it.
+    let mut child = std::process::Command::new("sleep")
+        .arg("100")
+        .spawn()
+        .unwrap();
+    let live = ProcessId::of(child.id() as i32).unwrap().unwrap();
+    match table.claim(live) {
+        Err(Error::Owned { pid, .. }) => assert_eq!(pid, me.pid),
+        other => panic!("{other:?}"),
+    }
+    // Once the owner is gone (here: a made-up identity), the table is taken over.
+    let dead = ProcessId {
+        pid: me.pid,
+        start_time: me.start_time + 1,
+    };
+    header(table.shared_memory())
+        .owner_start
+        .store(dead.start_time, Ordering::Relaxed);
+    assert_eq!(table.claim(live).unwrap(), Some(dead));
+    assert_eq!(table.owner(), Some(live));
+    // Only the owner releases it.
+    table.release(me).unwrap();
+    assert_eq!(table.owner(), Some(live));
+    table.release(live).unwrap();
+    assert_eq!(table.owner(), None);
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

@@ -13,7 +13,7 @@ mod task;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use nonstop_supervisor::pipeline::{HeartbeatConfig, LogConfig, Pipeline};
+use nonstop_supervisor::pipeline::{ContainmentMode, HeartbeatConfig, LogConfig, Pipeline};
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
@@ -64,7 +64,14 @@ pub const DEFAULT_KEEP: u32 = 5;
 /// Default `heartbeat.slots`.
 pub const DEFAULT_SLOTS: u32 = 1024;
 
-const TOP_LEVEL: &[&str] = &["heartbeat", "plugin_dirs", "control", "logs", "tasks"];
+const TOP_LEVEL: &[&str] = &[
+    "heartbeat",
+    "plugin_dirs",
+    "control",
+    "logs",
+    "containment",
+    "tasks",
+];
 
 /// Reads and checks the pipeline at `path`.
 pub fn load(path: &Path) -> Result<Checked, Vec<Diagnostic>> {
@@ -112,7 +119,7 @@ pub fn parse(text: &str, dir: &Path) -> Result<Checked, Vec<Diagnostic>> {
         }
     };
 
-    let (mut heartbeat, mut logs, mut tasks) = (None, None, None);
+    let (mut heartbeat, mut logs, mut tasks, mut containment) = (None, None, None, None);
     for (key, value) in top {
         let Some(name) = key.as_str().map(str::to_owned) else {
             ctx.error("", format!("top-level keys must be strings, found {key:?}"));
@@ -132,6 +139,9 @@ pub fn parse(text: &str, dir: &Path) -> Result<Checked, Vec<Diagnostic>> {
                 }
             }
             "logs" => logs = ctx.section::<raw::Logs>("logs", value),
+            "containment" => {
+                containment = ctx.section::<raw::Containment>("containment", value);
+            }
             "tasks" => tasks = Some(value),
             other => ctx.error_at_key(
                 other,
@@ -192,6 +202,11 @@ pub fn parse(text: &str, dir: &Path) -> Result<Checked, Vec<Diagnostic>> {
         pipeline: Pipeline {
             heartbeat,
             logs,
+            containment: match containment {
+                None | Some(raw::Containment::Auto) => ContainmentMode::Auto,
+                Some(raw::Containment::Cgroup) => ContainmentMode::Cgroup,
+                Some(raw::Containment::ProcessGroup) => ContainmentMode::ProcessGroup,
+            },
             tasks: specs,
         },
         warnings: ctx.warnings,

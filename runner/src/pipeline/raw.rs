@@ -26,6 +26,15 @@ pub struct Control {
     pub socket: PathBuf,
 }
 
+/// `containment:`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Containment {
+    Auto,
+    Cgroup,
+    ProcessGroup,
+}
+
 /// `logs:`: where task output goes and how it is rotated.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -9,6 +9,7 @@
 //! crate's manifest.
 
 pub mod handoff;
+pub mod lock;
 pub mod log;
 pub mod logfile;
 pub mod pipeline;

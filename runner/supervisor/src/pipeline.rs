@@ -31,6 +31,18 @@ pub struct LogConfig {
     pub compress: bool,
 }
 
+/// `containment:`: how a task's processes are kept together (see `supervise::contain`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContainmentMode {
+    /// cgroups where they can be written, else process groups.
+    #[default]
+    Auto,
+    /// cgroups, or refuse to start.
+    Cgroup,
+    /// Process groups only.
+    ProcessGroup,
+}
+
 /// A checked pipeline.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Pipeline {
@@ -38,6 +50,8 @@ pub struct Pipeline {
     pub heartbeat: Option<HeartbeatConfig>,
     /// Task output.
     pub logs: LogConfig,
+    /// How tasks are contained.
+    pub containment: ContainmentMode,
     /// The tasks, in file order.
     pub tasks: Vec<TaskSpec>,
 }

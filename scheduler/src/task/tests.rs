@@ -320,3 +320,60 @@ fn killing_now_skips_the_grace_and_ends_in_stopped() {
     assert_eq!(idle.kill_now(), None);
     assert_eq!(idle.phase(), Phase::Stopped);
 }
+
+#[test]
+fn a_main_exit_that_leaves_processes_waits_for_them_before_the_policy_decides() {
+    let c = Clock::new();
+    // Exit 0, processes left: a daemon. It stays running, then restarts once they are gone.
+    let mut t = Task::new(spec(Kind::Resident(Restart::Always)));
+    t.activate(c.at(0));
+    t.on_started(pid(100), c.at(0));
+    assert_eq!(
+        t.on_main_exit(Exit::Code(0), true, c.at(10)),
+        MainExit::Daemonized
+    );
+    assert_eq!(t.lingering(), Some(Exit::Code(0)));
+    assert!(matches!(t.phase(), Phase::Running { .. }));
+    assert!(t.satisfies_dependents(), "a daemon that runs is up");
+    assert_eq!(t.deadline(), None, "no restart while it runs");
+    assert_eq!(
+        t.on_gone(c.at(5000)),
+        Some(AfterExit::Restart { delay: 100 * MS })
+    );
+    assert_eq!(t.lingering(), None);
+    assert_eq!(t.on_gone(c.at(5000)), None, "recorded once");
+    // A failure that leaves processes: they are killed, then it counts as the failure.
+    t.on_deadline(c.at(5100));
+    t.on_started(pid(101), c.at(5100));
+    assert_eq!(
+        t.on_main_exit(Exit::Code(3), true, c.at(5110)),
+        MainExit::KillRest
+    );
+    assert_eq!(
+        t.on_gone(c.at(5120)),
+        Some(AfterExit::Restart { delay: 200 * MS })
+    );
+    // Nothing left: recorded at once.
+    t.on_deadline(c.at(5400));
+    t.on_started(pid(102), c.at(5400));
+    assert!(matches!(
+        t.on_main_exit(Exit::Code(3), false, c.at(5410)),
+        MainExit::Gone(AfterExit::Restart { .. })
+    ));
+    // While stopping, the rest gets the grace; then the task is stopped.
+    t.on_deadline(c.at(9000));
+    t.on_started(pid(103), c.at(9000));
+    t.stop(c.at(9100));
+    assert_eq!(
+        t.on_main_exit(Exit::Code(0), true, c.at(9110)),
+        MainExit::Wait
+    );
+    assert_eq!(
+        t.deadline(),
+        Some(c.at(9600).mono),
+        "SIGKILL still due after the grace"
+    );
+    assert_eq!(t.on_deadline(c.at(9600)), Some(Due::Kill { pid: pid(103) }));
+    assert_eq!(t.on_gone(c.at(9610)), Some(AfterExit::Stopped));
+    assert_eq!(t.phase(), Phase::Stopped);
+}

@@ -10,6 +10,7 @@
 //! (spawn, signal, reap, copy output to log files) and logs every step.
 
 mod adopted;
+mod contain;
 mod events;
 mod output;
 
@@ -21,19 +22,23 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use nix::errno::Errno;
+use nix::sys::inotify::WatchDescriptor;
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use nonstop_ipc::{HeartbeatTable, TableOptions};
+use nonstop_ipc::{HeartbeatTable, ProcessId, TableOptions};
+use nonstop_scheduler::cgroup::Cgroup;
 use nonstop_scheduler::order::{Agenda, Gate, Order};
 use nonstop_scheduler::schedule::Now;
-use nonstop_scheduler::spawn;
-use nonstop_scheduler::task::{AfterExit, Due, Exit, Phase, Task};
+use nonstop_scheduler::spawn::{self, guard::Guard};
+use nonstop_scheduler::task::{AfterExit, Due, Exit, MainExit, Phase, Task};
 use tracing::{debug, error, info, warn};
 
+use crate::lock::Lock;
 use crate::logfile::TaskLog;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{HeartbeatConfig, Pipeline};
 use adopted::{Step, Sweep};
+use contain::Containment;
 use events::{Event, EventLoop};
 
 pub use events::block_signals;
@@ -47,26 +52,23 @@ pub fn supervise(shown: &str, pipeline: Pipeline, nonstop: OwnedFd) -> anyhow::R
     if marked > 0 {
         debug!("marked {marked} inherited descriptors close-on-exec");
     }
+    // The low descriptor numbers through which children get their standard streams, before
+    // anything else takes them (see `spawn::reserve_descriptor_slots`).
+    spawn::reserve_descriptor_slots().context("cannot reserve descriptors for children")?;
+    let me = ProcessId::current().context("cannot read this process's identity")?;
+    // One runner per pipeline: refused here, before anything of the first runner's is touched.
+    let lock = Lock::acquire(&pipeline.logs.dir, me)?;
+    let table = match pipeline.heartbeat {
+        Some(h) => Some(Table::open(h, me)?),
+        None => None,
+    };
     let events = EventLoop::new().context("cannot set up the event loop")?;
     // Orphaned descendants (daemons that double-fork) become ours, so we reap them.
     nix::sys::prctl::set_child_subreaper(true).context("cannot become a child subreaper")?;
-    let table = match pipeline.heartbeat {
-        Some(h) => {
-            let options = TableOptions {
-                slots: h.slots,
-                ..TableOptions::default()
-            };
-            let table = HeartbeatTable::open_or_create(h.key, &options)
-                .with_context(|| format!("cannot create the heartbeat table {}", h.key))?;
-            info!(key = %h.key, slots = h.slots, "heartbeat table ready");
-            Some(table)
-        }
-        None => None,
-    };
     // Every task holds three descriptors for the runner's life (its log and its pipe's two
-    // ends): raise our own soft limit to the hard one, as systemd does; tasks get the soft
-    // limit we were started with (unless they set `limits.nofile`), so programs that use
-    // select() see what they expect.
+    // ends), and two more for its cgroup: raise our own soft limit to the hard one, as
+    // systemd does; tasks get the soft limit we were started with (unless they set
+    // `limits.nofile`), so programs that use select() see what they expect.
     let inherited_nofile =
         getrlimit(Resource::RLIMIT_NOFILE).context("cannot read RLIMIT_NOFILE")?;
     if inherited_nofile.0 < inherited_nofile.1 {
@@ -77,16 +79,66 @@ pub fn supervise(shown: &str, pipeline: Pipeline, nonstop: OwnedFd) -> anyhow::R
         )
         .context("cannot raise RLIMIT_NOFILE")?;
     }
-    let mut supervisor = Supervisor::new(pipeline, events, inherited_nofile, nonstop)?;
+    let containment = contain::setup(pipeline.containment, &pipeline.logs.dir)?;
+    let mut supervisor = Supervisor::new(
+        pipeline,
+        events,
+        inherited_nofile,
+        nonstop,
+        containment,
+        lock,
+    )?;
     info!(tasks = supervisor.entries.len(), pipeline = %shown, "running");
     supervisor.run()?;
+    supervisor.tear_down();
     if let Some(table) = table {
-        table
-            .remove()
-            .context("cannot remove the heartbeat table")?;
+        table.close(me);
     }
     info!("all tasks stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The pipeline's heartbeat table, claimed by this runner.
+struct Table {
+    table: HeartbeatTable,
+    /// Whether this runner removes it at exit: it created it, or took it over from a runner
+    /// that died. A table that belonged to nobody is left in place.
+    remove: bool,
+}
+
+impl Table {
+    fn open(config: HeartbeatConfig, me: ProcessId) -> anyhow::Result<Table> {
+        let options = TableOptions {
+            slots: config.slots,
+            ..TableOptions::default()
+        };
+        let table = HeartbeatTable::open_or_create(config.key, &options)
+            .with_context(|| format!("cannot create the heartbeat table {}", config.key))?;
+        // A second runner on the same key is refused, naming the first.
+        let previous = table.claim(me)?;
+        if let Some(dead) = previous {
+            info!(key = %config.key, "took over the heartbeat table of a runner that died (pid {})", dead.pid);
+        }
+        info!(key = %config.key, slots = config.slots, "heartbeat table ready");
+        Ok(Table {
+            remove: table.created() || previous.is_some(),
+            table,
+        })
+    }
+
+    /// At exit: removes the table if this runner is the one to, else leaves it without an
+    /// owner.
+    fn close(self, me: ProcessId) {
+        let key = self.table.key();
+        let result = if self.remove {
+            self.table.remove()
+        } else {
+            self.table.release(me)
+        };
+        if let Err(e) = result {
+            warn!(key = %key, "cannot remove the heartbeat table: {e}");
+        }
+    }
 }
 
 /// One task and everything the loop holds for it.
@@ -108,6 +160,8 @@ struct Entry {
     waiting_logged: bool,
     /// Whether "will not start ..." was logged (once).
     blocked_logged: bool,
+    /// Its cgroup (cgroup containment), for its whole life; its instances start in it.
+    cgroup: Option<Cgroup>,
 }
 
 impl Entry {
@@ -141,6 +195,14 @@ struct Supervisor {
     /// supervisor does not link the compressor).
     nonstop: OwnedFd,
     shutdown: Option<Shutdown>,
+    /// How tasks are contained.
+    containment: Containment,
+    /// The `cgroup.events` watch of each task's cgroup → the task.
+    watches: HashMap<WatchDescriptor, usize>,
+    /// Ends the pipeline's processes if this process dies; `None` once dismissed.
+    guard: Option<Guard>,
+    /// The pipeline lock (the guard holds it too).
+    lock: Lock,
 }
 
 impl Supervisor {
@@ -149,10 +211,13 @@ impl Supervisor {
         events: EventLoop,
         inherited_nofile: (u64, u64),
         nonstop: OwnedFd,
+        containment: Containment,
+        lock: Lock,
     ) -> anyhow::Result<Supervisor> {
         let order = Order::new(&pipeline.tasks);
         let mut entries = Vec::with_capacity(pipeline.tasks.len());
         let mut pipes = HashMap::new();
+        let mut watches = HashMap::new();
         for (i, spec) in pipeline.tasks.into_iter().enumerate() {
             let log = TaskLog::open(&pipeline.logs, &spec.name).with_context(|| {
                 format!(
@@ -179,6 +244,18 @@ impl Supervisor {
                 .context("cannot create an output pipe")?;
             events.watch(&read).context("cannot watch an output pipe")?;
             pipes.insert(read.as_raw_fd(), i);
+            let cgroup = match &containment {
+                Containment::Cgroups(pipeline) => {
+                    let cgroup =
+                        Cgroup::create(&pipeline.path().join(format!("{}.task", spec.name)))?;
+                    let wd = events.watch_file(&cgroup.events_path()).with_context(|| {
+                        format!("cannot watch {}", cgroup.events_path().display())
+                    })?;
+                    watches.insert(wd, i);
+                    Some(cgroup)
+                }
+                Containment::Groups => None,
+            };
             entries.push(Entry {
                 task: Task::new(spec),
                 prepared,
@@ -187,8 +264,10 @@ impl Supervisor {
                 output: (read, write),
                 waiting_logged: false,
                 blocked_logged: false,
+                cgroup,
             });
         }
+        let guard = start_guard(&containment, &lock, &events, &[], entries.len())?;
         Ok(Supervisor {
             agenda: Agenda::all(entries.len()),
             entries,
@@ -201,7 +280,28 @@ impl Supervisor {
             runner: nix::unistd::getpid(),
             nonstop,
             shutdown: None,
+            containment,
+            watches,
+            guard: Some(guard),
+            lock,
         })
+    }
+
+    /// After the loop, every task stopped: dismisses the guard, which removes the pipeline's
+    /// cgroups (empty now) and then releases the lock, so that this process need not wait for
+    /// the removals. Without a guard, removes them itself.
+    fn tear_down(&mut self) {
+        match self.guard.take() {
+            Some(guard) => guard.dismiss(),
+            None => {
+                if let Containment::Cgroups(pipeline) = &self.containment
+                    && let Err(e) = pipeline.remove()
+                {
+                    warn!("{e}");
+                }
+            }
+        }
+        debug!("releasing {}", self.lock.path().display());
     }
 
     fn run(&mut self) -> anyhow::Result<()> {
@@ -228,6 +328,7 @@ impl Supervisor {
                 match event {
                     Event::Signal(signal) => self.on_signal(signal),
                     Event::Readable(fd) => self.on_output(fd),
+                    Event::FileChanged(wd) => self.on_cgroup_event(wd),
                     Event::ClockChanged => {
                         info!("the wall clock was set: recomputing cron schedules");
                         let now = Now::read();
@@ -264,11 +365,11 @@ impl Supervisor {
                     }
                     Due::Timeout { pid, signal } => {
                         warn!(task = %name, pid = pid.as_raw(), "run exceeded its timeout; sending {}", signal.as_str());
-                        signal_group(pid, signal);
+                        self.signal_task(i, pid, signal);
                     }
                     Due::Kill { pid } => {
                         warn!(task = %name, pid = pid.as_raw(), "still running after the stop grace; sending SIGKILL");
-                        signal_group(pid, Signal::SIGKILL);
+                        self.signal_task(i, pid, Signal::SIGKILL);
                     }
                     Due::Skipped { pid } => {
                         warn!(task = %name, pid = pid.as_raw(), "skipped a run: the previous run is still going");
@@ -340,10 +441,9 @@ impl Supervisor {
         if !self.order.may_stop(i, |j| &self.entries[j].task) {
             return false;
         }
-        let entry = &mut self.entries[i];
-        if let Some((pid, signal)) = entry.task.stop(now) {
-            info!(task = %entry.name(), pid = pid.as_raw(), "stopping with {}", signal.as_str());
-            signal_group(pid, signal);
+        if let Some((pid, signal)) = self.entries[i].task.stop(now) {
+            info!(task = %self.entries[i].name(), pid = pid.as_raw(), "stopping with {}", signal.as_str());
+            self.signal_task(i, pid, signal);
         }
         true
     }
@@ -366,9 +466,10 @@ impl Supervisor {
         }
         loop {
             let compressors: Vec<Pid> = self.compressors.keys().copied().collect();
+            let guard = self.guard.as_ref().map(Guard::pid);
             let adopted: Vec<Pid> = adopted::children()
                 .into_iter()
-                .filter(|pid| !self.compressors.contains_key(pid))
+                .filter(|pid| !self.compressors.contains_key(pid) && Some(*pid) != guard)
                 .collect();
             let until = match sweep.step(Instant::now(), &adopted, &compressors) {
                 Step::Done => return Ok(()),
@@ -432,11 +533,18 @@ impl Supervisor {
             stdout: write,
             stderr: write,
         };
-        match spawn::spawn_prepared(&entry.prepared, output, self.runner) {
+        let cgroup = entry.cgroup.as_ref().map(Cgroup::as_fd);
+        match spawn::spawn_prepared(&entry.prepared, output, self.runner, cgroup) {
             Ok(pid) => {
                 self.by_pid.insert(pid, i);
                 entry.task.on_started(pid, now);
                 info!(task = %entry.name(), pid = pid.as_raw(), "started");
+                if entry.cgroup.is_none()
+                    && let Some(guard) = &mut self.guard
+                    && !guard.add_group(pid)
+                {
+                    guard_unreachable(guard);
+                }
             }
             Err(e) => {
                 error!(task = %entry.name(), "cannot start {}: {e}", entry.task.spec.spawn.program.display());
@@ -461,9 +569,9 @@ impl Supervisor {
                     // Asked again while stopping: no more grace, no more order.
                     warn!("{} received again: killing every task now", signal.as_str());
                     shutdown.hurry = true;
-                    for entry in &mut self.entries {
-                        if let Some(pid) = entry.task.kill_now() {
-                            signal_group(pid, Signal::SIGKILL);
+                    for i in 0..self.entries.len() {
+                        if let Some(pid) = self.entries[i].task.kill_now() {
+                            self.signal_task(i, pid, Signal::SIGKILL);
                         }
                     }
                 }
@@ -502,19 +610,7 @@ impl Supervisor {
 
     fn on_reaped(&mut self, pid: Pid, exit: Exit) {
         if let Some(i) = self.by_pid.remove(&pid) {
-            // Whatever is left of its process group goes with it.
-            let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
-            let now = Now::read();
-            let task = &mut self.entries[i].task;
-            let ran = match task.phase() {
-                Phase::Running { since, .. } | Phase::Stopping { since, .. } => {
-                    Some(now.mono.saturating_duration_since(since))
-                }
-                _ => None,
-            };
-            let after = task.on_exit(exit, now);
-            self.log_after_exit(i, exit, ran.map(|r| (pid, r)), after);
-            self.agenda.changed(i, &self.order);
+            self.on_main_exit(i, pid, exit);
         } else if let Some((task, file)) = self.compressors.remove(&pid) {
             if !exit.success() {
                 warn!("compressing {} failed ({exit})", file.display());
@@ -525,8 +621,132 @@ impl Supervisor {
                     self.entries[task].name()
                 );
             }
+        } else if self.guard.as_ref().is_some_and(|g| g.pid() == pid) {
+            warn!(
+                pid = pid.as_raw(),
+                "the guard died ({exit}); starting another"
+            );
+            self.restart_guard();
         } else {
             debug!(pid = pid.as_raw(), "reaped an adopted process ({exit})");
+        }
+    }
+
+    /// Task `i`'s main process `pid` exited. With a cgroup, what it left decides what that
+    /// means ([`MainExit`]); without, whatever is left of its process group is killed.
+    fn on_main_exit(&mut self, i: usize, pid: Pid, exit: Exit) {
+        let now = Now::read();
+        let entry = &mut self.entries[i];
+        let rest = match &entry.cgroup {
+            // Usually empty: one read of an open file; listing the rest only if there is one.
+            Some(cgroup) if cgroup.populated().unwrap_or(true) => cgroup.pids().unwrap_or_default(),
+            Some(_) => Vec::new(),
+            None => {
+                let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
+                if let Some(guard) = &mut self.guard
+                    && !guard.remove_group(pid)
+                {
+                    guard_unreachable(guard);
+                }
+                Vec::new()
+            }
+        };
+        let ran = ran_for(&entry.task, now);
+        let name = entry.task.spec.name.clone();
+        match entry.task.on_main_exit(exit, !rest.is_empty(), now) {
+            MainExit::Gone(after) => {
+                self.log_after_exit(i, exit, ran.map(|r| (pid, r)), after);
+                self.agenda.changed(i, &self.order);
+            }
+            MainExit::Daemonized => warn!(
+                task = %name, pid = pid.as_raw(),
+                "exited with {exit} and left {} running (pids {}): taken for a program that put \
+                 itself in the background; the task is up while they run, is stopped with them, \
+                 and starts again only once they are gone",
+                processes(rest.len()), pids(&rest)
+            ),
+            MainExit::KillRest => {
+                info!(
+                    task = %name, pid = pid.as_raw(),
+                    "exited with {exit}; killing the {} it left (pids {})",
+                    processes(rest.len()), pids(&rest)
+                );
+                self.signal_task(i, pid, Signal::SIGKILL);
+            }
+            MainExit::Wait => debug!(
+                task = %name, pid = pid.as_raw(),
+                "exited with {exit}; waiting for the {} it left (pids {})",
+                processes(rest.len()), pids(&rest)
+            ),
+        }
+    }
+
+    /// A task's `cgroup.events` changed: if it waited for its last processes, they may be
+    /// gone.
+    fn on_cgroup_event(&mut self, wd: WatchDescriptor) {
+        let Some(&i) = self.watches.get(&wd) else {
+            return;
+        };
+        let entry = &mut self.entries[i];
+        let Some(exit) = entry.task.lingering() else {
+            return;
+        };
+        let Some(cgroup) = &entry.cgroup else {
+            return;
+        };
+        match cgroup.populated() {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(e) => {
+                warn!(task = %entry.name(), "{e}");
+                return;
+            }
+        }
+        let now = Now::read();
+        let pid = entry.task.phase().pid();
+        let ran = ran_for(&entry.task, now);
+        if let Some(after) = entry.task.on_gone(now) {
+            self.log_after_exit(i, exit, pid.zip(ran), after);
+            self.agenda.changed(i, &self.order);
+        }
+    }
+
+    /// Sends `signal` to task `i` (main process `pid`): every process in its cgroup (SIGKILL
+    /// through `cgroup.kill`), or its process group; then SIGCONT.
+    fn signal_task(&self, i: usize, pid: Pid, signal: Signal) {
+        let entry = &self.entries[i];
+        let result = match &entry.cgroup {
+            Some(cgroup) if signal == Signal::SIGKILL => cgroup.kill(),
+            Some(cgroup) => cgroup.signal(signal).map(drop),
+            None => {
+                signal_group(pid, signal);
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            warn!(task = %entry.name(), pid = pid.as_raw(), "cannot send {}: {e}", signal.as_str());
+        }
+    }
+
+    /// Starts a guard again (the last one died), telling it the process groups of the running
+    /// tasks.
+    fn restart_guard(&mut self) {
+        let groups: Vec<Pid> = match self.containment {
+            Containment::Groups => self.by_pid.keys().copied().collect(),
+            Containment::Cgroups(_) => Vec::new(),
+        };
+        match start_guard(
+            &self.containment,
+            &self.lock,
+            &self.events,
+            &groups,
+            self.entries.len(),
+        ) {
+            Ok(guard) => self.guard = Some(guard),
+            Err(e) => {
+                error!("cannot start a new guard: {e:#}; if this runner dies, its tasks live on");
+                self.guard = None;
+            }
         }
     }
 
@@ -560,6 +780,67 @@ impl Supervisor {
             AfterExit::Stopped => info!(task = %name, pid, "stopped ({exit})"),
         }
     }
+}
+
+/// Starts the guard for `containment`, holding `lock`.
+///
+/// The guard also keeps the event loop's inotify instance open: closing one that watched a
+/// hundred files waits for an RCU grace period (7 ms measured), which the runner's exit
+/// would otherwise wait for; the guard, which outlives it by a moment, pays it instead.
+fn start_guard(
+    containment: &Containment,
+    lock: &Lock,
+    events: &EventLoop,
+    groups: &[Pid],
+    tasks: usize,
+) -> anyhow::Result<Guard> {
+    let cgroup = match containment {
+        Containment::Cgroups(c) => Some(c),
+        Containment::Groups => None,
+    };
+    let keep = [lock.as_raw_fd(), events.inotify_fd()];
+    let guard = Guard::start(cgroup, &keep, groups, 2 * tasks).context("cannot start the guard")?;
+    debug!(pid = guard.pid().as_raw(), "guard started");
+    Ok(guard)
+}
+
+/// A message to the guard could not be written: logged the first time.
+fn guard_unreachable(guard: &mut Guard) {
+    if !guard.warned {
+        guard.warned = true;
+        error!(
+            pid = guard.pid().as_raw(),
+            "cannot tell the guard about a task (it is stopped, or its pipe is full); if this \
+             runner dies, such tasks may live on"
+        );
+    }
+}
+
+/// How long task `task`'s current process has run, if one runs.
+fn ran_for(task: &Task, now: Now) -> Option<Duration> {
+    match task.phase() {
+        Phase::Running { since, .. } | Phase::Stopping { since, .. } => {
+            Some(now.mono.saturating_duration_since(since))
+        }
+        _ => None,
+    }
+}
+
+/// "1 process", "3 processes".
+fn processes(n: usize) -> String {
+    if n == 1 {
+        "1 process".into()
+    } else {
+        format!("{n} processes")
+    }
+}
+
+/// "12, 13, 14".
+fn pids(pids: &[Pid]) -> String {
+    pids.iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Sends `signal` to an adopted process: to its process group if it leads one (a daemon that

@@ -77,7 +77,7 @@ impl Supervisor {
             stderr: stderr.as_fd(),
         };
         let started = spawn::Prepared::new_at(&spec, self.nonstop.as_raw_fd())
-            .and_then(|prepared| spawn::spawn_prepared(&prepared, output, self.runner));
+            .and_then(|prepared| spawn::spawn_prepared(&prepared, output, self.runner, None));
         match started {
             Ok(pid) => {
                 self.compressors.insert(pid, (task, file));

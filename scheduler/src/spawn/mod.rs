@@ -7,19 +7,38 @@
 
 use std::ffi::{CString, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::os::raw::c_char;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use nix::fcntl::OFlag;
 use nix::sys::resource::Resource;
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::stat::Mode;
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
+
+pub use crate::Error;
+
+mod clone3;
+pub mod guard;
+mod slots;
+
+pub use slots::reserve as reserve_descriptor_slots;
+
+// The child's side makes raw system calls whose shapes differ elsewhere: 16-bit `setuid` and
+// `setgroups` on i686 and armv7 (the 32-bit ones have other numbers), a 128-bit kernel signal
+// set on MIPS, and the clone3 trampoline is written for these two only.
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+compile_error!(
+    "nonstop_scheduler::spawn makes raw system calls checked on Linux x86-64 and aarch64 only: \
+     check each one (setuid/setgid/setgroups widths, the sigset size, clone3) before adding \
+     an architecture"
+);
 
 /// What to start and how.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -87,18 +106,49 @@ pub struct Output<'a> {
 /// working directory, supplementary groups, gid, uid, umask, limits, `PR_SET_PDEATHSIG(SIGKILL)`
 /// set last (credential changes clear it) with a check that the runner did not die before
 /// that, every other descriptor close-on-exec, and an empty signal mask.
-pub fn spawn(spec: &SpawnSpec, output: Output<'_>, runner: Pid) -> io::Result<Pid> {
-    spawn_prepared(&Prepared::new(spec)?, output, runner)
+///
+/// With `cgroup` (a cgroup v2 directory, see [`crate::cgroup`]) it uses
+/// `clone3(CLONE_VM | CLONE_VFORK | CLONE_INTO_CGROUP)` instead: the child starts inside that
+/// cgroup.
+pub fn spawn(
+    spec: &SpawnSpec,
+    output: Output<'_>,
+    runner: Pid,
+    cgroup: Option<BorrowedFd<'_>>,
+) -> Result<Pid, Error> {
+    spawn_prepared(&Prepared::new(spec)?, output, runner, cgroup)
 }
 
 /// [`spawn`] for a spec prepared once with [`Prepared::new`]: a task restarted many times does
 /// not build its argv and environment (or search `PATH`) again for every start.
-pub fn spawn_prepared(prepared: &Prepared, output: Output<'_>, runner: Pid) -> io::Result<Pid> {
+pub fn spawn_prepared(
+    prepared: &Prepared,
+    output: Output<'_>,
+    runner: Pid,
+    cgroup: Option<BorrowedFd<'_>>,
+) -> Result<Pid, Error> {
+    // What the child needs from our descriptors, at the reserved low numbers (see `slots`).
+    let mut slots = slots::lock()?;
+    let slots = &mut *slots;
+    slots::Slots::put(&mut slots.stdout, output.stdout)?;
+    slots::Slots::put(&mut slots.stderr, output.stderr)?;
+    let program_fd = match prepared.program_fd {
+        Some(fd) => {
+            // SAFETY: `Prepared::new_at` requires its caller to keep `fd` open for as long as
+            // the prepared spec is used; this borrow ends within this call.
+            let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+            slots::Slots::put(&mut slots.program, borrowed)?;
+            Some(slots.program.as_raw_fd())
+        }
+        None => None,
+    };
     let args = ChildArgs {
         prepared,
-        stdin: devnull()?,
-        stdout: output.stdout.as_raw_fd(),
-        stderr: output.stderr.as_raw_fd(),
+        program_fd,
+        stdin: slots.stdin.as_raw_fd(),
+        stdout: slots.stdout.as_raw_fd(),
+        stderr: slots.stderr.as_raw_fd(),
+        unshare_below: slots.unshare.then(|| slots.below()),
         runner: runner.as_raw(),
         reset_signals: non_default_signals(),
         error: AtomicI32::new(0),
@@ -109,41 +159,65 @@ pub fn spawn_prepared(prepared: &Prepared, output: Output<'_>, runner: Pid) -> i
         // called execve or _exit) before clone returns here.
         static STACK: std::cell::OnceCell<ChildStack> = const { std::cell::OnceCell::new() };
     }
-    let stack_top = STACK.with(|cell| match cell.get() {
-        Some(stack) => Ok(stack.top()),
-        None => ChildStack::new().map(|stack| cell.get_or_init(|| stack).top()),
-    })?;
-    // No signal handler may run in the child while it shares our memory: block everything
-    // around the clone (the child resets dispositions, then unblocks just before execve).
-    let mut saved = SigSet::empty();
-    nix::sys::signal::pthread_sigmask(
-        nix::sys::signal::SigmaskHow::SIG_SETMASK,
-        Some(&SigSet::all()),
-        Some(&mut saved),
-    )?;
-    // SAFETY: `child_main` only makes async-signal-safe system calls on `args`, which lives
-    // on this frame; CLONE_VFORK suspends this thread until the child has called execve or
-    // _exit, so `args` and `prepared` outlive every use the child makes of them. The stack
-    // pointer is the 16-byte-aligned top of this thread's child stack (a mapping with a guard
-    // page below it, never freed), which no other child uses meanwhile: this thread is
-    // suspended until the child is done with it.
-    let pid = unsafe {
-        nix::libc::clone(
-            child_main,
-            stack_top,
-            nix::libc::CLONE_VM | nix::libc::CLONE_VFORK | nix::libc::SIGCHLD,
-            (&args as *const ChildArgs<'_>).cast_mut().cast(),
-        )
+    let (stack, stack_size) = STACK
+        .with(|cell| match cell.get() {
+            Some(stack) => Ok(stack.usable()),
+            None => ChildStack::new().map(|stack| cell.get_or_init(|| stack).usable()),
+        })
+        .map_err(|e| Error::spawn("mapping the child's stack", e))?;
+    // No signal handler may run in the child while it shares our memory: block every signal
+    // around the clone, 32 and 33 included (glibc's sigprocmask leaves those two alone); the
+    // child resets dispositions, then unblocks just before execve.
+    let saved = block_all_signals();
+    let arg = (&args as *const ChildArgs<'_>).cast_mut().cast();
+    let share_files = if args.unshare_below.is_some() {
+        nix::libc::CLONE_FILES
+    } else {
+        0
     };
-    let clone_error = io::Error::last_os_error();
-    nix::sys::signal::pthread_sigmask(
-        nix::sys::signal::SigmaskHow::SIG_SETMASK,
-        Some(&saved),
-        None,
-    )?;
+    let pid: nix::libc::c_long = match cgroup {
+        // SAFETY: `child_main` only makes async-signal-safe system calls on `args`, which
+        // lives on this frame; CLONE_VFORK suspends this thread until the child has called
+        // execve or _exit, so `args` and `prepared` outlive every use the child makes of
+        // them. The stack is this thread's child stack (a mapping with a guard page below
+        // it, never freed, 16-byte aligned at the top), which no other child uses meanwhile:
+        // this thread is suspended until the child is done with it. Every signal is blocked.
+        None => unsafe {
+            nix::libc::clone(
+                child_main,
+                stack.cast::<u8>().add(stack_size).cast(),
+                nix::libc::CLONE_VM | nix::libc::CLONE_VFORK | share_files | nix::libc::SIGCHLD,
+                arg,
+            )
+        }
+        .into(),
+        // SAFETY: as above, the contract of `vfork_into`.
+        Some(cgroup) => unsafe {
+            clone3::vfork_into(
+                cgroup.as_raw_fd(),
+                share_files as u64,
+                stack,
+                stack_size,
+                child_main,
+                arg,
+            )
+        },
+    };
+    let clone_error = match (cgroup, pid) {
+        (None, -1) => io::Error::last_os_error(),
+        (Some(_), p) if p < 0 => io::Error::from_raw_os_error(-p as i32),
+        _ => io::Error::from_raw_os_error(0),
+    };
+    restore_signals(saved);
     if pid < 0 {
-        return Err(clone_error);
+        let stage = if cgroup.is_some() {
+            "starting it in its cgroup (clone3)"
+        } else {
+            "starting it (clone)"
+        };
+        return Err(Error::spawn(stage, clone_error));
     }
+    let pid = pid as nix::libc::pid_t;
     let errno = args.error.load(Ordering::Acquire);
     if errno != 0 {
         // It exited without executing the program: reap it here, it is not a task.
@@ -152,10 +226,45 @@ pub fn spawn_prepared(prepared: &Prepared, output: Output<'_>, runner: Pid) -> i
             .get(args.stage.load(Ordering::Acquire) as usize)
             .copied()
             .unwrap_or("starting it");
-        let err = io::Error::from_raw_os_error(errno);
-        return Err(io::Error::new(err.kind(), format!("{stage}: {err}")));
+        return Err(Error::spawn(stage, io::Error::from_raw_os_error(errno)));
     }
     Ok(Pid::from_raw(pid))
+}
+
+/// The kernel's signal set: 64 bits on the architectures this module supports.
+type KernelSigset = u64;
+
+/// Blocks every signal with a raw `rt_sigprocmask` (glibc's wrappers refuse to block the two
+/// real-time signals it reserves, 32 and 33); returns the mask to restore.
+fn block_all_signals() -> KernelSigset {
+    let all: KernelSigset = !0;
+    let mut old: KernelSigset = 0;
+    // SAFETY: rt_sigprocmask reads one kernel sigset from `all` and writes the old one into
+    // `old`, both valid for the size given; the kernel ignores SIGKILL and SIGSTOP in it.
+    unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_rt_sigprocmask,
+            nix::libc::SIG_SETMASK,
+            &all as *const KernelSigset,
+            &mut old as *mut KernelSigset,
+            std::mem::size_of::<KernelSigset>(),
+        );
+    }
+    old
+}
+
+/// Restores the mask [`block_all_signals`] returned.
+fn restore_signals(mask: KernelSigset) {
+    // SAFETY: as in `block_all_signals`; only reads `mask`.
+    unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_rt_sigprocmask,
+            nix::libc::SIG_SETMASK,
+            &mask as *const KernelSigset,
+            std::ptr::null_mut::<KernelSigset>(),
+            std::mem::size_of::<KernelSigset>(),
+        );
+    }
 }
 
 /// The environment tasks inherit: this process's, read at the first spawn (the runner never
@@ -180,20 +289,6 @@ fn key_value(key: &std::ffi::OsStr, value: &std::ffi::OsStr) -> Vec<u8> {
     kv.push(b'=');
     kv.extend_from_slice(value.as_bytes());
     kv
-}
-
-/// `/dev/null`, opened once (close-on-exec) for every child's stdin.
-fn devnull() -> io::Result<RawFd> {
-    static DEVNULL: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
-    if let Some(fd) = DEVNULL.get() {
-        return Ok(fd.as_raw_fd());
-    }
-    let fd = nix::fcntl::open(
-        "/dev/null",
-        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    Ok(DEVNULL.get_or_init(|| fd).as_raw_fd())
 }
 
 /// What failed in the child, by the index it reports.
@@ -240,7 +335,7 @@ impl Prepared {
     /// Prepares `spec`: resolves the program (searching `PATH` if it has no `/`), builds argv
     /// and the environment (this process's, read once and shared, unless `clear_env`, with
     /// `spec.env` on top).
-    pub fn new(spec: &SpawnSpec) -> io::Result<Prepared> {
+    pub fn new(spec: &SpawnSpec) -> Result<Prepared, Error> {
         Prepared::build(spec, None)
     }
 
@@ -250,15 +345,13 @@ impl Prepared {
     /// caller keeps `fd` open for as long as this is used. The runner executes its own helpers
     /// this way, from descriptors opened at start, so that an upgrade on disk cannot mix
     /// versions.
-    pub fn new_at(spec: &SpawnSpec, fd: RawFd) -> io::Result<Prepared> {
+    pub fn new_at(spec: &SpawnSpec, fd: RawFd) -> Result<Prepared, Error> {
         Prepared::build(spec, Some(fd))
     }
 
-    fn build(spec: &SpawnSpec, program_fd: Option<RawFd>) -> io::Result<Prepared> {
-        let cstring = |bytes: Vec<u8>| {
-            CString::new(bytes).map_err(|_| {
-                io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in an argument")
-            })
+    fn build(spec: &SpawnSpec, program_fd: Option<RawFd>) -> Result<Prepared, Error> {
+        let cstring = |what: &'static str| {
+            move |bytes: Vec<u8>| CString::new(bytes).map_err(|_| Error::Nul { what })
         };
         // The inherited variables the task does not set itself, then its own.
         let inherited: Vec<&(OsString, OsString, CString)> = if spec.clear_env {
@@ -284,10 +377,10 @@ impl Prepared {
             search_path(&spec.program, path.as_deref(), spec.cwd.as_deref())?
         };
         let argv0 = spec.program.as_os_str().as_bytes().to_vec();
-        let owned_argv: Vec<CString> = std::iter::once(Ok(argv0))
-            .chain(spec.args.iter().map(|a| Ok(a.as_bytes().to_vec())))
-            .map(|a: io::Result<Vec<u8>>| cstring(a?))
-            .collect::<io::Result<_>>()?;
+        let owned_argv: Vec<CString> = std::iter::once(argv0)
+            .chain(spec.args.iter().map(|a| a.as_bytes().to_vec()))
+            .map(cstring("an argument"))
+            .collect::<Result<_, _>>()?;
         let mut own_env: Vec<(&OsString, &OsString)> = Vec::new();
         for (key, value) in &spec.env {
             // The last setting of a key wins.
@@ -296,8 +389,8 @@ impl Prepared {
         }
         let owned_envp: Vec<CString> = own_env
             .iter()
-            .map(|(k, v)| cstring(key_value(k, v)))
-            .collect::<io::Result<_>>()?;
+            .map(|(k, v)| cstring("the environment")(key_value(k, v)))
+            .collect::<Result<_, _>>()?;
         let pointers = |strings: &[CString]| {
             strings
                 .iter()
@@ -307,7 +400,7 @@ impl Prepared {
         };
         let credentials = spec.credentials.as_ref();
         Ok(Prepared {
-            program: cstring(program.into_os_string().into_vec())?,
+            program: cstring("the program's path")(program.into_os_string().into_vec())?,
             program_fd,
             argv: pointers(&owned_argv),
             _argv: owned_argv,
@@ -323,7 +416,7 @@ impl Prepared {
             cwd: spec
                 .cwd
                 .as_ref()
-                .map(|c| cstring(c.clone().into_os_string().into_vec()))
+                .map(|c| cstring("the working directory")(c.clone().into_os_string().into_vec()))
                 .transpose()?,
             groups: credentials.and_then(|c| c.groups.clone()),
             gid: credentials.and_then(|c| c.gid),
@@ -354,7 +447,7 @@ pub fn search_path(
     name: &std::path::Path,
     path: Option<&std::ffi::OsStr>,
     cwd: Option<&std::path::Path>,
-) -> io::Result<PathBuf> {
+) -> Result<PathBuf, Error> {
     let path = path.map_or_else(|| b"/bin:/usr/bin".to_vec(), |p| p.as_bytes().to_vec());
     for dir in path.split(|&b| b == b':').filter(|d| !d.is_empty()) {
         let dir = PathBuf::from(OsString::from_vec(dir.to_vec()));
@@ -370,18 +463,23 @@ pub fn search_path(
             return Ok(candidate);
         }
     }
-    Err(io::Error::new(
-        io::ErrorKind::NotFound,
-        format!("{} not found in PATH", name.display()),
-    ))
+    Err(Error::NotFound {
+        program: name.to_path_buf(),
+        path: String::from_utf8_lossy(&path).into_owned(),
+    })
 }
 
 /// What the child reads, and where it reports a failure.
 struct ChildArgs<'a> {
     prepared: &'a Prepared,
+    /// The program to execute from a descriptor (its slot), if any.
+    program_fd: Option<RawFd>,
     stdin: RawFd,
     stdout: RawFd,
     stderr: RawFd,
+    /// The child shares our descriptor table (`CLONE_FILES`) and must first make its own,
+    /// keeping the descriptors below this one (see `slots`).
+    unshare_below: Option<RawFd>,
     runner: nix::libc::pid_t,
     reset_signals: &'a [nix::libc::c_int],
     error: AtomicI32,
@@ -425,11 +523,13 @@ impl ChildStack {
         Ok(stack)
     }
 
-    /// The initial stack pointer: the end of the mapping (stacks grow down), 16-byte aligned.
-    fn top(&self) -> *mut nix::libc::c_void {
-        // SAFETY: one past the end of our own mapping, which `len` bytes long; page-aligned,
-        // so 16-byte aligned.
-        unsafe { self.base.cast::<u8>().add(self.len).cast() }
+    /// The usable stack: its lowest address, above the guard page, and its size. The initial
+    /// stack pointer is its end (stacks grow down), page-aligned, so 16-byte aligned.
+    fn usable(&self) -> (*mut nix::libc::c_void, usize) {
+        // SAFETY: the guard page is the first page of our own mapping, which is `len` bytes
+        // long: the result is inside it.
+        let low = unsafe { self.base.cast::<u8>().add(GUARD_SIZE) };
+        (low.cast(), self.len - GUARD_SIZE)
     }
 }
 
@@ -455,6 +555,14 @@ extern "C" fn child_main(arg: *mut nix::libc::c_void) -> nix::libc::c_int {
     // NUL-terminated strings prepared by the parent, which stay valid while it is suspended.
     unsafe {
         use nix::libc::*;
+        // Our own table, with only the descriptors below the slots: nothing else of the
+        // runner's is copied, so nothing else is closed at execve. Until this call the table
+        // is the runner's: nothing above may touch a descriptor.
+        if let Some(below) = a.unshare_below
+            && syscall(SYS_close_range, below as u32, u32::MAX, CLOSE_RANGE_UNSHARE) != 0
+        {
+            fail(1);
+        }
         if dup2(a.stdin, 0) < 0 || dup2(a.stdout, 1) < 0 || dup2(a.stderr, 2) < 0 {
             fail(1);
         }
@@ -508,7 +616,7 @@ extern "C" fn child_main(arg: *mut nix::libc::c_void) -> nix::libc::c_int {
     unsafe {
         let empty: nix::libc::sigset_t = std::mem::zeroed();
         nix::libc::sigprocmask(nix::libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-        match p.program_fd {
+        match a.program_fd {
             Some(fd) => {
                 nix::libc::syscall(
                     nix::libc::SYS_execveat,
@@ -627,7 +735,7 @@ pub fn cloexec_inherited() -> io::Result<usize> {
 /// never see it (and an ignored SIGCHLD would make the kernel reap children itself). Sets each
 /// back to its default disposition.
 pub fn reset_to_default(signals: &[Signal]) -> nix::Result<()> {
-    use nix::sys::signal::{SaFlags, SigAction, SigHandler, sigaction};
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, sigaction};
     let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     for &signal in signals {
         // SAFETY: installing SIG_DFL runs no code of ours in a signal handler; it only
