@@ -15,4 +15,5 @@ mod run_stop;
 mod seed;
 mod sem;
 mod shm;
+mod signals;
 mod table;

@@ -119,6 +119,14 @@ impl TaskLog {
         Ok(())
     }
 
+    /// Opens the live log again by its name (appending, creating it if it was moved away).
+    pub fn reopen(&mut self) -> io::Result<()> {
+        let file = open_append(&self.path)?;
+        self.size = file.metadata()?.len();
+        self.file = file;
+        Ok(())
+    }
+
     /// The live log file.
     pub fn path(&self) -> &Path {
         &self.path

@@ -15,7 +15,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::sys::resource::Resource;
-use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
@@ -730,17 +729,41 @@ pub fn cloexec_inherited() -> io::Result<usize> {
     Ok(marked)
 }
 
-/// For the runner itself, before it blocks `signals` to read them from a signalfd: a signal
-/// inherited as ignored is discarded by the kernel even while blocked, so the signalfd would
-/// never see it (and an ignored SIGCHLD would make the kernel reap children itself). Sets each
-/// back to its default disposition.
-pub fn reset_to_default(signals: &[Signal]) -> nix::Result<()> {
-    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, sigaction};
-    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    for &signal in signals {
-        // SAFETY: installing SIG_DFL runs no code of ours in a signal handler; it only
-        // changes what the kernel does with the signal.
-        unsafe { sigaction(signal, &default) }?;
-    }
-    Ok(())
+/// For the runner itself: takes the signals numbered `numbers` (1 to 64; the real-time ones
+/// and glibc's reserved 32 and 33 included, which `nix::sys::signal::Signal` cannot name) for a
+/// signalfd: resets each to its default disposition (an ignored SIGCHLD would make the kernel
+/// reap children itself, and a handler inherited or installed by a library would not run
+/// anyway), blocks them with a raw `rt_sigprocmask` (glibc's wrappers refuse 32 and 33), and
+/// returns them as a set for `signalfd`. The block outlives `execve`.
+pub fn take_signals(numbers: &[nix::libc::c_int]) -> nix::Result<nix::sys::signal::SigSet> {
+    let numbers: Vec<nix::libc::c_int> = numbers
+        .iter()
+        .copied()
+        .filter(|&n| (1..=64).contains(&n) && n != nix::libc::SIGKILL && n != nix::libc::SIGSTOP)
+        .collect();
+    default_dispositions(&numbers);
+    let mask: KernelSigset = numbers.iter().fold(0, |m, &n| m | 1 << (n - 1));
+    // SAFETY: rt_sigprocmask reads one kernel sigset from `mask`, valid for its size, and adds
+    // it to this thread's blocked set; no old set is written.
+    let rc = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_rt_sigprocmask,
+            nix::libc::SIG_BLOCK,
+            &mask as *const KernelSigset,
+            std::ptr::null_mut::<KernelSigset>(),
+            std::mem::size_of::<KernelSigset>(),
+        )
+    };
+    nix::errno::Errno::result(rc)?;
+    // SAFETY: a zeroed sigset_t is the empty set (what sigemptyset writes on Linux); its first
+    // 64 bits are the kernel's set, signal n at bit n - 1, the layout rt_sigprocmask and
+    // signalfd read. Every bit set is a signal number from 1 to 64.
+    let set = unsafe {
+        let mut raw: nix::libc::sigset_t = std::mem::zeroed();
+        (&mut raw as *mut nix::libc::sigset_t)
+            .cast::<KernelSigset>()
+            .write(mask);
+        nix::sys::signal::SigSet::from_sigset_t_unchecked(raw)
+    };
+    Ok(set)
 }

@@ -28,6 +28,16 @@ pub enum Containment {
     Groups,
 }
 
+impl Containment {
+    /// `cgroup` or `process-group`, as the pipeline's `containment:` names them.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Containment::Cgroups(_) => "cgroup",
+            Containment::Groups => "process-group",
+        }
+    }
+}
+
 /// The oldest kernel with `CLONE_INTO_CGROUP`.
 const CLONE_INTO_CGROUP_SINCE: (u32, u32) = (5, 7);
 

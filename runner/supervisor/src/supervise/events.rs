@@ -17,7 +17,7 @@ use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFl
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
     /// A signal arrived (through the signalfd).
-    Signal(Signal),
+    Signal(Received),
     /// A task's output pipe has data or was closed.
     Readable(RawFd),
     /// The wall clock was set (`date`, an NTP step): cron deadlines must be recomputed.
@@ -26,13 +26,50 @@ pub enum Event {
     FileChanged(WatchDescriptor),
 }
 
-/// The signals the runner handles; blocked in the thread, read from the signalfd.
-const SIGNALS: [Signal; 4] = [
-    Signal::SIGCHLD,
-    Signal::SIGTERM,
-    Signal::SIGINT,
-    Signal::SIGHUP,
-];
+/// A signal, by number (real-time signals have no `Signal` of their own), and who sent it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// Its number.
+    pub signo: i32,
+    /// The sender's pid (0 from the kernel).
+    pub pid: i32,
+}
+
+impl Received {
+    /// Its name: `SIGTERM`, `SIGRTMIN+3`, ...
+    pub fn name(&self) -> String {
+        signal_name(self.signo)
+    }
+}
+
+/// `SIGTERM`, or for real-time signals `SIGRTMIN+N` counted from glibc's SIGRTMIN (34), as
+/// `kill -l` shows them; 32 and 33 (reserved by glibc) as `SIG32`, `SIG33`.
+pub fn signal_name(signo: i32) -> String {
+    match Signal::try_from(signo) {
+        Ok(s) => s.as_str().to_owned(),
+        Err(_) if signo >= nix::libc::SIGRTMIN() => match signo - nix::libc::SIGRTMIN() {
+            0 => "SIGRTMIN".into(),
+            n if signo == nix::libc::SIGRTMAX() => format!("SIGRTMAX (SIGRTMIN+{n})"),
+            n => format!("SIGRTMIN+{n}"),
+        },
+        Err(_) => format!("SIG{signo}"),
+    }
+}
+
+/// The signals the runner takes (blocked, read from the signalfd): every signal whose default
+/// action would end or stop it, and SIGCHLD. Not SIGKILL and SIGSTOP, which cannot be caught,
+/// and not SIGPIPE, which stays ignored (a write to a closed pipe fails with EPIPE instead).
+/// A fault (SIGSEGV from a bad access, not from `kill`) still ends the runner: the kernel
+/// unblocks a fault it raises itself.
+const SIGNALS: &[i32] = {
+    use nix::libc::*;
+    &[
+        SIGHUP, SIGINT, SIGQUIT, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGUSR1, SIGSEGV,
+        SIGUSR2, SIGALRM, SIGTERM, SIGSTKFLT, SIGCHLD, SIGTSTP, SIGTTIN, SIGTTOU, SIGXCPU, SIGXFSZ,
+        SIGVTALRM, SIGPROF, SIGIO, SIGPWR, SIGSYS, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43,
+        44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64,
+    ]
+};
 
 /// Marks the signalfd in epoll (pipe fds are small non-negative numbers).
 const SIGNAL_TOKEN: u64 = u64::MAX;
@@ -44,17 +81,11 @@ const INOTIFY_TOKEN: u64 = u64::MAX - 2;
 /// clock was set.
 const FAR_FUTURE_SECS: i64 = 16_725_225_600;
 
-/// Resets the handled signals to their default disposition (one inherited as ignored would
-/// never arrive) and blocks them: from now on they wait, pending, for the signalfd. The block
-/// outlives an `execve`, so a signal sent during the hand-off is not lost.
+/// Resets the signals the runner takes to their default disposition and blocks them: from
+/// now on they wait, pending, for the signalfd. The block outlives an `execve`, so a signal
+/// sent during the hand-off is not lost.
 pub fn block_signals() -> nix::Result<SigSet> {
-    nonstop_scheduler::spawn::reset_to_default(&SIGNALS)?;
-    let mut mask = SigSet::empty();
-    for s in SIGNALS {
-        mask.add(s);
-    }
-    mask.thread_block()?;
-    Ok(mask)
+    nonstop_scheduler::spawn::take_signals(SIGNALS)
 }
 
 #[derive(Debug)]
@@ -174,14 +205,44 @@ impl EventLoop {
                 }
             } else if event.data() == SIGNAL_TOKEN {
                 while let Some(info) = self.signals.read_signal()? {
-                    if let Ok(signal) = Signal::try_from(info.ssi_signo as i32) {
-                        events.push(Event::Signal(signal));
-                    }
+                    events.push(Event::Signal(Received {
+                        signo: info.ssi_signo as i32,
+                        pid: info.ssi_pid as i32,
+                    }));
                 }
             } else {
                 events.push(Event::Readable(event.data() as RawFd));
             }
         }
         Ok(events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_are_named_as_kill_l_names_them() {
+        assert_eq!(signal_name(15), "SIGTERM");
+        assert_eq!(signal_name(nix::libc::SIGRTMIN()), "SIGRTMIN");
+        assert_eq!(signal_name(nix::libc::SIGRTMIN() + 3), "SIGRTMIN+3");
+        assert_eq!(signal_name(64), "SIGRTMAX (SIGRTMIN+30)");
+        assert_eq!(signal_name(32), "SIG32");
+    }
+
+    #[test]
+    fn the_runner_takes_every_signal_that_would_end_or_stop_it() {
+        for n in 1..=64 {
+            // KILL and STOP cannot be caught; PIPE stays ignored; these four do nothing by
+            // default.
+            let untaken = [9, 19, 13, 18, 23, 28];
+            assert_eq!(
+                SIGNALS.contains(&n),
+                !untaken.contains(&n),
+                "signal {n} ({})",
+                signal_name(n)
+            );
+        }
     }
 }

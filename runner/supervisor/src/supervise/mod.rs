@@ -12,7 +12,10 @@
 mod adopted;
 mod contain;
 mod events;
+mod exits;
 mod output;
+mod signals;
+mod stop;
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -21,25 +24,24 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use nix::errno::Errno;
 use nix::sys::inotify::WatchDescriptor;
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
-use nix::sys::signal::{Signal, kill};
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use nonstop_ipc::{HeartbeatTable, ProcessId, TableOptions};
 use nonstop_scheduler::cgroup::Cgroup;
 use nonstop_scheduler::order::{Agenda, Gate, Order};
 use nonstop_scheduler::schedule::Now;
 use nonstop_scheduler::spawn::{self, guard::Guard};
-use nonstop_scheduler::task::{AfterExit, Due, Exit, MainExit, Phase, Task};
+use nonstop_scheduler::task::{Due, Exit, Phase, Task};
 use tracing::{debug, error, info, warn};
 
 use crate::lock::Lock;
 use crate::logfile::TaskLog;
 use crate::pipeline::{HeartbeatConfig, Pipeline};
-use adopted::{Step, Sweep};
 use contain::Containment;
 use events::{Event, EventLoop};
+use stop::{guard_unreachable, start_guard};
 
 pub use events::block_signals;
 
@@ -173,9 +175,15 @@ impl Entry {
 /// Shutdown, once SIGTERM or SIGINT came.
 #[derive(Debug)]
 struct Shutdown {
-    /// A second SIGTERM/SIGINT came: no more graces.
+    /// When the first came.
+    since: Instant,
+    /// A second SIGTERM/SIGINT came (at least [`REPEAT`] after the first): no more graces.
     hurry: bool,
 }
+
+/// A second SIGTERM or SIGINT ends the graces only if it comes this long after the first;
+/// sooner, it is the same request delivered twice.
+const REPEAT: Duration = Duration::from_secs(1);
 
 struct Supervisor {
     entries: Vec<Entry>,
@@ -435,97 +443,6 @@ impl Supervisor {
         }
     }
 
-    /// During shutdown: stops task `i` if every task that comes after it has stopped.
-    /// Returns whether it changed.
-    fn stop_if_due(&mut self, i: usize, now: Now) -> bool {
-        if !self.order.may_stop(i, |j| &self.entries[j].task) {
-            return false;
-        }
-        if let Some((pid, signal)) = self.entries[i].task.stop(now) {
-            info!(task = %self.entries[i].name(), pid = pid.as_raw(), "stopping with {}", signal.as_str());
-            self.signal_task(i, pid, signal);
-        }
-        true
-    }
-
-    /// At shutdown, once every task is stopped: stops the processes the runner adopted (a
-    /// task's descendant that left its process group, e.g. with `setsid`, and whose parent
-    /// died) and waits for running log compressions ([`Sweep`]): SIGTERM (to the process's
-    /// group if it leads one), then SIGKILL after the longest `stop.grace` of the pipeline, or
-    /// at once on a second SIGTERM/SIGINT.
-    fn stop_adopted(&mut self) -> anyhow::Result<()> {
-        let grace = self
-            .entries
-            .iter()
-            .map(|e| e.task.spec.stop.grace)
-            .max()
-            .unwrap_or_default();
-        let mut sweep = Sweep::new(Instant::now(), grace);
-        if self.shutdown.as_ref().is_some_and(|s| s.hurry) {
-            sweep.hurry(Instant::now());
-        }
-        loop {
-            let compressors: Vec<Pid> = self.compressors.keys().copied().collect();
-            let guard = self.guard.as_ref().map(Guard::pid);
-            let adopted: Vec<Pid> = adopted::children()
-                .into_iter()
-                .filter(|pid| !self.compressors.contains_key(pid) && Some(*pid) != guard)
-                .collect();
-            let until = match sweep.step(Instant::now(), &adopted, &compressors) {
-                Step::Done => return Ok(()),
-                Step::GiveUp(pids) => {
-                    let pids: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
-                    error!(
-                        "giving up on processes a SIGKILL did not end: {}",
-                        pids.join(", ")
-                    );
-                    return Ok(());
-                }
-                Step::Signal {
-                    signals,
-                    until,
-                    escalated,
-                } => {
-                    if escalated {
-                        warn!(
-                            "adopted processes still running after the stop grace; sending SIGKILL"
-                        );
-                    }
-                    for (pid, signal) in signals {
-                        if compressors.contains(&pid) {
-                            let _ = kill(pid, signal);
-                        } else {
-                            info!(
-                                pid = pid.as_raw(),
-                                "stopping an adopted process with {}",
-                                signal.as_str()
-                            );
-                            signal_adopted(pid, signal);
-                        }
-                    }
-                    until
-                }
-            };
-            for event in self
-                .events
-                .wait(Some(until.saturating_duration_since(Instant::now())))?
-            {
-                match event {
-                    Event::Signal(Signal::SIGCHLD) => self.reap(),
-                    Event::Signal(s @ (Signal::SIGTERM | Signal::SIGINT)) if !sweep.killing() => {
-                        warn!(
-                            "{} received again: killing adopted processes now",
-                            s.as_str()
-                        );
-                        sweep.hurry(Instant::now());
-                    }
-                    Event::Readable(fd) => self.on_output(fd),
-                    _ => {}
-                }
-            }
-        }
-    }
-
     fn start(&mut self, i: usize, now: Now) {
         let entry = &mut self.entries[i];
         let write = entry.output.1.as_fd();
@@ -554,318 +471,6 @@ impl Supervisor {
         }
         // Running (or failed to start): the tasks after it may start (or never will).
         self.agenda.changed(i, &self.order);
-    }
-
-    fn on_signal(&mut self, signal: Signal) {
-        match signal {
-            Signal::SIGCHLD => self.reap(),
-            Signal::SIGTERM | Signal::SIGINT => match &mut self.shutdown {
-                None => {
-                    info!("{} received: stopping every task", signal.as_str());
-                    self.shutdown = Some(Shutdown { hurry: false });
-                    self.agenda.push_all();
-                }
-                Some(shutdown) => {
-                    // Asked again while stopping: no more grace, no more order.
-                    warn!("{} received again: killing every task now", signal.as_str());
-                    shutdown.hurry = true;
-                    for i in 0..self.entries.len() {
-                        if let Some(pid) = self.entries[i].task.kill_now() {
-                            self.signal_task(i, pid, Signal::SIGKILL);
-                        }
-                    }
-                }
-            },
-            Signal::SIGHUP => {
-                warn!("SIGHUP received: reloading is not supported by this build yet; ignored");
-            }
-            other => debug!("ignored {}", other.as_str()),
-        }
-    }
-
-    /// Reaps every exited child: SIGCHLD coalesces, so loop until none is left.
-    fn reap(&mut self) {
-        loop {
-            let status = match nix::sys::wait::waitpid(
-                Pid::from_raw(-1),
-                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
-            ) {
-                Ok(status) => status,
-                Err(Errno::ECHILD) => return,
-                Err(Errno::EINTR) => continue,
-                Err(e) => {
-                    error!("waitpid failed: {e}");
-                    return;
-                }
-            };
-            if status == nix::sys::wait::WaitStatus::StillAlive {
-                return;
-            }
-            let Some((pid, exit)) = Exit::from_wait(status) else {
-                continue;
-            };
-            self.on_reaped(pid, exit);
-        }
-    }
-
-    fn on_reaped(&mut self, pid: Pid, exit: Exit) {
-        if let Some(i) = self.by_pid.remove(&pid) {
-            self.on_main_exit(i, pid, exit);
-        } else if let Some((task, file)) = self.compressors.remove(&pid) {
-            if !exit.success() {
-                warn!("compressing {} failed ({exit})", file.display());
-            }
-            if let Err(e) = self.entries[task].log.prune() {
-                warn!(
-                    "cannot prune old logs of {}: {e}",
-                    self.entries[task].name()
-                );
-            }
-        } else if self.guard.as_ref().is_some_and(|g| g.pid() == pid) {
-            warn!(
-                pid = pid.as_raw(),
-                "the guard died ({exit}); starting another"
-            );
-            self.restart_guard();
-        } else {
-            debug!(pid = pid.as_raw(), "reaped an adopted process ({exit})");
-        }
-    }
-
-    /// Task `i`'s main process `pid` exited. With a cgroup, what it left decides what that
-    /// means ([`MainExit`]); without, whatever is left of its process group is killed.
-    fn on_main_exit(&mut self, i: usize, pid: Pid, exit: Exit) {
-        let now = Now::read();
-        let entry = &mut self.entries[i];
-        let rest = match &entry.cgroup {
-            // Usually empty: one read of an open file; listing the rest only if there is one.
-            Some(cgroup) if cgroup.populated().unwrap_or(true) => cgroup.pids().unwrap_or_default(),
-            Some(_) => Vec::new(),
-            None => {
-                let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
-                if let Some(guard) = &mut self.guard
-                    && !guard.remove_group(pid)
-                {
-                    guard_unreachable(guard);
-                }
-                Vec::new()
-            }
-        };
-        let ran = ran_for(&entry.task, now);
-        let name = entry.task.spec.name.clone();
-        match entry.task.on_main_exit(exit, !rest.is_empty(), now) {
-            MainExit::Gone(after) => {
-                self.log_after_exit(i, exit, ran.map(|r| (pid, r)), after);
-                self.agenda.changed(i, &self.order);
-            }
-            MainExit::Daemonized => warn!(
-                task = %name, pid = pid.as_raw(),
-                "exited with {exit} and left {} running (pids {}): taken for a program that put \
-                 itself in the background; the task is up while they run, is stopped with them, \
-                 and starts again only once they are gone",
-                processes(rest.len()), pids(&rest)
-            ),
-            MainExit::KillRest => {
-                info!(
-                    task = %name, pid = pid.as_raw(),
-                    "exited with {exit}; killing the {} it left (pids {})",
-                    processes(rest.len()), pids(&rest)
-                );
-                self.signal_task(i, pid, Signal::SIGKILL);
-            }
-            MainExit::Wait => debug!(
-                task = %name, pid = pid.as_raw(),
-                "exited with {exit}; waiting for the {} it left (pids {})",
-                processes(rest.len()), pids(&rest)
-            ),
-        }
-    }
-
-    /// A task's `cgroup.events` changed: if it waited for its last processes, they may be
-    /// gone.
-    fn on_cgroup_event(&mut self, wd: WatchDescriptor) {
-        let Some(&i) = self.watches.get(&wd) else {
-            return;
-        };
-        let entry = &mut self.entries[i];
-        let Some(exit) = entry.task.lingering() else {
-            return;
-        };
-        let Some(cgroup) = &entry.cgroup else {
-            return;
-        };
-        match cgroup.populated() {
-            Ok(true) => return,
-            Ok(false) => {}
-            Err(e) => {
-                warn!(task = %entry.name(), "{e}");
-                return;
-            }
-        }
-        let now = Now::read();
-        let pid = entry.task.phase().pid();
-        let ran = ran_for(&entry.task, now);
-        if let Some(after) = entry.task.on_gone(now) {
-            self.log_after_exit(i, exit, pid.zip(ran), after);
-            self.agenda.changed(i, &self.order);
-        }
-    }
-
-    /// Sends `signal` to task `i` (main process `pid`): every process in its cgroup (SIGKILL
-    /// through `cgroup.kill`), or its process group; then SIGCONT.
-    fn signal_task(&self, i: usize, pid: Pid, signal: Signal) {
-        let entry = &self.entries[i];
-        let result = match &entry.cgroup {
-            Some(cgroup) if signal == Signal::SIGKILL => cgroup.kill(),
-            Some(cgroup) => cgroup.signal(signal).map(drop),
-            None => {
-                signal_group(pid, signal);
-                Ok(())
-            }
-        };
-        if let Err(e) = result {
-            warn!(task = %entry.name(), pid = pid.as_raw(), "cannot send {}: {e}", signal.as_str());
-        }
-    }
-
-    /// Starts a guard again (the last one died), telling it the process groups of the running
-    /// tasks.
-    fn restart_guard(&mut self) {
-        let groups: Vec<Pid> = match self.containment {
-            Containment::Groups => self.by_pid.keys().copied().collect(),
-            Containment::Cgroups(_) => Vec::new(),
-        };
-        match start_guard(
-            &self.containment,
-            &self.lock,
-            &self.events,
-            &groups,
-            self.entries.len(),
-        ) {
-            Ok(guard) => self.guard = Some(guard),
-            Err(e) => {
-                error!("cannot start a new guard: {e:#}; if this runner dies, its tasks live on");
-                self.guard = None;
-            }
-        }
-    }
-
-    fn log_after_exit(&self, i: usize, exit: Exit, ran: Option<(Pid, Duration)>, after: AfterExit) {
-        let name = self.entries[i].name();
-        let pid = ran.map_or(0, |(p, _)| p.as_raw());
-        let ran = ran.map_or(String::new(), |(_, r)| format!(" after {}", human(r)));
-        match after {
-            AfterExit::Restart { delay } => {
-                warn!(task = %name, pid, "exited with {exit}{ran}; restarting in {}", human(delay));
-            }
-            AfterExit::Done => {
-                info!(task = %name, pid, "exited with {exit}{ran}; not restarted (restart policy)");
-            }
-            AfterExit::CrashLoop { limit } => error!(
-                task = %name, pid,
-                "exited with {exit}{ran}: more than {} exits within {}; failed, not restarted until started again",
-                limit.max, human(limit.within)
-            ),
-            AfterExit::NextRun { next } => {
-                let wait = human(next.saturating_duration_since(Instant::now()));
-                if exit.success() {
-                    info!(task = %name, pid, "run finished with {exit}{ran}; next run in {wait}");
-                } else {
-                    warn!(task = %name, pid, "run failed with {exit}{ran}; next run in {wait}");
-                }
-            }
-            AfterExit::NoMoreRuns => {
-                info!(task = %name, pid, "run finished with {exit}{ran}; its schedule has no further runs");
-            }
-            AfterExit::Stopped => info!(task = %name, pid, "stopped ({exit})"),
-        }
-    }
-}
-
-/// Starts the guard for `containment`, holding `lock`.
-///
-/// The guard also keeps the event loop's inotify instance open: closing one that watched a
-/// hundred files waits for an RCU grace period (7 ms measured), which the runner's exit
-/// would otherwise wait for; the guard, which outlives it by a moment, pays it instead.
-fn start_guard(
-    containment: &Containment,
-    lock: &Lock,
-    events: &EventLoop,
-    groups: &[Pid],
-    tasks: usize,
-) -> anyhow::Result<Guard> {
-    let cgroup = match containment {
-        Containment::Cgroups(c) => Some(c),
-        Containment::Groups => None,
-    };
-    let keep = [lock.as_raw_fd(), events.inotify_fd()];
-    let guard = Guard::start(cgroup, &keep, groups, 2 * tasks).context("cannot start the guard")?;
-    debug!(pid = guard.pid().as_raw(), "guard started");
-    Ok(guard)
-}
-
-/// A message to the guard could not be written: logged the first time.
-fn guard_unreachable(guard: &mut Guard) {
-    if !guard.warned {
-        guard.warned = true;
-        error!(
-            pid = guard.pid().as_raw(),
-            "cannot tell the guard about a task (it is stopped, or its pipe is full); if this \
-             runner dies, such tasks may live on"
-        );
-    }
-}
-
-/// How long task `task`'s current process has run, if one runs.
-fn ran_for(task: &Task, now: Now) -> Option<Duration> {
-    match task.phase() {
-        Phase::Running { since, .. } | Phase::Stopping { since, .. } => {
-            Some(now.mono.saturating_duration_since(since))
-        }
-        _ => None,
-    }
-}
-
-/// "1 process", "3 processes".
-fn processes(n: usize) -> String {
-    if n == 1 {
-        "1 process".into()
-    } else {
-        format!("{n} processes")
-    }
-}
-
-/// "12, 13, 14".
-fn pids(pids: &[Pid]) -> String {
-    pids.iter()
-        .map(|p| p.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Sends `signal` to an adopted process: to its process group if it leads one (a daemon that
-/// called `setsid`), else to it alone (its group belongs to someone else); then SIGCONT.
-fn signal_adopted(pid: Pid, signal: Signal) {
-    if nix::unistd::getpgid(Some(pid)) == Ok(pid) {
-        signal_group(pid, signal);
-    } else {
-        let _ = kill(pid, signal);
-        if signal != Signal::SIGKILL {
-            let _ = kill(pid, Signal::SIGCONT);
-        }
-    }
-}
-
-/// Sends `signal` to the process group `pid`, then SIGCONT so that a stopped process sees it.
-fn signal_group(pid: Pid, signal: Signal) {
-    let group = Pid::from_raw(-pid.as_raw());
-    if let Err(e) = kill(group, signal)
-        && e != Errno::ESRCH
-    {
-        warn!(pid = pid.as_raw(), "cannot send {}: {e}", signal.as_str());
-    }
-    if signal != Signal::SIGKILL {
-        let _ = kill(group, Signal::SIGCONT);
     }
 }
 

@@ -1,0 +1,210 @@
+//! Reaping: what a child's exit means (a task's main process, a log compression, the guard,
+//! a process the runner adopted), when a task's last process is gone (its cgroup emptied),
+//! and the log line that says what follows.
+
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::inotify::WatchDescriptor;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use nonstop_scheduler::schedule::Now;
+use nonstop_scheduler::task::{AfterExit, Exit, MainExit, Phase, Task};
+use tracing::{debug, error, info, warn};
+
+use super::stop::guard_unreachable;
+use super::{Supervisor, human};
+
+impl Supervisor {
+    /// Reaps every exited child: SIGCHLD coalesces, so loop until none is left.
+    pub(super) fn reap(&mut self) {
+        loop {
+            let status = match nix::sys::wait::waitpid(
+                Pid::from_raw(-1),
+                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+            ) {
+                Ok(status) => status,
+                Err(Errno::ECHILD) => return,
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    error!("waitpid failed: {e}");
+                    return;
+                }
+            };
+            if status == nix::sys::wait::WaitStatus::StillAlive {
+                return;
+            }
+            let Some((pid, exit)) = Exit::from_wait(status) else {
+                continue;
+            };
+            self.on_reaped(pid, exit);
+        }
+    }
+
+    pub(super) fn on_reaped(&mut self, pid: Pid, exit: Exit) {
+        if let Some(i) = self.by_pid.remove(&pid) {
+            self.on_main_exit(i, pid, exit);
+        } else if let Some((task, file)) = self.compressors.remove(&pid) {
+            if !exit.success() {
+                warn!("compressing {} failed ({exit})", file.display());
+            }
+            if let Err(e) = self.entries[task].log.prune() {
+                warn!(
+                    "cannot prune old logs of {}: {e}",
+                    self.entries[task].name()
+                );
+            }
+        } else if self.guard.as_ref().is_some_and(|g| g.pid() == pid) {
+            warn!(
+                pid = pid.as_raw(),
+                "the guard died ({exit}); starting another"
+            );
+            self.restart_guard();
+        } else {
+            debug!(pid = pid.as_raw(), "reaped an adopted process ({exit})");
+        }
+    }
+
+    /// Task `i`'s main process `pid` exited. With a cgroup, what it left decides what that
+    /// means ([`MainExit`]); without, whatever is left of its process group is killed.
+    pub(super) fn on_main_exit(&mut self, i: usize, pid: Pid, exit: Exit) {
+        let now = Now::read();
+        let entry = &mut self.entries[i];
+        let rest = match &entry.cgroup {
+            // Usually empty: one read of an open file; listing the rest only if there is one.
+            Some(cgroup) if cgroup.populated().unwrap_or(true) => cgroup.pids().unwrap_or_default(),
+            Some(_) => Vec::new(),
+            None => {
+                let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
+                if let Some(guard) = &mut self.guard
+                    && !guard.remove_group(pid)
+                {
+                    guard_unreachable(guard);
+                }
+                Vec::new()
+            }
+        };
+        let ran = ran_for(&entry.task, now);
+        let name = entry.task.spec.name.clone();
+        match entry.task.on_main_exit(exit, !rest.is_empty(), now) {
+            MainExit::Gone(after) => {
+                self.log_after_exit(i, exit, ran.map(|r| (pid, r)), after);
+                self.agenda.changed(i, &self.order);
+            }
+            MainExit::Daemonized => warn!(
+                task = %name, pid = pid.as_raw(),
+                "exited with {exit} and left {} running (pids {}): taken for a program that put \
+                 itself in the background; the task is up while they run, is stopped with them, \
+                 and starts again only once they are gone",
+                processes(rest.len()), pids(&rest)
+            ),
+            MainExit::KillRest => {
+                info!(
+                    task = %name, pid = pid.as_raw(),
+                    "exited with {exit}; killing the {} it left (pids {})",
+                    processes(rest.len()), pids(&rest)
+                );
+                self.signal_task(i, pid, Signal::SIGKILL);
+            }
+            MainExit::Wait => debug!(
+                task = %name, pid = pid.as_raw(),
+                "exited with {exit}; waiting for the {} it left (pids {})",
+                processes(rest.len()), pids(&rest)
+            ),
+        }
+    }
+
+    /// A task's `cgroup.events` changed: if it waited for its last processes, they may be
+    /// gone.
+    pub(super) fn on_cgroup_event(&mut self, wd: WatchDescriptor) {
+        let Some(&i) = self.watches.get(&wd) else {
+            return;
+        };
+        let entry = &mut self.entries[i];
+        let Some(exit) = entry.task.lingering() else {
+            return;
+        };
+        let Some(cgroup) = &entry.cgroup else {
+            return;
+        };
+        match cgroup.populated() {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(e) => {
+                warn!(task = %entry.name(), "{e}");
+                return;
+            }
+        }
+        let now = Now::read();
+        let pid = entry.task.phase().pid();
+        let ran = ran_for(&entry.task, now);
+        if let Some(after) = entry.task.on_gone(now) {
+            self.log_after_exit(i, exit, pid.zip(ran), after);
+            self.agenda.changed(i, &self.order);
+        }
+    }
+
+    pub(super) fn log_after_exit(
+        &self,
+        i: usize,
+        exit: Exit,
+        ran: Option<(Pid, Duration)>,
+        after: AfterExit,
+    ) {
+        let name = self.entries[i].name();
+        let pid = ran.map_or(0, |(p, _)| p.as_raw());
+        let ran = ran.map_or(String::new(), |(_, r)| format!(" after {}", human(r)));
+        match after {
+            AfterExit::Restart { delay } => {
+                warn!(task = %name, pid, "exited with {exit}{ran}; restarting in {}", human(delay));
+            }
+            AfterExit::Done => {
+                info!(task = %name, pid, "exited with {exit}{ran}; not restarted (restart policy)");
+            }
+            AfterExit::CrashLoop { limit } => error!(
+                task = %name, pid,
+                "exited with {exit}{ran}: more than {} exits within {}; failed, not restarted until started again",
+                limit.max, human(limit.within)
+            ),
+            AfterExit::NextRun { next } => {
+                let wait = human(next.saturating_duration_since(Instant::now()));
+                if exit.success() {
+                    info!(task = %name, pid, "run finished with {exit}{ran}; next run in {wait}");
+                } else {
+                    warn!(task = %name, pid, "run failed with {exit}{ran}; next run in {wait}");
+                }
+            }
+            AfterExit::NoMoreRuns => {
+                info!(task = %name, pid, "run finished with {exit}{ran}; its schedule has no further runs");
+            }
+            AfterExit::Stopped => info!(task = %name, pid, "stopped ({exit})"),
+        }
+    }
+}
+
+/// How long task `task`'s current process has run, if one runs.
+fn ran_for(task: &Task, now: Now) -> Option<Duration> {
+    match task.phase() {
+        Phase::Running { since, .. } | Phase::Stopping { since, .. } => {
+            Some(now.mono.saturating_duration_since(since))
+        }
+        _ => None,
+    }
+}
+
+/// "1 process", "3 processes".
+fn processes(n: usize) -> String {
+    if n == 1 {
+        "1 process".into()
+    } else {
+        format!("{n} processes")
+    }
+}
+
+/// "12, 13, 14".
+fn pids(pids: &[Pid]) -> String {
+    pids.iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,150 @@
+//! What each signal means to the runner: TERM and INT stop (a repeat within a second is the
+//! same request), HUP is reload (not yet), USR1 logs the status of every task, USR2 reopens
+//! the task logs, CHLD reaps; the rest are logged and ignored. `events::SIGNALS` lists the
+//! signals the runner takes.
+
+use std::time::Instant;
+
+use nix::sys::signal::Signal;
+use nonstop_scheduler::schedule::Now;
+use nonstop_scheduler::task::Phase;
+use tracing::{error, info, warn};
+
+use super::events::Received;
+use super::{REPEAT, Shutdown, Supervisor, human};
+
+impl Supervisor {
+    /// Every signal the runner takes (`events::SIGNALS`) has a meaning: TERM and INT stop,
+    /// HUP is reload (not yet), USR1 logs each task's status, USR2 reopens the task logs,
+    /// CHLD reaps; the others are logged and ignored.
+    pub(super) fn on_signal(&mut self, signal: Received) {
+        use nix::libc::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+        match signal.signo {
+            SIGCHLD => self.reap(),
+            SIGTERM | SIGINT => self.on_stop_request(signal),
+            SIGHUP => {
+                warn!(
+                    sender = signal.pid,
+                    "SIGHUP received: reloading is not supported by this build yet; ignored"
+                );
+            }
+            SIGUSR1 => self.log_status(),
+            SIGUSR2 => self.reopen_logs(),
+            _ => info!(
+                sender = signal.pid,
+                "{} received: ignored (nonstop gives it no meaning)",
+                signal.name()
+            ),
+        }
+    }
+
+    /// SIGTERM or SIGINT: the first starts the shutdown; one that comes at least
+    /// [`REPEAT`] later ends the graces (Ctrl-C twice); one within [`REPEAT`] of the first is
+    /// the same request sent twice (`timeout` signals both the runner and its process group).
+    pub(super) fn on_stop_request(&mut self, signal: Received) {
+        let name = signal.name();
+        match &mut self.shutdown {
+            None => {
+                info!(sender = signal.pid, "{name} received: stopping every task");
+                self.shutdown = Some(Shutdown {
+                    since: Instant::now(),
+                    hurry: false,
+                });
+                self.agenda.push_all();
+            }
+            Some(shutdown) if shutdown.since.elapsed() < REPEAT || shutdown.hurry => {
+                info!(
+                    sender = signal.pid,
+                    "{name} received again within {}: the same request; the graces still apply",
+                    human(REPEAT)
+                );
+            }
+            Some(shutdown) => {
+                // Asked again while stopping: no more grace, no more order.
+                warn!(
+                    sender = signal.pid,
+                    "{name} received again: killing every task now"
+                );
+                shutdown.hurry = true;
+                for i in 0..self.entries.len() {
+                    if let Some(pid) = self.entries[i].task.kill_now() {
+                        self.signal_task(i, pid, Signal::SIGKILL);
+                    }
+                }
+            }
+        }
+    }
+
+    /// SIGUSR1: one line per task, `status task=NAME state=STATE` and what goes with the
+    /// state: `pid` and `since` (UTC) for a process, `starts`, and a few words. The states are
+    /// waiting, running, stopping, backoff, idle, exited, failed, stopped.
+    pub(super) fn log_status(&self) {
+        let now = Now::read();
+        info!(
+            tasks = self.entries.len(),
+            containment = %self.containment.word(),
+            "status of every task follows"
+        );
+        let wall = |at: Instant| -> String {
+            let ago = now.mono.saturating_duration_since(at);
+            let ago = jiff::SignedDuration::try_from(ago).unwrap_or_default();
+            format!("{:.0}", now.wall - ago)
+        };
+        let until = |at: Instant| human(at.saturating_duration_since(now.mono));
+        for entry in &self.entries {
+            let task = &entry.task;
+            let (name, starts) = (entry.name(), task.starts());
+            let (state, process, detail) = match task.phase() {
+                Phase::Waiting => ("waiting", None, String::new()),
+                Phase::Running { pid, since } => (
+                    "running",
+                    Some((pid, since)),
+                    task.lingering()
+                        .map(|exit| format!("its main process exited ({exit}); others of it run"))
+                        .unwrap_or_default(),
+                ),
+                Phase::Stopping { pid, since, .. } => {
+                    ("stopping", Some((pid, since)), String::new())
+                }
+                Phase::Backoff { until: at } => {
+                    ("backoff", None, format!("restarting in {}", until(at)))
+                }
+                Phase::Idle { next } => ("idle", None, format!("next run in {}", until(next))),
+                Phase::Exited(exit) => ("exited", None, format!("{exit}; not restarted")),
+                Phase::Failed => (
+                    "failed",
+                    None,
+                    "crash loop; not restarted until started again".into(),
+                ),
+                Phase::Stopped => ("stopped", None, String::new()),
+            };
+            match (process, detail.is_empty()) {
+                (Some((pid, since)), true) => {
+                    info!(task = %name, state = %state, pid = pid.as_raw(), since = %wall(since), starts, "status")
+                }
+                (Some((pid, since)), false) => {
+                    info!(task = %name, state = %state, pid = pid.as_raw(), since = %wall(since), starts, note = detail.as_str(), "status")
+                }
+                (None, true) => info!(task = %name, state = %state, starts, "status"),
+                (None, false) => {
+                    info!(task = %name, state = %state, starts, note = detail.as_str(), "status")
+                }
+            }
+        }
+    }
+
+    /// SIGUSR2: every task's log file is opened again by its name, so that a log moved away
+    /// (by logrotate, say) is followed by a new one.
+    pub(super) fn reopen_logs(&mut self) {
+        let mut reopened = 0;
+        for entry in &mut self.entries {
+            match entry.log.reopen() {
+                Ok(()) => reopened += 1,
+                Err(e) => {
+                    error!(task = %entry.task.spec.name, "cannot reopen {}: {e}", entry.log.path().display())
+                }
+            }
+        }
+        info!("SIGUSR2 received: reopened {reopened} task logs");
+    }
+}
