@@ -187,26 +187,96 @@ tasks:
 }
 
 #[test]
+fn systemd_variables_meant_for_the_runner_do_not_reach_tasks() {
+    let probe = helper_path();
+    let p = PipelineDir::new(&format!(
+        "\
+tasks:
+  probe:
+    command: [{probe}, probe]
+    restart: never
+  own:
+    command: [{probe}, probe]
+    env: {{ LISTEN_FDS: 3 }}
+    restart: never
+"
+    ));
+    let runner_only = [
+        ("NOTIFY_SOCKET", "/run/systemd/notify"),
+        ("WATCHDOG_PID", "1"),
+        ("WATCHDOG_USEC", "30000000"),
+        ("LISTEN_PID", "1"),
+        ("LISTEN_FDS", "2"),
+        ("LISTEN_FDNAMES", "http:https"),
+        ("JOURNAL_STREAM", "8:12345"),
+    ];
+    let mut command = std::process::Command::new(crate::harness::nonstop());
+    command.arg("run").arg(p.path()).env("KEPT", "yes");
+    for (k, v) in runner_only {
+        command.env(k, v);
+    }
+    let mut runner = Runner::spawn(&mut command);
+    // The command holds the write end of the runner's log until it is dropped.
+    drop(command);
+    runner.wait_for(&["probe", "not restarted"], 10 * SECOND);
+    runner.wait_for(&["own", "not restarted"], 10 * SECOND);
+    assert!(wait_until(5 * SECOND, || p.log("probe").contains("env ")
+        && p.log("own").contains("env ")));
+    let log = p.log("probe");
+    assert!(log.contains("env KEPT=yes"), "{log}");
+    for (k, _) in runner_only {
+        assert!(
+            !log.contains(&format!("env {k}=")),
+            "{k} reached the task:\n{log}"
+        );
+    }
+    // Unless the task sets one itself.
+    let own = p.log("own");
+    assert!(own.contains("env LISTEN_FDS=3"), "{own}");
+    assert!(!own.contains("env NOTIFY_SOCKET="), "{own}");
+    assert!(runner.terminate(10 * SECOND).success());
+}
+
+#[test]
 fn a_task_runs_as_its_user() {
     let p = PipelineDir::new(
         "\
 tasks:
   who:
-    command: [id]
+    command: [sh, -c, \"id; echo HOME=$HOME USER=$USER LOGNAME=$LOGNAME SHELL=$SHELL\"]
     user: nobody
+    restart: never
+  chosen:
+    command: [sh, -c, \"echo HOME=$HOME USER=$USER\"]
+    user: nobody
+    env: { HOME: /srv/chosen }
     restart: never
 ",
     );
     let mut runner = Runner::start(&p);
     if nix::unistd::getuid().is_root() {
         runner.wait_for(&["who", "not restarted"], 10 * SECOND);
-        assert!(wait_until(5 * SECOND, || p.log("who").contains("uid=")));
+        runner.wait_for(&["chosen", "not restarted"], 10 * SECOND);
+        assert!(wait_until(5 * SECOND, || p.log("who").contains("HOME=")));
         let log = p.log("who");
         assert!(log.starts_with("uid=65534(nobody)"), "{log}");
         assert!(!log.contains("groups=0(root)"), "kept root's groups: {log}");
+        // What the password database says, as `su -` gives it, not root's HOME.
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+        assert!(
+            log.contains(&format!(
+                "HOME={} USER=nobody LOGNAME=nobody SHELL={}",
+                nobody.dir.display(),
+                nobody.shell.display()
+            )),
+            "{log}"
+        );
+        assert!(wait_until(5 * SECOND, || p.log("chosen").contains("HOME=")));
+        assert_eq!(p.log("chosen"), "HOME=/srv/chosen USER=nobody\n");
     } else {
         // Switching users needs root: the start fails, visibly.
         runner.wait_for(&["who", "cannot start"], 10 * SECOND);
+        runner.wait_for(&["chosen", "cannot start"], 10 * SECOND);
     }
     assert!(runner.terminate(10 * SECOND).success());
 }

@@ -133,9 +133,18 @@ fn check_task(
         }
     };
 
+    let (credentials, account) = credentials(ctx, &path, t.user.as_deref(), t.group.as_deref());
     let mut env: Vec<(OsString, OsString)> = vec![("NONSTOP_TASK".into(), name.into())];
     if let Some(h) = heartbeat {
         env.push(("NONSTOP_HEARTBEAT_KEY".into(), h.key.to_string().into()));
+    }
+    // As `su -` and systemd's `User=` do: the user's own home, names and shell (the task's
+    // `env` may still set them).
+    if let Some(user) = account {
+        env.push(("HOME".into(), user.dir.into_os_string()));
+        env.push(("USER".into(), user.name.clone().into()));
+        env.push(("LOGNAME".into(), user.name.into()));
+        env.push(("SHELL".into(), user.shell.into_os_string()));
     }
     for (key, value) in &t.env {
         if key.is_empty() || key.contains(['=', '\0']) {
@@ -228,7 +237,6 @@ fn check_task(
         }
     }
 
-    let credentials = credentials(ctx, &path, t.user.as_deref(), t.group.as_deref());
     let limits = t.limits.map(limits).unwrap_or_default();
     if t.heartbeat.is_some() {
         ctx.error_at_key(
@@ -396,20 +404,23 @@ fn executable(path: &Path) -> Result<(), &'static str> {
     }
 }
 
+/// The ids to switch to for `user` and `group`, and the user's account (for its home, name
+/// and shell).
 fn credentials(
     ctx: &mut Ctx,
     path: &str,
     user: Option<&str>,
     group: Option<&str>,
-) -> Option<Credentials> {
+) -> (Option<Credentials>, Option<nix::unistd::User>) {
     if user.is_none() && group.is_none() {
-        return None;
+        return (None, None);
     }
     let mut credentials = Credentials {
         uid: None,
         gid: None,
         groups: None,
     };
+    let mut account = None;
     if let Some(name) = user {
         match nix::unistd::User::from_name(name) {
             Ok(Some(u)) => {
@@ -419,6 +430,7 @@ fn credentials(
                     .ok()
                     .and_then(|c| nix::unistd::getgrouplist(&c, u.gid).ok())
                     .map(|g| g.into_iter().map(|g| g.as_raw()).collect());
+                account = Some(u);
             }
             Ok(None) => ctx.error(&format!("{path}.user"), format!("unknown user \"{name}\"")),
             Err(e) => ctx.error(
@@ -440,7 +452,7 @@ fn credentials(
             ),
         }
     }
-    Some(credentials)
+    (Some(credentials), account)
 }
 
 fn limits(l: raw::Limits) -> Vec<Limit> {

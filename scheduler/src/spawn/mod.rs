@@ -274,6 +274,7 @@ fn inherited_env() -> &'static [(OsString, OsString, CString)] {
         std::sync::OnceLock::new();
     ENV.get_or_init(|| {
         std::env::vars_os()
+            .filter(|(k, _)| !RUNNER_ONLY.iter().any(|r| k == r))
             .filter_map(|(k, v)| {
                 let kv = CString::new(key_value(&k, &v)).ok()?;
                 Some((k, v, kv))
@@ -281,6 +282,21 @@ fn inherited_env() -> &'static [(OsString, OsString, CString)] {
             .collect()
     })
 }
+
+/// Variables that systemd's protocols address to the runner itself, not to its tasks: a task
+/// that inherited `NOTIFY_SOCKET` could tell systemd the runner is ready (or stopping), one
+/// with `LISTEN_FDS` would look for sockets it does not have, and `JOURNAL_STREAM` would make
+/// a task believe its stderr is the journal when it is a log file. A task may still set any of
+/// them in its own `env`.
+pub const RUNNER_ONLY: [&str; 7] = [
+    "NOTIFY_SOCKET",
+    "WATCHDOG_PID",
+    "WATCHDOG_USEC",
+    "LISTEN_PID",
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
+    "JOURNAL_STREAM",
+];
 
 /// `KEY=VALUE` as bytes.
 fn key_value(key: &std::ffi::OsStr, value: &std::ffi::OsStr) -> Vec<u8> {
