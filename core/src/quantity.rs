@@ -71,6 +71,9 @@ impl FromStr for Duration {
     fn from_str(input: &str) -> Result<Duration, ParseError> {
         let (number, unit) = split_unit(input);
         let bad = |reason: &str| ParseError::new("duration", input, reason);
+        if input.trim_start().starts_with('-') {
+            return Err(bad("a duration cannot be negative"));
+        }
         let scale = if unit.is_empty() {
             1.0
         } else {
@@ -134,6 +137,9 @@ impl FromStr for ByteSize {
     fn from_str(input: &str) -> Result<ByteSize, ParseError> {
         let (number, unit) = split_unit(input);
         let bad = |reason: &str| ParseError::new("size", input, reason);
+        if input.trim_start().starts_with('-') {
+            return Err(bad("a size cannot be negative"));
+        }
         let scale: u64 = match unit.to_ascii_uppercase().as_str() {
             "" | "B" => 1,
             "K" | "KB" | "KIB" => 1 << 10,
@@ -274,6 +280,14 @@ mod tests {
         assert_eq!(
             err,
             "invalid duration \"5x\": the unit must be one of ms, s, m, h, d (e.g. 250ms, 1.5d)"
+        );
+        assert_eq!(
+            "-5s".parse::<Duration>().unwrap_err().to_string(),
+            "invalid duration \"-5s\": a duration cannot be negative"
+        );
+        assert_eq!(
+            "-1K".parse::<ByteSize>().unwrap_err().to_string(),
+            "invalid size \"-1K\": a size cannot be negative"
         );
     }
 

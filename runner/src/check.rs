@@ -75,10 +75,38 @@ pub fn summary(task: &TaskSpec) -> String {
     } else {
         format!(", after {}", task.after.join(", "))
     };
-    let mut command = task.spawn.program.display().to_string();
-    for arg in &task.spawn.args {
-        command.push(' ');
-        command.push_str(&arg.to_string_lossy());
+    let command: Vec<String> = std::iter::once(task.spawn.program.as_os_str())
+        .chain(task.spawn.args.iter().map(|a| a.as_os_str()))
+        .map(|word| quote(&word.to_string_lossy()))
+        .collect();
+    format!("{kind}{after}: {}", command.join(" "))
+}
+
+/// `word` as a shell would need it to read it back as one word: as is if it is plain, else in
+/// single quotes (`--save ''`, `'two words'`, `'it'\''s'`).
+fn quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
     }
-    format!("{kind}{after}: {command}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_quoted_only_when_a_shell_would_need_it() {
+        assert_eq!(quote("--port"), "--port");
+        assert_eq!(quote("/usr/bin/redis-server"), "/usr/bin/redis-server");
+        assert_eq!(quote(""), "''");
+        assert_eq!(quote("two words"), "'two words'");
+        assert_eq!(quote("it's"), "'it'\\''s'");
+        assert_eq!(quote("$HOME"), "'$HOME'");
+    }
 }

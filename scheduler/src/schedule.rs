@@ -12,6 +12,8 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
+use crate::Error;
+
 /// A periodic task's schedule. Serialized as its text (`every`: the period; `cron`: the
 /// expression and the zone's name), so deserializing parses the expression and looks the zone
 /// up again.
@@ -46,10 +48,10 @@ pub enum Zone {
 
 impl Zone {
     /// The IANA zone `name` from the system's database.
-    pub fn named(name: &str) -> Result<Zone, String> {
+    pub fn named(name: &str) -> Result<Zone, Error> {
         TimeZone::get(name)
             .map(|tz| Zone::Named(name.to_owned(), tz))
-            .map_err(|e| e.to_string())
+            .map_err(|e| Error::Schedule(e.to_string()))
     }
 
     fn time_zone(&self) -> TimeZone {
@@ -70,14 +72,22 @@ impl fmt::Debug for CronSchedule {
 }
 
 impl CronSchedule {
-    /// Parses `text` (`"0 3 * * *"`, or `"*/5 * * * * *"` with seconds).
-    pub fn parse(text: &str, zone: Zone) -> Result<CronSchedule, String> {
-        let cron = text.parse::<croner::Cron>().map_err(|e| e.to_string())?;
+    /// Parses `text` (`"0 3 * * *"`, or `"*/5 * * * * *"` with seconds). An error names the
+    /// field that is wrong: `the hour field "25": out of range (hours are 0-23)`.
+    pub fn parse(text: &str, zone: Zone) -> Result<CronSchedule, Error> {
+        let cron = text
+            .parse::<croner::Cron>()
+            .map_err(|e| Error::Schedule(explain(text, &e)))?;
         Ok(CronSchedule {
             cron,
             text: text.to_owned(),
             zone,
         })
+    }
+
+    /// Whether it ever matches from now on (`0 0 30 2 *`, the 30th of February, never does).
+    pub fn fires(&self) -> bool {
+        self.next_after(Timestamp::now()).is_some()
     }
 
     /// The expression, as written.
@@ -98,6 +108,49 @@ impl CronSchedule {
             .ok()
             .map(|z| z.timestamp())
     }
+}
+
+/// The fields of a cron expression of 5 fields, and what each takes.
+const FIELDS: [(&str, &str); 6] = [
+    ("second", "seconds are 0-59"),
+    ("minute", "minutes are 0-59"),
+    ("hour", "hours are 0-23"),
+    ("day-of-month", "days of the month are 1-31, L, W"),
+    ("month", "months are 1-12 or JAN-DEC"),
+    (
+        "day-of-week",
+        "days of the week are 0-7 (0 and 7: Sunday) or SUN-SAT, L, #",
+    ),
+];
+
+/// Why `text` is not a cron expression, naming the field at fault: each field is tried alone,
+/// with `*` in every other, and the first that fails is the one named.
+fn explain(text: &str, error: &croner::errors::CronError) -> String {
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let names = match fields.len() {
+        0 => return "it is empty".into(),
+        5 => &FIELDS[1..],
+        6 => &FIELDS[..],
+        n => {
+            return format!(
+                "{n} fields: a cron expression has 5 (minute hour day-of-month month \
+                 day-of-week) or 6, with seconds first"
+            );
+        }
+    };
+    for (i, field) in fields.iter().enumerate() {
+        let alone: Vec<&str> = (0..fields.len())
+            .map(|j| if j == i { *field } else { "*" })
+            .collect();
+        if alone.join(" ").parse::<croner::Cron>().is_err() {
+            let (name, takes) = names[i];
+            return format!(
+                "the {name} field \"{field}\" is not valid ({takes}; lists a,b, ranges a-b and \
+                 steps */n)"
+            );
+        }
+    }
+    error.to_string()
 }
 
 impl fmt::Debug for Schedule {
@@ -171,6 +224,21 @@ impl Schedule {
     }
 }
 
+impl Schedule {
+    /// How many starts fell due from `first` (a start that was due) to `now`, both included:
+    /// a count for `every`; `None` for `cron`, whose starts are not counted.
+    pub fn missed(&self, first: Instant, now: Now) -> Option<u64> {
+        match self {
+            Schedule::Every(period) if !period.is_zero() => {
+                let behind = now.mono.saturating_duration_since(first).as_nanos();
+                Some(u64::try_from(behind / period.as_nanos() + 1).unwrap_or(u64::MAX))
+            }
+            Schedule::Every(_) => Some(1),
+            Schedule::Cron(_) => None,
+        }
+    }
+}
+
 /// The monotonic instant at which the wall clock is expected to show `at`.
 fn wall_to_mono(at: Timestamp, now: Now) -> Instant {
     match Duration::try_from(at.duration_since(now.wall)) {
@@ -236,7 +304,34 @@ mod tests {
         assert_eq!(s.first(now), Some(t0 + Duration::from_secs(3600)));
         assert_eq!(s.to_string(), "cron \"0 3 * * *\" (Europe/Berlin)");
         assert!(CronSchedule::parse("61 * * * *", utc.clone()).is_err());
-        assert!(CronSchedule::parse("not cron", utc).is_err());
+        assert!(CronSchedule::parse("not cron", utc.clone()).is_err());
         assert!(Zone::named("Mars/Olympus_Mons").is_err());
+    }
+
+    #[test]
+    fn a_bad_cron_expression_is_explained_by_its_field() {
+        let utc = Zone::named("UTC").unwrap();
+        let error = |text: &str| {
+            CronSchedule::parse(text, utc.clone())
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            error("0 61 * * *"),
+            "the hour field \"61\" is not valid (hours are 0-23; lists a,b, ranges a-b and \
+             steps */n)"
+        );
+        assert_eq!(
+            error("*/5 0 0 1 13 *"),
+            "the month field \"13\" is not valid (months are 1-12 or JAN-DEC; lists a,b, ranges \
+             a-b and steps */n)"
+        );
+        assert!(error("0 3 * *").starts_with("4 fields: a cron expression has 5"));
+        assert_eq!(error(""), "it is empty");
+        // Valid, but no date ever matches.
+        let never = CronSchedule::parse("0 0 30 2 *", utc.clone()).unwrap();
+        assert!(!never.fires());
+        let daily = CronSchedule::parse("0 3 * * *", utc).unwrap();
+        assert!(daily.fires());
     }
 }

@@ -186,6 +186,9 @@ pub enum AfterExit {
     NextRun {
         /// When.
         next: Instant,
+        /// Starts that fell due while the run went on and were skipped: a count for `every`,
+        /// `Some(0)` for none; `None` for a cron task that skipped some (not counted).
+        skipped: Option<u64>,
     },
     /// The cron expression never matches again (periodic).
     NoMoreRuns,
@@ -226,7 +229,9 @@ pub enum Due {
         /// Its pid.
         pid: Pid,
     },
-    /// A periodic start came while the previous run was still going: it is skipped.
+    /// A periodic start came while the previous run was still going: it is skipped, and so
+    /// is every start until the run ends (told once per run; the count comes with
+    /// [`AfterExit::NextRun`]).
     Skipped {
         /// The pid of the run still going.
         pid: Pid,
@@ -243,8 +248,11 @@ pub struct Task {
     crash_loop: CrashLoopState,
     /// Periodic: the scheduled time of the current or last run.
     scheduled: Option<Instant>,
-    /// Periodic, while running: the next scheduled start.
+    /// Periodic, while running: the next scheduled start (or, once a start was skipped, the
+    /// first one skipped).
     upcoming: Option<Instant>,
+    /// Periodic: whether the current run has overrun a start.
+    skipping: bool,
     /// Successful runs (status 0) since the runner started.
     successes: u64,
     /// Processes started since the runner started.
@@ -264,6 +272,7 @@ impl Task {
             crash_loop: CrashLoopState::default(),
             scheduled: None,
             upcoming: None,
+            skipping: false,
             successes: 0,
             starts: 0,
             main_exit: None,
@@ -339,7 +348,9 @@ impl Task {
             Phase::Running { since, .. } => match &self.spec.kind {
                 Kind::Periodic { timeout, .. } => {
                     let timeout_at = timeout.map(|t| since + t);
-                    [self.upcoming, timeout_at].into_iter().flatten().min()
+                    // Once a start is skipped, the others of this run need no wake-up each.
+                    let upcoming = self.upcoming.filter(|_| !self.skipping);
+                    [upcoming, timeout_at].into_iter().flatten().min()
                 }
                 Kind::Resident(_) => None,
             },
@@ -371,7 +382,7 @@ impl Task {
                 Some(Due::Kill { pid })
             }
             Phase::Running { pid, since } => {
-                let Kind::Periodic { schedule, timeout } = &self.spec.kind else {
+                let Kind::Periodic { timeout, .. } = &self.spec.kind else {
                     return None;
                 };
                 if let Some(timeout) = timeout
@@ -389,8 +400,8 @@ impl Task {
                     });
                 }
                 match self.upcoming {
-                    Some(upcoming) if upcoming <= now.mono => {
-                        self.upcoming = schedule.next(upcoming, now);
+                    Some(upcoming) if upcoming <= now.mono && !self.skipping => {
+                        self.skipping = true;
                         Some(Due::Skipped { pid })
                     }
                     _ => None,
@@ -478,17 +489,22 @@ impl Task {
                 AfterExit::Restart { delay }
             }
             Kind::Periodic { schedule, .. } => {
-                let next = match self.upcoming.take() {
-                    Some(upcoming) => Some(upcoming),
+                self.skipping = false;
+                let (next, skipped) = match self.upcoming.take() {
+                    Some(upcoming) if upcoming > now.mono => (Some(upcoming), Some(0)),
+                    // Overran: the first start after now; the ones between were skipped.
+                    Some(upcoming) => {
+                        (schedule.next(upcoming, now), schedule.missed(upcoming, now))
+                    }
                     None => {
                         let scheduled = self.scheduled.unwrap_or(now.mono);
-                        schedule.next(scheduled, now)
+                        (schedule.next(scheduled, now), Some(0))
                     }
                 };
                 match next {
                     Some(next) => {
                         self.phase = Phase::Idle { next };
-                        AfterExit::NextRun { next }
+                        AfterExit::NextRun { next, skipped }
                     }
                     None => {
                         self.phase = Phase::Exited(exit);

@@ -94,9 +94,9 @@ impl From<Schedule> for ScheduleText {
 }
 
 impl TryFrom<ScheduleText> for Schedule {
-    type Error = String;
+    type Error = crate::Error;
 
-    fn try_from(s: ScheduleText) -> Result<Schedule, String> {
+    fn try_from(s: ScheduleText) -> Result<Schedule, crate::Error> {
         Ok(match s {
             ScheduleText::Every(period) => Schedule::Every(period),
             ScheduleText::Cron { expr, zone } => {

@@ -103,3 +103,16 @@ fn run_refuses_a_bad_pipeline_with_the_same_errors() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_file_that_never_ends_is_refused_not_read_to_the_end() {
+    let out = Command::new(nonstop())
+        .args(["check", "/dev/zero"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "/dev/zero:1:1: the pipeline is larger than 64 MiB: not a pipeline file?\n/dev/zero: 1 error\n"
+    );
+}

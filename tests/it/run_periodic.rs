@@ -131,3 +131,38 @@ tasks:
     assert!(line.contains("next run in"), "{line}");
     assert!(runner.terminate(10 * SECOND).success());
 }
+
+#[test]
+fn an_overrunning_run_is_warned_about_once_and_its_skipped_starts_counted() {
+    let p = PipelineDir::new(
+        "\
+tasks:
+  overrun:
+    every: 10ms
+    command: [sleep, \"0.5\"]
+",
+    );
+    let mut runner = Runner::start(&p);
+    for _ in 0..2 {
+        let line = runner.wait_for(&["overrun", "run finished"], 10 * SECOND);
+        // About 50 starts fell due during half a second.
+        let skipped: u64 = line
+            .split("; ")
+            .find_map(|part| {
+                part.split_once(" starts were skipped while it ran")
+                    .map(|(n, _)| n)
+            })
+            .unwrap_or_else(|| panic!("{line}"))
+            .parse()
+            .unwrap();
+        assert!((30..=100).contains(&skipped), "{line}");
+    }
+    assert!(runner.terminate(10 * SECOND).success());
+    let log = runner.seen.join("\n");
+    let runs = log.matches("started task=overrun").count();
+    let warnings = log.matches("skipped a run").count();
+    assert!(
+        warnings <= runs,
+        "{warnings} warnings for {runs} runs:\n{log}"
+    );
+}

@@ -355,20 +355,34 @@ tasks:
     assert_eq!(log.matches("will not start").count(), 1, "{log}");
 }
 
+/// Starts the runner on `p` while `./not-a-program` is a script (the check passes), then makes
+/// it executable text that is neither ELF nor a script, as a botched deployment would, and
+/// lets `broken` start: execve fails in the child (ENOEXEC).
+fn broken_after_check(p: &PipelineDir) -> Runner {
+    p.executable("not-a-program", "#!/bin/sh\n");
+    let mut runner = Runner::start(p);
+    runner.wait_for(&["waiting for gate", "task=broken"], 10 * SECOND);
+    p.executable("not-a-program", "just text\n");
+    std::fs::write(p.file("go"), "").unwrap();
+    runner
+}
+
 #[test]
 fn a_program_that_cannot_be_executed_is_reported_retried_and_left_no_zombie() {
     let p = PipelineDir::new(
         "\
 tasks:
+  gate:
+    command: [sh, -c, \"while [ ! -e go ]; do sleep 0.01; done\"]
+    every: 1h
   broken:
     command: [./not-a-program]
     backoff: { initial: 0ms }
     crash_loop: { max: 2, within: 1m }
+    after: [gate]
 ",
     );
-    // Executable, but neither ELF nor a script: execve fails in the child (ENOEXEC).
-    p.executable("not-a-program", "just text\n");
-    let mut runner = Runner::start(&p);
+    let mut runner = broken_after_check(&p);
     let line = runner.wait_for(&["broken", "cannot start"], 10 * SECOND);
     assert!(
         line.contains("executing the program: Exec format error"),
@@ -387,16 +401,19 @@ fn a_task_that_fails_to_start_in_a_hot_loop_does_not_starve_the_runner() {
     let p = PipelineDir::new(
         "\
 tasks:
+  gate:
+    command: [sh, -c, \"while [ ! -e go ]; do sleep 0.01; done\"]
+    every: 1h
   broken:
     command: [./not-a-program]
     backoff: { initial: 0ms, max: 0ms }
     crash_loop: { max: 100000000, within: 1m }
+    after: [gate]
   steady:
     command: [sleep, \"1000\"]
 ",
     );
-    p.executable("not-a-program", "just text\n");
-    let mut runner = Runner::start(&p);
+    let mut runner = broken_after_check(&p);
     runner.wait_for(&["broken", "cannot start"], 10 * SECOND);
     runner.wait_for(&["started", "steady"], 10 * SECOND);
     // Restarting at once forever, but signals are still handled between starts.

@@ -379,3 +379,54 @@ tasks:
     let log = runner.seen.join("\n");
     assert_eq!(log.matches("cannot write").count(), 1, "{log}");
 }
+
+#[test]
+fn rotation_never_splits_a_line_across_two_files() {
+    let p = PipelineDir::new(
+        "\
+logs: { max_size: 1M, keep: 100 }
+tasks:
+  counter:
+    command: [seq, \"1\", \"2000000\"]
+    restart: never
+",
+    );
+    let mut runner = Runner::start(&p);
+    runner.wait_for(&["counter", "not restarted"], 60 * SECOND);
+    assert!(runner.terminate(10 * SECOND).success());
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(p.file("logs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|f| f.to_string_lossy().contains("counter.log."))
+        .collect();
+    // Rotated files sort by their stamp and counter; the live log comes last.
+    files.sort_by_key(|f| {
+        let name = f.to_string_lossy().into_owned();
+        let (stem, n) = match name.rsplit_once('.') {
+            Some((stem, n)) if n.len() < 6 && n.chars().all(|c| c.is_ascii_digit()) => {
+                (stem.to_owned(), n.parse::<u32>().unwrap())
+            }
+            _ => (name.clone(), 0),
+        };
+        (stem, n)
+    });
+    files.push(p.file("logs/counter.log"));
+    assert!(files.len() >= 14, "{files:?}");
+    let mut expected = 1u64;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        assert!(
+            text.len() <= 1 << 20,
+            "{}: {} bytes",
+            file.display(),
+            text.len()
+        );
+        assert!(text.ends_with('\n'), "{} ends mid-line", file.display());
+        for line in text.lines() {
+            assert_eq!(line, expected.to_string(), "in {}", file.display());
+            expected += 1;
+        }
+    }
+    assert_eq!(expected, 2_000_001);
+}

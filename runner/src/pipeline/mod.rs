@@ -73,15 +73,32 @@ const TOP_LEVEL: &[&str] = &[
     "tasks",
 ];
 
+/// The largest pipeline file read: a chain of 200,000 tasks is 10 MiB.
+pub const MAX_FILE: u64 = 64 << 20;
+
 /// Reads and checks the pipeline at `path`.
 pub fn load(path: &Path) -> Result<Checked, Vec<Diagnostic>> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let whole = |message: String| {
         vec![Diagnostic {
             pos: Pos::START,
             path: String::new(),
-            message: format!("cannot read the pipeline: {e}"),
+            message,
         }]
-    })?;
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| {
+            std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_FILE + 1), &mut bytes)
+        })
+        .map_err(|e| whole(format!("cannot read the pipeline: {e}")))?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(whole(format!(
+            "the pipeline is larger than {} MiB: not a pipeline file?",
+            MAX_FILE >> 20
+        )));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|e| whole(format!("the pipeline is not UTF-8 text: {e}")))?;
     let dir = std::path::absolute(path)
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
@@ -218,11 +235,67 @@ fn log_config(ctx: &mut Ctx, logs: raw::Logs, dir: &Path) -> LogConfig {
     if max_size < 1024 {
         ctx.error("logs.max_size", "must be at least 1K");
     }
+    let written = logs.dir.unwrap_or_else(|| PathBuf::from("logs"));
+    let logs_dir = dir.join(&written);
+    if let Err(why) = writable_dir(&logs_dir, &written) {
+        ctx.error("logs.dir", why);
+    }
     LogConfig {
-        dir: dir.join(logs.dir.unwrap_or_else(|| PathBuf::from("logs"))),
+        dir: logs_dir,
         max_size,
         keep: logs.keep.unwrap_or(DEFAULT_KEEP),
         compress: logs.compress.unwrap_or(false),
+    }
+}
+
+/// Why the runner could not keep its logs (and its lock) in `dir`: it must be a directory this
+/// process can write in, or one it can create. Tried for real (a file made and removed, or the
+/// first missing directory made and removed), so a read-only mount, `/proc`, or a file in the
+/// way are found now, not when the runner starts.
+/// Messages name the directory as `written` in the pipeline.
+fn writable_dir(dir: &Path, written: &Path) -> Result<(), String> {
+    let shown = written.display();
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => {
+            let probe = dir.join(format!(".nonstop-check-{}", std::process::id()));
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&probe)
+                .map_err(|e| format!("cannot write in \"{shown}\": {}", os_error(&e)))?;
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Ok(_) => Err(format!("\"{shown}\" is not a directory")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Make the first missing directory, the one run would make first.
+            let mut first = dir;
+            while let Some(parent) = first.parent() {
+                if parent.as_os_str().is_empty() || parent.exists() {
+                    break;
+                }
+                first = parent;
+            }
+            match std::fs::create_dir(first) {
+                Ok(()) => {
+                    let _ = std::fs::remove_dir(first);
+                    Ok(())
+                }
+                // Made meanwhile (another check or run of a pipeline here): it can be made.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) => Err(format!("cannot create \"{shown}\": {}", os_error(&e))),
+            }
+        }
+        Err(e) => Err(format!("cannot use \"{shown}\": {}", os_error(&e))),
+    }
+}
+
+/// The system's words for `e`, without Rust's ` (os error N)`.
+fn os_error(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" (os error ") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
     }
 }
 

@@ -27,12 +27,26 @@ pub struct Control {
 }
 
 /// `containment:`.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy)]
 pub enum Containment {
     Auto,
     Cgroup,
     ProcessGroup,
+}
+
+impl<'de> Deserialize<'de> for Containment {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        word(
+            d,
+            "containment",
+            &["auto", "cgroup", "process-group"],
+            &[
+                Containment::Auto,
+                Containment::Cgroup,
+                Containment::ProcessGroup,
+            ],
+        )
+    }
 }
 
 /// `logs:`: where task output goes and how it is rotated.
@@ -74,12 +88,53 @@ pub struct Task {
     pub heartbeat: Option<Duration>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy)]
 pub enum Restart {
     Always,
     OnFailure,
     Never,
+}
+
+impl<'de> Deserialize<'de> for Restart {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        word(
+            d,
+            "restart policy",
+            &["always", "on-failure", "never"],
+            &[Restart::Always, Restart::OnFailure, Restart::Never],
+        )
+    }
+}
+
+/// One of the words `names`, as the value at the same place in `values`. A word that is not
+/// one of them is an unknown variant, as serde says it; anything but a word (a number, a list)
+/// is named as what it is (serde_yaml would say "expected a Value::Tagged enum").
+fn word<'de, D: Deserializer<'de>, T: Copy>(
+    d: D,
+    what: &str,
+    names: &'static [&'static str],
+    values: &[T],
+) -> Result<T, D::Error> {
+    let value = serde_yaml::Value::deserialize(d)?;
+    if let Some(text) = value.as_str() {
+        return match names.iter().position(|n| *n == text) {
+            Some(i) => Ok(values[i]),
+            // serde's own words, requoted like every other message (see `serde_message`).
+            None => Err(de::Error::unknown_variant(text, names)),
+        };
+    }
+    let shown = match &value {
+        serde_yaml::Value::Number(n) => n.to_string(),
+        serde_yaml::Value::Bool(b) => b.to_string(),
+        serde_yaml::Value::Sequence(_) => "(a list)".into(),
+        serde_yaml::Value::Mapping(_) => "(a map)".into(),
+        serde_yaml::Value::Tagged(t) => format!("(tagged {})", t.tag),
+        serde_yaml::Value::Null | serde_yaml::Value::String(_) => "(nothing)".into(),
+    };
+    Err(de::Error::custom(format!(
+        "invalid {what} {shown}: expected one of {}",
+        names.join(", ")
+    )))
 }
 
 #[derive(Debug, Default, Deserialize)]

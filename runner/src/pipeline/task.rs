@@ -21,13 +21,25 @@ pub(super) fn check_all(
     dir: &Path,
     heartbeat: Option<HeartbeatConfig>,
 ) -> Vec<TaskSpec> {
-    let mut names = Vec::new();
+    let mut names = HashSet::new();
     let mut raws = Vec::new();
     for (key, value) in map {
         let Some(name) = key.as_str().map(str::to_owned) else {
-            ctx.error(
-                "tasks",
-                format!("task names must be strings, found {key:?}"),
+            let (shown, what) = match &key {
+                serde_yaml::Value::Number(n) => (n.to_string(), "the number"),
+                serde_yaml::Value::Bool(b) => (b.to_string(), "the boolean"),
+                serde_yaml::Value::Null => ("null".to_owned(), "nothing"),
+                _ => (String::new(), "a list or map"),
+            };
+            let hint = if shown.is_empty() {
+                String::new()
+            } else {
+                format!(": write it in quotes (\"{shown}\")")
+            };
+            ctx.error_at_key(
+                &format!("tasks.{shown}"),
+                format!("a task name must be a string, found {what} {shown}{hint}")
+                    .replace("  ", " "),
             );
             continue;
         };
@@ -35,7 +47,7 @@ pub(super) fn check_all(
         if let Err(why) = check_name(&name) {
             ctx.error_at_key(&path, why);
         }
-        names.push(name.clone());
+        names.insert(name.clone());
         if value.is_null() {
             ctx.error(
                 &path,
@@ -79,7 +91,7 @@ fn check_task(
     t: raw::Task,
     dir: &Path,
     heartbeat: Option<HeartbeatConfig>,
-    names: &[String],
+    names: &HashSet<String>,
 ) -> Option<TaskSpec> {
     let path = format!("tasks.{name}");
     let field = |f: &str| format!("{path}.{f}");
@@ -176,6 +188,15 @@ fn check_task(
             (PathBuf::new(), Vec::new())
         }
         Some(command) => {
+            for (i, item) in command.iter().enumerate() {
+                if item.contains('\0') {
+                    ctx.error(
+                        &field(&format!("command[{i}]")),
+                        "a NUL byte cannot be passed to a program (execve would end the \
+                         argument there)",
+                    );
+                }
+            }
             let program = match resolve_program(&command[0], &cwd, search_path.as_deref()) {
                 Ok(p) => p,
                 Err(why) => {
@@ -237,7 +258,14 @@ fn check_task(
         }
     }
 
-    let limits = t.limits.map(limits).unwrap_or_default();
+    let mut limits_ok = Vec::new();
+    for (name, limit) in t.limits.map(limits).unwrap_or_default() {
+        match raisable(&limit) {
+            Ok(()) => limits_ok.push(limit),
+            Err(why) => ctx.error(&field(&format!("limits.{name}")), why),
+        }
+    }
+    let limits = limits_ok;
     if t.heartbeat.is_some() {
         ctx.error_at_key(
             &field("heartbeat"),
@@ -308,8 +336,15 @@ fn schedule(ctx: &mut Ctx, path: &str, t: &raw::Task) -> Option<Kind> {
             ))
         }
         (None, Some(every), None) => {
-            if every.0.is_zero() {
-                ctx.error(&field("every"), "must be longer than 0");
+            if every.0 < MIN_EVERY {
+                ctx.error(
+                    &field("every"),
+                    format!(
+                        "{} is too short: the shortest period is {}",
+                        nonstop_core::Duration(every.0),
+                        nonstop_core::Duration(MIN_EVERY)
+                    ),
+                );
             }
             if t.timezone.is_some() {
                 ctx.error_at_key(&field("timezone"), "`timezone` applies to `cron` tasks");
@@ -339,6 +374,16 @@ fn schedule(ctx: &mut Ctx, path: &str, t: &raw::Task) -> Option<Kind> {
             };
             periodic_only(ctx, path, t);
             match CronSchedule::parse(expr, zone) {
+                Ok(cron) if !cron.fires() => {
+                    ctx.error(
+                        &field("cron"),
+                        format!(
+                            "cron expression \"{expr}\" never fires: no date matches it (such \
+                             as the 30th of February)"
+                        ),
+                    );
+                    None
+                }
                 Ok(cron) => Some(Kind::Periodic {
                     schedule: Schedule::Cron(Box::new(cron)),
                     timeout: t.timeout.map(Into::into),
@@ -354,6 +399,9 @@ fn schedule(ctx: &mut Ctx, path: &str, t: &raw::Task) -> Option<Kind> {
         }
     }
 }
+
+/// The shortest `every`: shorter periods would have the runner do little but start runs.
+const MIN_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Resident-only settings on a periodic task are mistakes.
 fn periodic_only(ctx: &mut Ctx, path: &str, t: &raw::Task) {
@@ -376,22 +424,58 @@ fn resolve_program(program: &str, cwd: &Path, search: Option<&str>) -> Result<Pa
     if program.is_empty() {
         return Err("the program name is empty".into());
     }
-    if program.contains('/') {
+    let path = if program.contains('/') {
         let path = cwd.join(program);
-        return executable(&path)
-            .map(|()| path)
-            .map_err(|why| format!("program \"{program}\" {why}"));
+        executable(&path).map_err(|why| format!("program \"{program}\" {why}"))?;
+        path
+    } else {
+        nonstop_scheduler::spawn::search_path(
+            Path::new(program),
+            search.map(std::ffi::OsStr::new),
+            Some(cwd),
+        )
+        .map_err(|_| {
+            // With no PATH at all, execvp searches the C library's default.
+            let search = search.unwrap_or("/bin:/usr/bin");
+            format!("program \"{program}\" not found in PATH ({search})")
+        })?
+    };
+    loadable(&path, cwd).map_err(|why| format!("program \"{program}\" {why}"))?;
+    Ok(path)
+}
+
+/// Why the kernel would refuse to execute `path` although it is an executable file: it is
+/// neither a binary nor a script with a `#!` line (`ENOEXEC`), or its interpreter is missing.
+/// A file this process cannot read is given the benefit of the doubt.
+fn loadable(path: &Path, cwd: &Path) -> Result<(), String> {
+    let mut head = [0u8; 256];
+    let n = match std::fs::File::open(path).and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+    {
+        Ok(n) => n,
+        Err(_) => return Ok(()),
+    };
+    let head = &head[..n];
+    if head.starts_with(b"\x7fELF") {
+        return Ok(());
     }
-    nonstop_scheduler::spawn::search_path(
-        Path::new(program),
-        search.map(std::ffi::OsStr::new),
-        Some(cwd),
-    )
-    .map_err(|_| {
-        // With no PATH at all, execvp searches the C library's default.
-        let search = search.unwrap_or("/bin:/usr/bin");
-        format!("program \"{program}\" not found in PATH ({search})")
-    })
+    let Some(line) = head.strip_prefix(b"#!") else {
+        return Err(
+            "is neither a binary nor a script with a #! line: execve would refuse it \
+             (ENOEXEC); add a #! line, or run it through its interpreter, e.g. [sh, FILE]"
+                .into(),
+        );
+    };
+    let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let Some(interpreter) = line.split_whitespace().next() else {
+        return Err("has a #! line that names no interpreter".into());
+    };
+    match executable(&cwd.join(interpreter)) {
+        Ok(()) => Ok(()),
+        Err(why) => Err(format!(
+            "names the interpreter \"{interpreter}\", which {why}"
+        )),
+    }
 }
 
 /// Why `path` cannot be executed, if it cannot.
@@ -455,77 +539,188 @@ fn credentials(
     (Some(credentials), account)
 }
 
-fn limits(l: raw::Limits) -> Vec<Limit> {
+/// The limits set, each with its field's name.
+fn limits(l: raw::Limits) -> Vec<(&'static str, Limit)> {
     [
-        (l.address_space, Resource::RLIMIT_AS),
-        (l.core, Resource::RLIMIT_CORE),
-        (l.cpu, Resource::RLIMIT_CPU),
-        (l.data, Resource::RLIMIT_DATA),
-        (l.fsize, Resource::RLIMIT_FSIZE),
-        (l.locks, Resource::RLIMIT_LOCKS),
-        (l.memlock, Resource::RLIMIT_MEMLOCK),
-        (l.msgqueue, Resource::RLIMIT_MSGQUEUE),
-        (l.nice, Resource::RLIMIT_NICE),
-        (l.nofile, Resource::RLIMIT_NOFILE),
-        (l.nproc, Resource::RLIMIT_NPROC),
-        (l.rss, Resource::RLIMIT_RSS),
-        (l.rtprio, Resource::RLIMIT_RTPRIO),
-        (l.sigpending, Resource::RLIMIT_SIGPENDING),
-        (l.stack, Resource::RLIMIT_STACK),
+        ("as", l.address_space, Resource::RLIMIT_AS),
+        ("core", l.core, Resource::RLIMIT_CORE),
+        ("cpu", l.cpu, Resource::RLIMIT_CPU),
+        ("data", l.data, Resource::RLIMIT_DATA),
+        ("fsize", l.fsize, Resource::RLIMIT_FSIZE),
+        ("locks", l.locks, Resource::RLIMIT_LOCKS),
+        ("memlock", l.memlock, Resource::RLIMIT_MEMLOCK),
+        ("msgqueue", l.msgqueue, Resource::RLIMIT_MSGQUEUE),
+        ("nice", l.nice, Resource::RLIMIT_NICE),
+        ("nofile", l.nofile, Resource::RLIMIT_NOFILE),
+        ("nproc", l.nproc, Resource::RLIMIT_NPROC),
+        ("rss", l.rss, Resource::RLIMIT_RSS),
+        ("rtprio", l.rtprio, Resource::RLIMIT_RTPRIO),
+        ("sigpending", l.sigpending, Resource::RLIMIT_SIGPENDING),
+        ("stack", l.stack, Resource::RLIMIT_STACK),
     ]
     .into_iter()
-    .filter_map(|(limit, resource)| {
-        limit.map(|l| Limit {
-            resource,
-            soft: l.soft,
-            hard: l.hard,
+    .filter_map(|(name, limit, resource)| {
+        limit.map(|l| {
+            (
+                name,
+                Limit {
+                    resource,
+                    soft: l.soft,
+                    hard: l.hard,
+                },
+            )
         })
     })
     .collect()
 }
 
-/// Reports each cycle of `after` once, at the first task of it.
-fn check_cycles(ctx: &mut Ctx, specs: &[TaskSpec]) {
-    let index: HashMap<&str, &TaskSpec> = specs.iter().map(|s| (s.name.as_str(), s)).collect();
-    let mut done: HashSet<&str> = HashSet::new();
-    for spec in specs {
-        let mut stack: Vec<&str> = Vec::new();
-        visit(spec.name.as_str(), &index, &mut stack, &mut done, ctx);
+/// Why a task could not be given `limit`: a hard limit above this process's own needs
+/// `CAP_SYS_RESOURCE` (root), and `nofile` can never exceed the kernel's `fs.nr_open`.
+/// `check` and `run` run this as the user who runs them.
+fn raisable(limit: &Limit) -> Result<(), String> {
+    let shown = |n: u64| {
+        if n == u64::MAX {
+            "unlimited".to_owned()
+        } else {
+            n.to_string()
+        }
+    };
+    if limit.resource == Resource::RLIMIT_NOFILE
+        && let Some(nr_open) = std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+        && limit.hard > nr_open
+    {
+        return Err(format!(
+            "a hard limit of {} is above the kernel's maximum for open files, fs.nr_open \
+             ({nr_open}); ask for less, or raise it with sysctl",
+            shown(limit.hard)
+        ));
     }
+    let own = nix::sys::resource::getrlimit(limit.resource)
+        .map(|(_, hard)| hard)
+        .unwrap_or(u64::MAX);
+    if limit.hard > own && !has_cap_sys_resource() {
+        return Err(format!(
+            "a hard limit of {} is above this process's own ({}), and raising a hard limit \
+             needs root (CAP_SYS_RESOURCE)",
+            shown(limit.hard),
+            shown(own)
+        ));
+    }
+    Ok(())
 }
 
-fn visit<'a>(
-    name: &'a str,
-    index: &HashMap<&'a str, &'a TaskSpec>,
-    stack: &mut Vec<&'a str>,
-    done: &mut HashSet<&'a str>,
-    ctx: &mut Ctx,
-) {
-    if done.contains(name) {
-        return;
+/// Whether this process has `CAP_SYS_RESOURCE` (bit 24 of `CapEff` in /proc/self/status).
+fn has_cap_sys_resource() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+            u64::from_str_radix(hex.trim(), 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << 24) != 0)
+}
+
+/// Reports each cycle of `after` once, at the first task of it. A depth-first walk with an
+/// explicit stack: linear in tasks and dependencies, and no recursion, so a chain of 200,000
+/// tasks is fine.
+fn check_cycles(ctx: &mut Ctx, specs: &[TaskSpec]) {
+    let index: HashMap<&str, usize> = specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnPath,
+        Done,
     }
-    if let Some(start) = stack.iter().position(|n| *n == name) {
-        let mut cycle: Vec<&str> = stack[start..].to_vec();
-        cycle.push(name);
-        let first = cycle[0];
-        ctx.error(
-            &format!("tasks.{first}.after"),
-            format!("cyclic dependency: {}", cycle.join(" -> ")),
-        );
-        return;
+    let mut mark = vec![Mark::New; specs.len()];
+    // The current path: (task, how many of its dependencies were looked at).
+    let mut path: Vec<(usize, usize)> = Vec::new();
+    for root in 0..specs.len() {
+        if mark[root] != Mark::New {
+            continue;
+        }
+        mark[root] = Mark::OnPath;
+        path.push((root, 0));
+        while let Some(&mut (task, ref mut next)) = path.last_mut() {
+            let Some(dep) = specs[task].after.get(*next) else {
+                mark[task] = Mark::Done;
+                path.pop();
+                continue;
+            };
+            *next += 1;
+            let Some(&d) = index.get(dep.as_str()) else {
+                continue;
+            };
+            match mark[d] {
+                Mark::Done => {}
+                Mark::New => {
+                    mark[d] = Mark::OnPath;
+                    path.push((d, 0));
+                }
+                Mark::OnPath => {
+                    let start = path.iter().position(|&(t, _)| t == d).unwrap_or(0);
+                    let mut cycle: Vec<&str> = path[start..]
+                        .iter()
+                        .map(|&(t, _)| specs[t].name.as_str())
+                        .collect();
+                    cycle.push(&specs[d].name);
+                    ctx.error(
+                        &format!("tasks.{}.after", cycle[0]),
+                        format!("cyclic dependency: {}", cycle.join(" -> ")),
+                    );
+                }
+            }
+        }
     }
-    let Some(spec) = index.get(name) else { return };
-    stack.push(name);
-    for dep in &spec.after {
-        visit(dep.as_str(), index, stack, done, ctx);
-    }
-    stack.pop();
-    done.insert(name);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spec(name: &str, after: &[String]) -> TaskSpec {
+        TaskSpec {
+            name: name.into(),
+            spawn: SpawnSpec::default(),
+            kind: Kind::Resident(Restart::Always),
+            backoff: Backoff::default(),
+            crash_loop: CrashLoop::default(),
+            stop: StopSpec::default(),
+            after: after.to_vec(),
+        }
+    }
+
+    /// Linear and without recursion: a chain of 200,000 tasks is checked at once (the
+    /// recursive, quadratic walk it replaces overflows the stack here).
+    #[test]
+    fn a_long_chain_is_checked_for_cycles_in_linear_time() {
+        const N: usize = 200_000;
+        let names: Vec<String> = (0..N).map(|i| format!("t{i}")).collect();
+        let mut specs: Vec<TaskSpec> = (0..N)
+            .map(|i| spec(&names[i], if i == 0 { &[] } else { &names[i - 1..i] }))
+            .collect();
+        let mut ctx = Ctx {
+            positions: crate::pipeline::locate::Positions::of(""),
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        };
+        check_cycles(&mut ctx, &specs);
+        assert!(ctx.errors.is_empty(), "{:?}", ctx.errors);
+        // Closing the chain into a ring is one cycle, reported once.
+        specs[0].after = vec![names[N - 1].clone()];
+        check_cycles(&mut ctx, &specs);
+        assert_eq!(ctx.errors.len(), 1);
+        assert!(
+            ctx.errors[0]
+                .message
+                .starts_with("cyclic dependency: t0 -> t199999 -> ")
+        );
+    }
 
     #[test]
     fn every_limit_a_pipeline_can_set_can_be_handed_off() {
@@ -548,7 +743,7 @@ mod tests {
             sigpending: l(14),
             stack: l(15),
         };
-        let set = limits(all);
+        let set: Vec<Limit> = limits(all).into_iter().map(|(_, l)| l).collect();
         assert_eq!(
             set.len(),
             15,

@@ -24,6 +24,9 @@ pub struct TaskLog {
     /// The stamp of the last rotation and how many rotations had it, so names only ever
     /// grow: a name freed by pruning is never given to a newer file.
     last: Option<(String, u32)>,
+    /// The start of a line whose end has not come yet: kept back so that a rotation never
+    /// falls inside a line (at most `max_size` bytes; a longer line is cut).
+    partial: Vec<u8>,
 }
 
 impl TaskLog {
@@ -40,13 +43,53 @@ impl TaskLog {
             max_size: config.max_size,
             keep: config.keep,
             last: None,
+            partial: Vec::new(),
         })
     }
 
-    /// Appends `data`, rotating whenever the file reaches `max_size`: a large write is split
-    /// at line breaks so that no file grows past `max_size` (only a single line longer than
-    /// that is cut). Returns the rotated files.
-    pub fn write(&mut self, mut data: &[u8]) -> io::Result<Vec<PathBuf>> {
+    /// Appends the whole lines of `data` (the start of a line that `data` does not finish
+    /// waits for the next call, or for [`TaskLog::flush_partial`]), rotating whenever the file
+    /// reaches `max_size`, only ever between two lines: no file grows past `max_size` and no
+    /// line is split across two files, except a single line longer than `max_size`, which is
+    /// cut every `max_size` bytes. Returns the rotated files.
+    pub fn write(&mut self, data: &[u8]) -> io::Result<Vec<PathBuf>> {
+        let mut rotated = Vec::new();
+        match data.iter().rposition(|&b| b == b'\n') {
+            None => self.partial.extend_from_slice(data),
+            Some(last) => {
+                if self.partial.is_empty() {
+                    rotated.extend(self.write_lines(&data[..=last])?);
+                } else {
+                    let mut lines = std::mem::take(&mut self.partial);
+                    lines.extend_from_slice(&data[..=last]);
+                    rotated.extend(self.write_lines(&lines)?);
+                }
+                self.partial.extend_from_slice(&data[last + 1..]);
+            }
+        }
+        // A line longer than a whole file: cut it, one file's worth at a time.
+        let max = self.max_size as usize;
+        while self.partial.len() >= max {
+            let head: Vec<u8> = self.partial.drain(..max).collect();
+            rotated.extend(self.write_lines(&head)?);
+        }
+        Ok(rotated)
+    }
+
+    /// Writes the start of a line still kept back (the task ended without finishing its last
+    /// line).
+    pub fn flush_partial(&mut self) -> io::Result<Vec<PathBuf>> {
+        let partial = std::mem::take(&mut self.partial);
+        if partial.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write_lines(&partial)
+    }
+
+    /// Appends `data`, rotating whenever the file reaches `max_size`: it is split at line
+    /// breaks so that no file grows past `max_size` (only a single line longer than that is
+    /// cut).
+    fn write_lines(&mut self, mut data: &[u8]) -> io::Result<Vec<PathBuf>> {
         let mut rotated = Vec::new();
         while !data.is_empty() {
             let room = self.max_size.saturating_sub(self.size) as usize;
@@ -239,6 +282,56 @@ mod tests {
         // A line longer than max_size is cut at the limit.
         let rotated = log.write(&[b'y'; 250]).unwrap();
         assert!(rotated.len() >= 2);
+    }
+
+    /// Output arrives in reads that end anywhere, mid-line included: every file still holds
+    /// whole lines, at most `max_size` bytes, and together they hold everything in order.
+    #[test]
+    fn lines_cut_by_reads_are_joined_and_never_split_across_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            dir: dir.path().to_path_buf(),
+            max_size: 1024,
+            keep: 10_000,
+            compress: false,
+        };
+        let mut log = TaskLog::open(&config, "t").unwrap();
+        let text: String = (1..=20_000).map(|i| format!("{i}\n")).collect();
+        let mut rotated = Vec::new();
+        let mut rest = text.as_bytes();
+        let mut n = 0usize;
+        while !rest.is_empty() {
+            // Reads of 1 to 97 bytes.
+            n = (n * 31 + 7) % 97 + 1;
+            let (read, more) = rest.split_at(n.min(rest.len()));
+            rotated.extend(log.write(read).unwrap());
+            rest = more;
+        }
+        rotated.extend(log.flush_partial().unwrap());
+        assert!(rotated.len() > 50, "{}", rotated.len());
+        let mut all = String::new();
+        for file in &rotated {
+            let part = fs::read_to_string(file).unwrap();
+            assert!(
+                part.len() <= 1024,
+                "{}: {} bytes",
+                file.display(),
+                part.len()
+            );
+            assert!(part.ends_with('\n'), "{} ends mid-line", file.display());
+            all += &part;
+        }
+        all += &fs::read_to_string(log.path()).unwrap();
+        assert_eq!(all, text);
+        // A last line without its end is written when asked.
+        log.write(b"no end").unwrap();
+        assert!(!fs::read_to_string(log.path()).unwrap().ends_with("no end"));
+        log.flush_partial().unwrap();
+        assert!(
+            fs::read_to_string(log.path())
+                .unwrap()
+                .ends_with("\nno end")
+        );
     }
 
     #[test]

@@ -172,11 +172,43 @@ fn a_periodic_task_keeps_its_grid_and_skips_instead_of_overlapping() {
         t.on_deadline(c.at(1000)),
         Some(Due::Skipped { pid: pid(1) })
     );
-    assert_eq!(t.deadline(), Some(c.at(2000).mono));
+    // Told once per run: the starts at 2000, 3000 and 4000 are skipped without a wake-up.
+    assert_eq!(t.deadline(), None);
+    assert_eq!(t.on_deadline(c.at(4000)), None);
+    assert_eq!(
+        t.on_exit(Exit::Code(0), c.at(4500)),
+        AfterExit::NextRun {
+            next: c.at(5000).mono,
+            skipped: Some(4)
+        }
+    );
+    assert!(t.satisfies_dependents());
+    assert_eq!(t.on_deadline(c.at(4999)), None);
+    assert_eq!(t.on_deadline(c.at(5000)), Some(Due::Start));
+    t.on_started(pid(3), c.at(5000));
+    // A run that ends in time skipped nothing.
+    assert_eq!(
+        t.on_exit(Exit::Code(0), c.at(5500)),
+        AfterExit::NextRun {
+            next: c.at(6000).mono,
+            skipped: Some(0)
+        }
+    );
+    let mut t = Task::new(spec(Kind::Periodic {
+        schedule: Schedule::Every(1000 * MS),
+        timeout: None,
+    }));
+    t.activate(c.at(0));
+    t.on_started(pid(1), c.at(2));
+    assert_eq!(
+        t.on_deadline(c.at(1000)),
+        Some(Due::Skipped { pid: pid(1) })
+    );
     assert_eq!(
         t.on_exit(Exit::Code(0), c.at(1500)),
         AfterExit::NextRun {
-            next: c.at(2000).mono
+            next: c.at(2000).mono,
+            skipped: Some(1)
         }
     );
     assert!(t.satisfies_dependents());
@@ -187,7 +219,8 @@ fn a_periodic_task_keeps_its_grid_and_skips_instead_of_overlapping() {
     assert_eq!(
         t.on_exit(Exit::Code(1), c.at(2100)),
         AfterExit::NextRun {
-            next: c.at(3000).mono
+            next: c.at(3000).mono,
+            skipped: Some(0)
         }
     );
     assert_eq!(t.successes(), 1);
@@ -220,7 +253,8 @@ fn a_periodic_run_past_its_timeout_is_stopped_then_killed() {
     assert_eq!(
         t.on_exit(Exit::Signal(Signal::SIGKILL), c.at(801)),
         AfterExit::NextRun {
-            next: c.at(10_000).mono
+            next: c.at(10_000).mono,
+            skipped: Some(0)
         }
     );
 }

@@ -88,6 +88,7 @@ impl Supervisor {
         let name = entry.task.spec.name.clone();
         match entry.task.on_main_exit(exit, !rest.is_empty(), now) {
             MainExit::Gone(after) => {
+                self.finish_output(i);
                 self.log_after_exit(i, exit, ran.map(|r| (pid, r)), after);
                 self.agenda.changed(i, &self.order);
             }
@@ -139,6 +140,7 @@ impl Supervisor {
         let pid = entry.task.phase().pid();
         let ran = ran_for(&entry.task, now);
         if let Some(after) = entry.task.on_gone(now) {
+            self.finish_output(i);
             self.log_after_exit(i, exit, pid.zip(ran), after);
             self.agenda.changed(i, &self.order);
         }
@@ -166,12 +168,18 @@ impl Supervisor {
                 "exited with {exit}{ran}: more than {} exits within {}; failed, not restarted until started again",
                 limit.max, human(limit.within)
             ),
-            AfterExit::NextRun { next } => {
+            AfterExit::NextRun { next, skipped } => {
                 let wait = human(next.saturating_duration_since(Instant::now()));
+                let skipped = match skipped {
+                    Some(0) => String::new(),
+                    Some(1) => "; 1 start was skipped while it ran".into(),
+                    Some(n) => format!("; {n} starts were skipped while it ran"),
+                    None => "; starts were skipped while it ran".into(),
+                };
                 if exit.success() {
-                    info!(task = %name, pid, "run finished with {exit}{ran}; next run in {wait}");
+                    info!(task = %name, pid, "run finished with {exit}{ran}; next run in {wait}{skipped}");
                 } else {
-                    warn!(task = %name, pid, "run failed with {exit}{ran}; next run in {wait}");
+                    warn!(task = %name, pid, "run failed with {exit}{ran}; next run in {wait}{skipped}");
                 }
             }
             AfterExit::NoMoreRuns => {

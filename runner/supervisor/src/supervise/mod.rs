@@ -321,7 +321,7 @@ impl Supervisor {
                 self.stop_adopted()?;
                 // What the tasks wrote last is still in their pipes.
                 for i in 0..self.entries.len() {
-                    self.drain(i);
+                    self.finish_output(i);
                 }
                 return Ok(());
             }

@@ -36,9 +36,24 @@ impl Supervisor {
         }
     }
 
+    /// Task `i` is over (every process of its run is gone): copies what is left in its pipe,
+    /// and writes a last line that did not end.
+    pub(super) fn finish_output(&mut self, i: usize) {
+        self.drain(i);
+        let result = self.entries[i].log.flush_partial();
+        self.logged(i, result, 0);
+    }
+
     fn write_log(&mut self, i: usize, data: &[u8]) {
+        let result = self.entries[i].log.write(data);
+        self.logged(i, result, data.len());
+    }
+
+    /// What became of writing `len` bytes of task `i`'s output: files rotated (compressed if
+    /// asked), or an error (reported once, then counted).
+    fn logged(&mut self, i: usize, result: std::io::Result<Vec<PathBuf>>, len: usize) {
         let entry = &mut self.entries[i];
-        match entry.log.write(data) {
+        match result {
             Ok(rotated) => {
                 if let Some(lost) = entry.lost.take() {
                     warn!(task = %entry.name(), "writing {} again; {lost} bytes of output were lost", entry.log.path().display());
@@ -53,10 +68,10 @@ impl Supervisor {
             Err(e) => {
                 // Keep supervising; the output is lost until the disk is fixed.
                 match &mut entry.lost {
-                    Some(lost) => *lost += data.len() as u64,
+                    Some(lost) => *lost += len as u64,
                     None => {
                         error!(task = %entry.name(), "cannot write {}: {e}; its output is lost until writing works again", entry.log.path().display());
-                        entry.lost = Some(data.len() as u64);
+                        entry.lost = Some(len as u64);
                     }
                 }
             }
