@@ -285,3 +285,36 @@ tasks:
     assert!(runner.terminate(10 * SECOND).success());
     assert!(!alive(second), "{}", runner.seen.join("\n"));
 }
+
+#[test]
+fn without_a_writable_cgroup_the_runner_falls_back_to_process_groups_and_says_so() {
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::getuid().is_root() {
+        // Not root already: the runner below falls back by itself; the other tests see it.
+        return;
+    }
+    let p = PipelineDir::new(
+        "tasks:\n  family:\n    command: [sh, -c, \"sleep 1000 & echo $! > kid; wait\"]\n",
+    );
+    // nobody may enter the pipeline's directory and write its logs there.
+    std::fs::set_permissions(p.dir.path(), PermissionsExt::from_mode(0o777)).unwrap();
+    let mut runner = Runner::spawn(
+        Command::new(nonstop())
+            .arg("run")
+            .arg(p.path())
+            .uid(65534)
+            .gid(65534),
+    );
+    let line = runner.wait_for(&["containment: process groups only"], 10 * SECOND);
+    assert!(line.contains("Permission denied"), "{line}");
+    assert!(line.contains("docs/pipeline.md"), "{line}");
+    let main = pid_of(&runner.wait_for(&["started", "task=family"], 10 * SECOND));
+    let kid = crate::harness::pid_in(&p, "kid");
+    let _cleanup = KillOnDrop(vec![main, kid]);
+    // Its guard ends the task's process group when the runner is SIGKILLed.
+    kill(Pid::from_raw(runner.pid()), Signal::SIGKILL).unwrap();
+    assert!(
+        wait_until(SECOND, || !alive(main) && !alive(kid)),
+        "the task outlived its runner"
+    );
+}

@@ -14,6 +14,7 @@ mod run_resident;
 mod run_stop;
 mod seed;
 mod sem;
+mod servers;
 mod shm;
 mod signals;
 mod table;
