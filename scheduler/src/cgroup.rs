@@ -1,7 +1,8 @@
 //! cgroup v2, the containment of tasks: a [`Cgroup`] holds every process a task starts,
 //! however it detaches (`setsid`, double fork, a set-uid program), so a task is stopped by
 //! signalling every process in it and ended by `cgroup.kill`, and it is gone when
-//! `cgroup.events` says `populated 0` (a file whose changes inotify reports, so nobody polls).
+//! `cgroup.events` says `populated 0` (a file whose changes `poll` reports with `POLLPRI`, so
+//! nobody polls in a loop).
 //!
 //! [`hierarchy`] finds the cgroup2 mount (`/sys/fs/cgroup` on pure v2 hosts,
 //! `/sys/fs/cgroup/unified` on hybrid ones) and this process's own cgroup in it, below which
@@ -18,7 +19,6 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
@@ -125,10 +125,16 @@ impl Cgroup {
         &self.path
     }
 
-    /// `cgroup.events`, whose modification (inotify `IN_MODIFY`) means that `populated` (or
-    /// `frozen`) may have changed.
+    /// `cgroup.events`, whose change (a poll for `POLLPRI` on [`Cgroup::events`], or an
+    /// inotify `IN_MODIFY`) means that `populated` (or `frozen`) may have changed.
     pub fn events_path(&self) -> PathBuf {
         self.path.join("cgroup.events")
+    }
+
+    /// The open `cgroup.events`: cgroupfs wakes a `poll`/`epoll` for `POLLPRI` on it when its
+    /// content changes, until it is read again ([`Cgroup::populated`] reads it).
+    pub fn events(&self) -> BorrowedFd<'_> {
+        self.events.as_fd()
     }
 
     /// Its directory descriptor, for `clone3(CLONE_INTO_CGROUP)`.
@@ -157,10 +163,11 @@ impl Cgroup {
                 .procs
                 .read_at(&mut buf, text.len() as u64)
                 .map_err(|e| Error::cgroup("read", self.path.join("cgroup.procs"), e))?;
-            if n == 0 {
+            text.extend_from_slice(&buf[..n]);
+            // cgroupfs fills a read as far as the list goes: a short one is the end.
+            if n < buf.len() {
                 break;
             }
-            text.extend_from_slice(&buf[..n]);
         }
         let mut pids: Vec<Pid> = String::from_utf8_lossy(&text)
             .split_whitespace()
@@ -241,17 +248,12 @@ impl Cgroup {
         ]
     }
 
-    /// Waits until it is empty (`populated 0`), at most `timeout`; returns whether it is. An
-    /// inotify watch on `cgroup.events` wakes the wait, so it does not poll.
+    /// Waits until it is empty (`populated 0`), at most `timeout`; returns whether it is. It
+    /// sleeps in `poll` on `cgroup.events` for `POLLPRI`: no polling loop.
     pub fn wait_empty(&self, timeout: Duration) -> Result<bool, Error> {
-        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
-            .map_err(|e| Error::io("creating an inotify instance", e.into()))?;
-        inotify
-            .add_watch(&self.events_path(), AddWatchFlags::IN_MODIFY)
-            .map_err(|e| Error::cgroup("watch", self.events_path(), e.into()))?;
         let deadline = Instant::now() + timeout;
         loop {
-            // Read after the watch is in place, so a change in between is not missed.
+            // Each read clears the change poll reports: one after it is not missed.
             if !self.populated()? {
                 return Ok(true);
             }
@@ -260,13 +262,11 @@ impl Cgroup {
                 return Ok(false);
             }
             let ms = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
-            let mut fds = [PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
+            let mut fds = [PollFd::new(self.events.as_fd(), PollFlags::POLLPRI)];
             match poll(&mut fds, PollTimeout::from(ms)) {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => return Err(Error::io("waiting for a cgroup to empty", e.into())),
             }
-            // Drain the events; what matters is the file's content, read above.
-            let _ = inotify.read_events();
         }
     }
 

@@ -11,6 +11,7 @@ mod raw;
 mod task;
 
 use std::fmt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nonstop_supervisor::pipeline::{ContainmentMode, HeartbeatConfig, LogConfig, Pipeline};
@@ -257,14 +258,27 @@ fn writable_dir(dir: &Path, written: &Path) -> Result<(), String> {
     let shown = written.display();
     match std::fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => {
-            let probe = dir.join(format!(".nonstop-check-{}", std::process::id()));
-            std::fs::OpenOptions::new()
+            // A file without a name (O_TMPFILE), so that nothing is ever left behind; a named
+            // one where the file system cannot make those.
+            let unnamed = std::fs::OpenOptions::new()
                 .write(true)
-                .create_new(true)
-                .open(&probe)
-                .map_err(|e| format!("cannot write in \"{shown}\": {}", os_error(&e)))?;
-            let _ = std::fs::remove_file(&probe);
-            Ok(())
+                .custom_flags(nix::libc::O_TMPFILE)
+                .mode(0o600)
+                .open(dir);
+            match unnamed {
+                Ok(_) => Ok(()),
+                Err(e) if e.raw_os_error() == Some(nix::libc::EOPNOTSUPP) => {
+                    let probe = dir.join(format!(".nonstop-check-{}", std::process::id()));
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(&probe)
+                        .map_err(|e| format!("cannot write in \"{shown}\": {}", os_error(&e)))?;
+                    let _ = std::fs::remove_file(&probe);
+                    Ok(())
+                }
+                Err(e) => Err(format!("cannot write in \"{shown}\": {}", os_error(&e))),
+            }
         }
         Ok(_) => Err(format!("\"{shown}\" is not a directory")),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -5,9 +5,8 @@
 //!
 //! It holds the read end of a pipe whose write end only the runner holds (close-on-exec, so no
 //! task inherits it), and sleeps in `read`. The runner writes `exit` when it has stopped every
-//! task and ends normally ([`Guard::dismiss`]): the guard then removes the pipeline's empty
-//! cgroups on its behalf and exits. End of file without that means the runner is gone,
-//! however it died. Then the guard:
+//! task and ends normally ([`Guard::dismiss`]), and the guard exits. End of file without that
+//! means the runner is gone, however it died. Then the guard:
 //!
 //! - with cgroups (a pipeline [`Cgroup`]): writes `1` to its `cgroup.kill`, which ends every
 //!   process of every task, wherever it moved in its session or process group, waits (at most
@@ -118,9 +117,8 @@ impl Guard {
         self.tx.write_all(message.as_bytes()).is_ok()
     }
 
-    /// The runner has stopped every task and ends normally: the guard removes the pipeline's
-    /// cgroups (now empty), releases what it keeps and exits, without killing anything. The
-    /// runner need not wait for it.
+    /// The runner has stopped every task and ends normally: the guard exits at once, without
+    /// killing anything.
     pub fn dismiss(mut self) {
         let _ = self.tx.write_all(b"exit\n");
     }
@@ -190,16 +188,7 @@ fn guard_main(
                 continue;
             }
             match &line[..len] {
-                b"exit" => {
-                    // The runner stopped every task and is ending: remove the pipeline's
-                    // (empty) cgroups on its behalf, so that it need not wait for that, and
-                    // release the lock once done. A populated cgroup cannot be removed and is
-                    // left alone.
-                    if let Some(cgroup) = cgroup {
-                        let _ = cgroup.remove();
-                    }
-                    exit(0)
-                }
+                b"exit" => exit(0),
                 [b'+', digits @ ..] => {
                     if let Some(g) = number(digits)
                         && groups.len() < groups.capacity()

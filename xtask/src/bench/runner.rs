@@ -8,6 +8,7 @@
 //! - **start 100**: from starting the supervisor to the last of 100 tasks reaching `main`.
 //! - **stop 100**: from SIGTERM to the supervisor having reaped all 100 and exited. Floor:
 //!   `bench_floor hold`, which forks 100 children and kills and reaps them on SIGTERM.
+//!   Both with cgroups (a cgroup per task) and with process groups only.
 //! - **memory** (VmRSS) of the runner with 100 resident tasks, beside the floor's, and its
 //!   **voluntary context switches** over 10 s idle (every thread), which must be 0.
 
@@ -77,36 +78,46 @@ pub fn run() -> Result<()> {
         n99 as f64 / f99 as f64
     );
 
-    let (mut fs_start, mut fs_stop, mut ns_start, mut ns_stop) = (vec![], vec![], vec![], vec![]);
+    // The floor, then the runner with cgroups (one per task) and with process groups only,
+    // rounds interleaved.
+    let mut starts: [Vec<u64>; 3] = Default::default();
+    let mut stops: [Vec<u64>; 3] = Default::default();
     let (mut rss_kib, mut floor_rss_kib) = (0, 0);
     for round in 0..START_STOP_ROUNDS {
         let (start, stop, rss) = start_stop(&dir, Supervisor::Floor(&floor), &task, round)?;
-        fs_start.push(start);
-        fs_stop.push(stop);
+        starts[0].push(start);
+        stops[0].push(stop);
         floor_rss_kib = floor_rss_kib.max(rss);
-        let (start, stop, rss) = start_stop(&dir, Supervisor::Nonstop(&nonstop), &task, round)?;
-        ns_start.push(start);
-        ns_stop.push(stop);
-        rss_kib = rss_kib.max(rss);
+        for (k, containment) in [(1, "cgroup"), (2, "process-group")] {
+            let sup = Supervisor::Nonstop(&nonstop, containment);
+            let (start, stop, rss) = start_stop(&dir, sup, &task, round)?;
+            starts[k].push(start);
+            stops[k].push(stop);
+            if k == 1 {
+                rss_kib = rss_kib.max(rss);
+            }
+        }
     }
-    let (fs_start, fs_stop) = (percentile(&mut fs_start, 50), percentile(&mut fs_stop, 50));
-    let (ns_start, ns_stop) = (percentile(&mut ns_start, 50), percentile(&mut ns_stop, 50));
+    let start: Vec<u64> = starts.iter_mut().map(|v| percentile(v, 50)).collect();
+    let stop: Vec<u64> = stops.iter_mut().map(|v| percentile(v, 50)).collect();
     println!("start and stop {TASKS} tasks, median of {START_STOP_ROUNDS}");
-    println!(
-        "  floor    start {:8.2} ms   stop {:8.2} ms",
-        ms(fs_start),
-        ms(fs_stop)
-    );
-    println!(
-        "  nonstop  start {:8.2} ms   stop {:8.2} ms",
-        ms(ns_start),
-        ms(ns_stop)
-    );
-    println!(
-        "  ratio start {:.2}x (target <= 1.5x), stop {:.2}x (target <= 2x)",
-        ns_start as f64 / fs_start as f64,
-        ns_stop as f64 / fs_stop as f64
-    );
+    for (k, who) in ["floor", "nonstop, cgroups", "nonstop, process groups"]
+        .iter()
+        .enumerate()
+    {
+        println!(
+            "  {who:24} start {:8.2} ms   stop {:8.2} ms",
+            ms(start[k]),
+            ms(stop[k])
+        );
+    }
+    for (k, how) in [(1, "with cgroups"), (2, "with process groups")] {
+        println!(
+            "  ratio {how}: start {:.2}x (target <= 1.5x), stop {:.2}x (target <= 2x)",
+            start[k] as f64 / start[0] as f64,
+            stop[k] as f64 / stop[0] as f64
+        );
+    }
     println!(
         "runner memory with {TASKS} resident tasks: VmRSS {:.2} MiB (target <= 3 MiB); \
          the C floor holding the same tasks: {:.2} MiB",
@@ -197,7 +208,8 @@ fn restart_nonstop(dir: &Path, nonstop: &Path, task: &Path, round: usize) -> Res
 
 enum Supervisor<'a> {
     Floor(&'a Path),
-    Nonstop(&'a Path),
+    /// The runner, and its pipeline's `containment:`.
+    Nonstop(&'a Path, &'static str),
 }
 
 /// Start and stop durations (ns), and the supervisor's VmRSS (KiB) with every task running.
@@ -218,9 +230,9 @@ fn start_stop(
             .arg("hold")
             .arg(&data)
             .spawn()?,
-        Supervisor::Nonstop(nonstop) => {
+        Supervisor::Nonstop(nonstop, containment) => {
             let pipeline = dir.join("hold.yaml");
-            fs::write(&pipeline, hold_pipeline(task, &data))?;
+            fs::write(&pipeline, hold_pipeline(task, &data, containment))?;
             start_runner(nonstop, &pipeline, &dir.join("hold.log"))?
         }
     };
@@ -243,8 +255,8 @@ fn start_stop(
     Ok((start, stop, rss))
 }
 
-fn hold_pipeline(task: &Path, data: &Path) -> String {
-    let mut yaml = String::from("logs: { dir: logs-hold }\ntasks:\n");
+fn hold_pipeline(task: &Path, data: &Path, containment: &str) -> String {
+    let mut yaml = format!("containment: {containment}\nlogs: {{ dir: logs-hold }}\ntasks:\n");
     for i in 0..TASKS {
         yaml += &format!(
             "  t{i}:\n    command: [{}, hold, {}, \"{i}\"]\n",
@@ -259,7 +271,7 @@ fn idle_switches(dir: &Path, nonstop: &Path, task: &Path) -> Result<u64> {
     let data = dir.join("idle");
     slots_file(&data, TASKS)?;
     let pipeline = dir.join("idle.yaml");
-    fs::write(&pipeline, hold_pipeline(task, &data))?;
+    fs::write(&pipeline, hold_pipeline(task, &data, "auto"))?;
     let mut runner = start_runner(nonstop, &pipeline, &dir.join("idle.log"))?;
     wait_until(Duration::from_secs(60), || {
         read_slots(&data).is_ok_and(|d| d.iter().all(|&t| t != 0))

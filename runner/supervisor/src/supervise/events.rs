@@ -1,13 +1,12 @@
 //! The loop's one waiting place: epoll over a signalfd, a timerfd that reports changes of the
-//! wall clock, an inotify instance (the tasks' `cgroup.events` files) and the tasks' output
-//! pipes.
+//! wall clock, the tasks' output pipes, and the tasks' `cgroup.events` files (cgroupfs wakes
+//! pollers of that file with `EPOLLPRI` when it changes).
 
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::Duration;
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::time::TimeSpec;
@@ -18,12 +17,11 @@ use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFl
 pub enum Event {
     /// A signal arrived (through the signalfd).
     Signal(Received),
-    /// A task's output pipe has data or was closed.
+    /// A task's output pipe has data or was closed, or (`EPOLLPRI`) a task's `cgroup.events`
+    /// changed: it may have emptied.
     Readable(RawFd),
     /// The wall clock was set (`date`, an NTP step): cron deadlines must be recomputed.
     ClockChanged,
-    /// A watched file changed (a task's `cgroup.events`: it may have emptied).
-    FileChanged(WatchDescriptor),
 }
 
 /// A signal, by number (real-time signals have no `Signal` of their own), and who sent it.
@@ -75,8 +73,6 @@ const SIGNALS: &[i32] = {
 const SIGNAL_TOKEN: u64 = u64::MAX;
 /// Marks the wall-clock timerfd in epoll.
 const CLOCK_TOKEN: u64 = u64::MAX - 1;
-/// Marks the inotify instance in epoll.
-const INOTIFY_TOKEN: u64 = u64::MAX - 2;
 /// The wall-clock timer's expiry: the year 2500, so it never fires; it only reports that the
 /// clock was set.
 const FAR_FUTURE_SECS: i64 = 16_725_225_600;
@@ -93,7 +89,6 @@ pub struct EventLoop {
     epoll: Epoll,
     signals: SignalFd,
     clock: TimerFd,
-    inotify: Inotify,
 }
 
 impl EventLoop {
@@ -115,16 +110,10 @@ impl EventLoop {
             clock.as_fd(),
             EpollEvent::new(EpollFlags::EPOLLIN, CLOCK_TOKEN),
         )?;
-        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
-        epoll.add(
-            inotify.as_fd(),
-            EpollEvent::new(EpollFlags::EPOLLIN, INOTIFY_TOKEN),
-        )?;
         let events = EventLoop {
             epoll,
             signals,
             clock,
-            inotify,
         };
         events.arm_clock()?;
         Ok(events)
@@ -148,14 +137,14 @@ impl EventLoop {
             .add(fd.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, raw as u64))
     }
 
-    /// The inotify instance's descriptor.
-    pub fn inotify_fd(&self) -> RawFd {
-        self.inotify.as_fd().as_raw_fd()
-    }
-
-    /// Reports modifications of the file at `path` as [`Event::FileChanged`].
-    pub fn watch_file(&self, path: &std::path::Path) -> nix::Result<WatchDescriptor> {
-        self.inotify.add_watch(path, AddWatchFlags::IN_MODIFY)
+    /// Reports `fd` (an open `cgroup.events`) as readable each time its content changes:
+    /// `EPOLLPRI`, edge-triggered (cgroupfs reports every such file as always readable).
+    pub fn watch_changes(&self, fd: &impl AsFd) -> nix::Result<()> {
+        let raw = fd.as_fd().as_raw_fd();
+        self.epoll.add(
+            fd.as_fd(),
+            EpollEvent::new(EpollFlags::EPOLLPRI | EpollFlags::EPOLLET, raw as u64),
+        )
     }
 
     /// Whether a signal waits in the signalfd (without taking it): a long run of starts checks
@@ -193,16 +182,6 @@ impl EventLoop {
                     Err(e) => return Err(e),
                 }
                 self.arm_clock()?;
-            } else if event.data() == INOTIFY_TOKEN {
-                loop {
-                    match self.inotify.read_events() {
-                        Ok(changes) if !changes.is_empty() => {
-                            events.extend(changes.into_iter().map(|c| Event::FileChanged(c.wd)));
-                        }
-                        Ok(_) | Err(nix::errno::Errno::EAGAIN) => break,
-                        Err(e) => return Err(e),
-                    }
-                }
             } else if event.data() == SIGNAL_TOKEN {
                 while let Some(info) = self.signals.read_signal()? {
                     events.push(Event::Signal(Received {

@@ -2,10 +2,10 @@
 //! a process the runner adopted), when a task's last process is gone (its cgroup emptied),
 //! and the log line that says what follows.
 
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::inotify::WatchDescriptor;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use nonstop_scheduler::schedule::Now;
@@ -87,11 +87,7 @@ impl Supervisor {
         let ran = ran_for(&entry.task, now);
         let name = entry.task.spec.name.clone();
         match entry.task.on_main_exit(exit, !rest.is_empty(), now) {
-            MainExit::Gone(after) => {
-                self.finish_output(i);
-                self.log_after_exit(i, exit, ran.map(|r| (pid, r)), after);
-                self.agenda.changed(i, &self.order);
-            }
+            MainExit::Gone(after) => self.ended(i, exit, ran.map(|r| (pid, r)), after),
             MainExit::Daemonized => warn!(
                 task = %name, pid = pid.as_raw(),
                 "exited with {exit} and left {} running (pids {}): taken for a program that put \
@@ -117,10 +113,7 @@ impl Supervisor {
 
     /// A task's `cgroup.events` changed: if it waited for its last processes, they may be
     /// gone.
-    pub(super) fn on_cgroup_event(&mut self, wd: WatchDescriptor) {
-        let Some(&i) = self.watches.get(&wd) else {
-            return;
-        };
+    pub(super) fn on_cgroup_event(&mut self, i: usize) {
         let entry = &mut self.entries[i];
         let Some(exit) = entry.task.lingering() else {
             return;
@@ -140,9 +133,24 @@ impl Supervisor {
         let pid = entry.task.phase().pid();
         let ran = ran_for(&entry.task, now);
         if let Some(after) = entry.task.on_gone(now) {
-            self.finish_output(i);
-            self.log_after_exit(i, exit, pid.zip(ran), after);
-            self.agenda.changed(i, &self.order);
+            self.ended(i, exit, pid.zip(ran), after);
+        }
+    }
+
+    /// Task `i`'s run is over, every process of it gone: its last output is logged, then what
+    /// follows; the tasks next to it in `after` may have something to do. A task stopped for
+    /// good gives its cgroup back now, while others may still be stopping.
+    fn ended(&mut self, i: usize, exit: Exit, ran: Option<(Pid, Duration)>, after: AfterExit) {
+        self.finish_output(i);
+        self.log_after_exit(i, exit, ran, after);
+        self.agenda.changed(i, &self.order);
+        if after == AfterExit::Stopped
+            && let Some(cgroup) = self.entries[i].cgroup.take()
+        {
+            self.watches.remove(&cgroup.events().as_raw_fd());
+            if let Err(e) = cgroup.remove() {
+                warn!(task = %self.entries[i].name(), "{e}");
+            }
         }
     }
 

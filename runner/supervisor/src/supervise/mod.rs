@@ -24,7 +24,6 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use nix::sys::inotify::WatchDescriptor;
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -162,7 +161,7 @@ struct Entry {
     waiting_logged: bool,
     /// Whether "will not start ..." was logged (once).
     blocked_logged: bool,
-    /// Its cgroup (cgroup containment), for its whole life; its instances start in it.
+    /// Its cgroup (cgroup containment), from its first start on; its instances start in it.
     cgroup: Option<Cgroup>,
 }
 
@@ -205,8 +204,8 @@ struct Supervisor {
     shutdown: Option<Shutdown>,
     /// How tasks are contained.
     containment: Containment,
-    /// The `cgroup.events` watch of each task's cgroup → the task.
-    watches: HashMap<WatchDescriptor, usize>,
+    /// The open `cgroup.events` of each task's cgroup (watched for changes) → the task.
+    watches: HashMap<RawFd, usize>,
     /// Ends the pipeline's processes if this process dies; `None` once dismissed.
     guard: Option<Guard>,
     /// The pipeline lock (the guard holds it too).
@@ -225,7 +224,6 @@ impl Supervisor {
         let order = Order::new(&pipeline.tasks);
         let mut entries = Vec::with_capacity(pipeline.tasks.len());
         let mut pipes = HashMap::new();
-        let mut watches = HashMap::new();
         for (i, spec) in pipeline.tasks.into_iter().enumerate() {
             let log = TaskLog::open(&pipeline.logs, &spec.name).with_context(|| {
                 format!(
@@ -252,18 +250,6 @@ impl Supervisor {
                 .context("cannot create an output pipe")?;
             events.watch(&read).context("cannot watch an output pipe")?;
             pipes.insert(read.as_raw_fd(), i);
-            let cgroup = match &containment {
-                Containment::Cgroups(pipeline) => {
-                    let cgroup =
-                        Cgroup::create(&pipeline.path().join(format!("{}.task", spec.name)))?;
-                    let wd = events.watch_file(&cgroup.events_path()).with_context(|| {
-                        format!("cannot watch {}", cgroup.events_path().display())
-                    })?;
-                    watches.insert(wd, i);
-                    Some(cgroup)
-                }
-                Containment::Groups => None,
-            };
             entries.push(Entry {
                 task: Task::new(spec),
                 prepared,
@@ -272,10 +258,10 @@ impl Supervisor {
                 output: (read, write),
                 waiting_logged: false,
                 blocked_logged: false,
-                cgroup,
+                cgroup: None,
             });
         }
-        let guard = start_guard(&containment, &lock, &events, &[], entries.len())?;
+        let guard = start_guard(&containment, &lock, &[], entries.len())?;
         Ok(Supervisor {
             agenda: Agenda::all(entries.len()),
             entries,
@@ -289,25 +275,25 @@ impl Supervisor {
             nonstop,
             shutdown: None,
             containment,
-            watches,
+            watches: HashMap::new(),
             guard: Some(guard),
             lock,
         })
     }
 
-    /// After the loop, every task stopped: dismisses the guard, which removes the pipeline's
-    /// cgroups (empty now) and then releases the lock, so that this process need not wait for
-    /// the removals. Without a guard, removes them itself.
+    /// After the loop, every task stopped: removes the pipeline's cgroups (empty now) and
+    /// dismisses the guard, waiting for it, so that when this process ends nothing of the
+    /// pipeline is left, the lock included.
     fn tear_down(&mut self) {
-        match self.guard.take() {
-            Some(guard) => guard.dismiss(),
-            None => {
-                if let Containment::Cgroups(pipeline) = &self.containment
-                    && let Err(e) = pipeline.remove()
-                {
-                    warn!("{e}");
-                }
-            }
+        if let Containment::Cgroups(pipeline) = &self.containment
+            && let Err(e) = pipeline.remove()
+        {
+            warn!("{e}");
+        }
+        if let Some(guard) = self.guard.take() {
+            let pid = guard.pid();
+            guard.dismiss();
+            let _ = nix::sys::wait::waitpid(pid, None);
         }
         debug!("releasing {}", self.lock.path().display());
     }
@@ -335,8 +321,7 @@ impl Supervisor {
             for event in self.events.wait(timeout)? {
                 match event {
                     Event::Signal(signal) => self.on_signal(signal),
-                    Event::Readable(fd) => self.on_output(fd),
-                    Event::FileChanged(wd) => self.on_cgroup_event(wd),
+                    Event::Readable(fd) => self.on_readable(fd),
                     Event::ClockChanged => {
                         info!("the wall clock was set: recomputing cron schedules");
                         let now = Now::read();
@@ -444,6 +429,14 @@ impl Supervisor {
     }
 
     fn start(&mut self, i: usize, now: Now) {
+        if let Err(e) = self.make_cgroup(i) {
+            let entry = &mut self.entries[i];
+            error!(task = %entry.name(), "cannot start {}: {e:#}", entry.task.spec.spawn.program.display());
+            let after = entry.task.on_exit(Exit::SpawnFailed, now);
+            self.log_after_exit(i, Exit::SpawnFailed, None, after);
+            self.agenda.changed(i, &self.order);
+            return;
+        }
         let entry = &mut self.entries[i];
         let write = entry.output.1.as_fd();
         let output = spawn::Output {
@@ -471,6 +464,26 @@ impl Supervisor {
         }
         // Running (or failed to start): the tasks after it may start (or never will).
         self.agenda.changed(i, &self.order);
+    }
+
+    /// With cgroups, task `i`'s cgroup, made at its first start (between the starts of other
+    /// tasks, so that making a hundred overlaps with the tasks already starting) and kept, with
+    /// its `cgroup.events` watched, for the runner's life.
+    fn make_cgroup(&mut self, i: usize) -> anyhow::Result<()> {
+        let Containment::Cgroups(pipeline) = &self.containment else {
+            return Ok(());
+        };
+        let entry = &mut self.entries[i];
+        if entry.cgroup.is_some() {
+            return Ok(());
+        }
+        let cgroup = Cgroup::create(&pipeline.path().join(format!("{}.task", entry.name())))?;
+        self.events
+            .watch_changes(&cgroup.events())
+            .with_context(|| format!("cannot watch {}", cgroup.events_path().display()))?;
+        self.watches.insert(cgroup.events().as_raw_fd(), i);
+        entry.cgroup = Some(cgroup);
+        Ok(())
     }
 }
 

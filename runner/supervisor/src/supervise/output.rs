@@ -11,10 +11,13 @@ use tracing::{debug, error, warn};
 use super::Supervisor;
 
 impl Supervisor {
-    /// Copies what a task wrote to its log.
-    pub(super) fn on_output(&mut self, fd: RawFd) {
+    /// A watched descriptor is ready: a task's output (copied to its log), or its
+    /// `cgroup.events` (it may have emptied).
+    pub(super) fn on_readable(&mut self, fd: RawFd) {
         if let Some(&i) = self.pipes.get(&fd) {
             self.drain(i);
+        } else if let Some(&i) = self.watches.get(&fd) {
+            self.on_cgroup_event(i);
         }
     }
 

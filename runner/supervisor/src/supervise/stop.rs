@@ -14,7 +14,7 @@ use tracing::{debug, error, info, warn};
 
 use super::adopted::{self, Step, Sweep};
 use super::contain::Containment;
-use super::events::{Event, EventLoop};
+use super::events::Event;
 use super::{REPEAT, Supervisor};
 use crate::lock::Lock;
 
@@ -112,8 +112,7 @@ impl Supervisor {
                         }
                     }
                     Event::Signal(s) => self.on_signal(s),
-                    Event::Readable(fd) => self.on_output(fd),
-                    Event::FileChanged(wd) => self.on_cgroup_event(wd),
+                    Event::Readable(fd) => self.on_readable(fd),
                     Event::ClockChanged => {}
                 }
             }
@@ -144,13 +143,7 @@ impl Supervisor {
             Containment::Groups => self.by_pid.keys().copied().collect(),
             Containment::Cgroups(_) => Vec::new(),
         };
-        match start_guard(
-            &self.containment,
-            &self.lock,
-            &self.events,
-            &groups,
-            self.entries.len(),
-        ) {
+        match start_guard(&self.containment, &self.lock, &groups, self.entries.len()) {
             Ok(guard) => self.guard = Some(guard),
             Err(e) => {
                 error!("cannot start a new guard: {e:#}; if this runner dies, its tasks live on");
@@ -168,7 +161,6 @@ impl Supervisor {
 pub(super) fn start_guard(
     containment: &Containment,
     lock: &Lock,
-    events: &EventLoop,
     groups: &[Pid],
     tasks: usize,
 ) -> anyhow::Result<Guard> {
@@ -176,7 +168,7 @@ pub(super) fn start_guard(
         Containment::Cgroups(c) => Some(c),
         Containment::Groups => None,
     };
-    let keep = [lock.as_raw_fd(), events.inotify_fd()];
+    let keep = [lock.as_raw_fd()];
     let guard = Guard::start(cgroup, &keep, groups, 2 * tasks).context("cannot start the guard")?;
     debug!(pid = guard.pid().as_raw(), "guard started");
     Ok(guard)
