@@ -177,6 +177,12 @@ fn a_guard_that_dies_is_replaced() {
     let _cleanup = KillOnDrop(vec![main, child]);
     let first = children_named(runner.pid(), "nonstop-guard");
     assert_eq!(first.len(), 1);
+    // `ps` and `pgrep -f` show it as what it is, not with the runner's command line.
+    let cmdline = std::fs::read_to_string(format!("/proc/{}/cmdline", first[0])).unwrap();
+    assert!(
+        cmdline.starts_with(&format!("nonstop-guard (runner {})\0", runner.pid())),
+        "{cmdline:?}"
+    );
     kill(Pid::from_raw(first[0]), Signal::SIGKILL).unwrap();
     runner.wait_for(&["the guard died", "starting another"], 10 * SECOND);
     assert!(wait_until(10 * SECOND, || {

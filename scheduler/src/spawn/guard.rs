@@ -169,6 +169,7 @@ fn guard_main(
         }
         libc::syscall(libc::SYS_close_range, from as u32, u32::MAX, 0);
     }
+    rename(runner);
     let mut buf = [0u8; 4096];
     let mut line = [0u8; 32];
     let mut len = 0;
@@ -226,6 +227,41 @@ fn guard_main(
         }
     }
     exit(0)
+}
+
+/// Shows the guard as `nonstop-guard (runner PID)` in `ps` and `/proc/PID/cmdline`, not with
+/// the runner's command line that the fork copied (so that `pgrep -f "nonstop run"` finds the
+/// runner only): the argument area's bytes, between `arg_start` and `arg_end` of
+/// `/proc/self/stat`, are overwritten through `/proc/self/mem`. Best effort.
+fn rename(runner: libc::pid_t) {
+    use std::os::unix::fs::FileExt;
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // Fields after the command name; arg_start and arg_end are fields 48 and 49.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return;
+    };
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let (Some(&start), Some(&end)) = (fields.get(44), fields.get(45)) else {
+        return;
+    };
+    let Some(len) = end.checked_sub(start).filter(|&l| l > 1) else {
+        return;
+    };
+    let mut name = format!("nonstop-guard (runner {runner})").into_bytes();
+    name.resize(len as usize, 0);
+    name[len as usize - 1] = 0;
+    if let Ok(mem) = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/self/mem")
+    {
+        let _ = mem.write_at(&name, start);
+    }
 }
 
 /// One line on stderr (the runner's log).
