@@ -18,7 +18,8 @@ use crate::spawn::SpawnSpec;
 pub struct TaskSpec {
     /// Its name in the pipeline.
     pub name: String,
-    /// How to start it.
+    /// How to start it. (The runner keeps only `program` here once it has prepared the rest:
+    /// see `spawn::Prepared`.)
     pub spawn: SpawnSpec,
     /// Resident or periodic.
     pub kind: Kind,

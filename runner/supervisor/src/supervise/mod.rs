@@ -232,7 +232,11 @@ impl Supervisor {
                     pipeline.logs.dir.display()
                 )
             })?;
-            let mut spawn_spec = spec.spawn.clone();
+            // The prepared form is all a start needs: the spec's own copy goes (a hundred tasks
+            // kept both), but for the program's name.
+            let mut spec = spec;
+            let mut spawn_spec = std::mem::take(&mut spec.spawn);
+            spec.spawn.program = spawn_spec.program.clone();
             if !spawn_spec
                 .limits
                 .iter()
