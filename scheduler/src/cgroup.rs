@@ -107,13 +107,43 @@ impl Cgroup {
             Mode::empty(),
         )
         .map_err(|e| Error::cgroup("open", path, e.into()))?;
-        let events_path = path.join("cgroup.events");
-        let events =
-            File::open(&events_path).map_err(|e| Error::cgroup("open", &events_path, e))?;
-        let procs_path = path.join("cgroup.procs");
-        let procs = File::open(&procs_path).map_err(|e| Error::cgroup("open", &procs_path, e))?;
+        Cgroup::with_dir(path.to_path_buf(), dir)
+    }
+
+    /// Creates (or opens, if it exists) the cgroup `name` below this one, by descriptor: no
+    /// path is looked up again from `/` (a pipeline makes one per task).
+    pub fn create_child(&self, name: &str) -> Result<Cgroup, Error> {
+        let path = self.path.join(name);
+        match nix::sys::stat::mkdirat(&self.dir, name, Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(Error::cgroup("create", path, e.into())),
+        }
+        let dir = nix::fcntl::openat(
+            &self.dir,
+            name,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::cgroup("open", &path, e.into()))?;
+        Cgroup::with_dir(path, dir)
+    }
+
+    /// The cgroup at `path`, open at `dir`: its files opened through `dir`.
+    fn with_dir(path: PathBuf, dir: OwnedFd) -> Result<Cgroup, Error> {
+        let file = |name: &str| -> Result<File, Error> {
+            nix::fcntl::openat(
+                &dir,
+                name,
+                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map(File::from)
+            .map_err(|e| Error::cgroup("open", path.join(name), e.into()))
+        };
+        let events = file("cgroup.events")?;
+        let procs = file("cgroup.procs")?;
         Ok(Cgroup {
-            path: path.to_path_buf(),
+            path,
             dir,
             events,
             procs,

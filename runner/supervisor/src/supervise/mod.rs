@@ -481,7 +481,7 @@ impl Supervisor {
         if entry.cgroup.is_some() {
             return Ok(());
         }
-        let cgroup = Cgroup::create(&pipeline.path().join(format!("{}.task", entry.name())))?;
+        let cgroup = pipeline.create_child(&format!("{}.task", entry.name()))?;
         self.events
             .watch_changes(&cgroup.events())
             .with_context(|| format!("cannot watch {}", cgroup.events_path().display()))?;
