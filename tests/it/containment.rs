@@ -194,6 +194,18 @@ fn a_guard_that_dies_is_replaced() {
     assert!(wait_until(SECOND, || !alive(main) && !alive(child)));
 }
 
+/// What `nonstop run` says when it refuses to run `p` (it must exit 1).
+fn refused(p: &PipelineDir) -> String {
+    let out = Command::new(nonstop())
+        .arg("run")
+        .arg(p.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    err
+}
+
 #[test]
 fn a_second_runner_of_a_pipeline_is_refused_and_the_first_goes_on() {
     let key = TestKey::new();
@@ -205,13 +217,7 @@ fn a_second_runner_of_a_pipeline_is_refused_and_the_first_goes_on() {
     let mut first = Runner::start(&p);
     let server = pid_of(&first.wait_for(&["started", "server"], 10 * SECOND));
     // The same pipeline file.
-    let out = Command::new(nonstop())
-        .arg("run")
-        .arg(p.path())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = refused(&p);
     assert!(
         err.contains(&format!(
             "another runner (pid {}) is running this pipeline: it holds {}",
@@ -221,14 +227,7 @@ fn a_second_runner_of_a_pipeline_is_refused_and_the_first_goes_on() {
         "{err}"
     );
     // Another pipeline (its own log directory) on the same heartbeat table.
-    let other = PipelineDir::new(&yaml);
-    let out = Command::new(nonstop())
-        .arg("run")
-        .arg(other.path())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = refused(&PipelineDir::new(&yaml));
     assert!(
         err.contains(&format!(
             "heartbeat table {} belongs to another runner (pid {}), which is running",

@@ -56,6 +56,14 @@ fn wait_until(mut condition: impl FnMut() -> bool) -> bool {
     true
 }
 
+/// Output to `file` (both streams).
+fn to(file: &std::fs::File) -> Output<'_> {
+    Output {
+        stdout: file.as_fd(),
+        stderr: file.as_fd(),
+    }
+}
+
 fn sh(script: &str) -> SpawnSpec {
     SpawnSpec {
         program: "/bin/sh".into(),
@@ -100,10 +108,7 @@ fn a_child_starts_inside_its_cgroup_with_everything_it_starts() {
     let cg = &cg.0;
     assert!(!cg.populated().unwrap());
     let devnull = std::fs::File::open("/dev/null").unwrap();
-    let out = Output {
-        stdout: devnull.as_fd(),
-        stderr: devnull.as_fd(),
-    };
+    let out = to(&devnull);
     // A child, a background grandchild, and one that leaves the session.
     let spec = sh("sleep 1000 & setsid sleep 1000 & wait");
     let pid = spawn::spawn(&spec, out, nix::unistd::getpid(), Some(cg.as_fd())).unwrap();
@@ -131,10 +136,7 @@ fn kill_ends_what_ignores_sigterm_and_the_cgroup_empties() {
     let Some(cg) = scratch() else { return };
     let cg = &cg.0;
     let devnull = std::fs::File::open("/dev/null").unwrap();
-    let out = Output {
-        stdout: devnull.as_fd(),
-        stderr: devnull.as_fd(),
-    };
+    let out = to(&devnull);
     let spec = sh("trap '' TERM; setsid sh -c \"trap '' TERM; sleep 1000\" & sleep 1000");
     let pid = spawn::spawn(&spec, out, nix::unistd::getpid(), Some(cg.as_fd())).unwrap();
     assert!(wait_until(|| cg.pids().unwrap().len() >= 4));
