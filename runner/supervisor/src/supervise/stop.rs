@@ -154,10 +154,6 @@ impl Supervisor {
 }
 
 /// Starts the guard for `containment`, holding `lock`.
-///
-/// The guard also keeps the event loop's inotify instance open: closing one that watched a
-/// hundred files waits for an RCU grace period (7 ms measured), which the runner's exit
-/// would otherwise wait for; the guard, which outlives it by a moment, pays it instead.
 pub(super) fn start_guard(
     containment: &Containment,
     lock: &Lock,
