@@ -116,3 +116,65 @@ fn a_file_that_never_ends_is_refused_not_read_to_the_end() {
         "/dev/zero:1:1: the pipeline is larger than 64 MiB: not a pipeline file?\n/dev/zero: 1 error\n"
     );
 }
+
+#[test]
+fn a_hard_limit_above_the_users_own_needs_cap_sys_resource() {
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::getuid().is_root() {
+        return;
+    }
+    let (_, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    let nr_open: u64 = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    if hard >= nr_open {
+        return;
+    }
+    let asked = hard + 1;
+    let p = PipelineDir::new(&format!(
+        "tasks:\n  server:\n    command: [/bin/sleep, \"100\"]\n    limits: {{ nofile: {asked} }}\n"
+    ));
+    std::fs::set_permissions(
+        p.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    // Root may raise it if it has CAP_SYS_RESOURCE (a container's root may not: then check
+    // says so for root too).
+    let cap_sys_resource = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|hex| u64::from_str_radix(hex.trim(), 16).unwrap() & (1 << 24) != 0)
+        .unwrap();
+    let root = Command::new(nonstop())
+        .arg("check")
+        .arg(p.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        root.status.success(),
+        cap_sys_resource,
+        "{}",
+        String::from_utf8_lossy(&root.stderr)
+    );
+    // nobody, with the same hard limit and no capability, may not.
+    let nobody = Command::new(nonstop())
+        .arg("check")
+        .arg(p.path())
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert_eq!(nobody.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&nobody.stderr);
+    assert!(
+        err.contains(&format!(
+            "pipeline.yaml:4:23: tasks.server.limits.nofile: a hard limit of {asked} is above this process's own ({hard}), and raising a hard limit needs root (CAP_SYS_RESOURCE)"
+        )),
+        "{err}"
+    );
+}

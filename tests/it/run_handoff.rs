@@ -221,3 +221,47 @@ fn the_supervisor_links_no_parser_and_no_compressor() {
         .collect();
     assert!(linked.is_empty(), "nonstop-supervisor links {linked:?}");
 }
+
+#[test]
+fn a_new_nonstop_installed_mid_run_is_not_mixed_in() {
+    // Both binaries in a directory of their own, as an installation.
+    let p = PipelineDir::new(
+        "\
+logs: { max_size: 1K, keep: 100, compress: true }
+tasks:
+  chatty:
+    command: [sh, -c, \"while [ ! -e go ]; do sleep 0.01; done; i=0; while [ $i -lt 200 ]; do echo line $i of chatty output; i=$((i+1)); done\"]
+    restart: never
+",
+    );
+    let bin = p.file("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(nonstop(), bin.join("nonstop")).unwrap();
+    std::fs::copy(supervisor(), bin.join("nonstop-supervisor")).unwrap();
+    let mut runner = Runner::spawn(Command::new(bin.join("nonstop")).arg("run").arg(p.path()));
+    runner.wait_for(&["started", "task=chatty"], 10 * SECOND);
+    // An upgrade replaces `nonstop` on disk (rename over it, as package managers do) with
+    // something else entirely.
+    let replaced = p.file("replaced");
+    p.executable(
+        "bin/nonstop.new",
+        &format!("#!/bin/sh\necho \"$@\" >> {}\n", replaced.display()),
+    );
+    std::fs::rename(p.file("bin/nonstop.new"), bin.join("nonstop")).unwrap();
+    // Output that rotates the log and has it compressed, by the `nonstop` the runner started
+    // with.
+    std::fs::write(p.file("go"), "").unwrap();
+    runner.wait_for(&["chatty", "not restarted"], 10 * SECOND);
+    assert!(
+        wait_until(10 * SECOND, || std::fs::read_dir(p.file("logs"))
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".gz"))),
+        "no rotated log was compressed"
+    );
+    assert!(
+        !replaced.exists(),
+        "the file installed mid-run was executed"
+    );
+    assert_eq!(runner.terminate(10 * SECOND).code(), Some(0));
+}
