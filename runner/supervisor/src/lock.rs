@@ -4,9 +4,9 @@
 //! second runner can say who holds it.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, Write};
+use std::io::{Read, Seek};
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -104,11 +104,14 @@ impl Lock {
         &self.path
     }
 
+    /// Writes `me` into the file. Not synced: the lock is the `flock`, which no crash
+    /// outlives, and the content only names the holder in a second runner's message (a
+    /// reboot that loses it loses nothing). A `fdatasync` here cost 0.3 to 0.7 ms of every
+    /// start on this machine's overlay file system, and more on a busy disk.
     fn record(&mut self, me: ProcessId) -> std::io::Result<()> {
-        self.file.set_len(0)?;
-        self.file.rewind()?;
-        writeln!(self.file, "{} {}", me.pid, me.start_time)?;
-        self.file.sync_data()
+        let line = format!("{} {}\n", me.pid, me.start_time);
+        self.file.write_all_at(line.as_bytes(), 0)?;
+        self.file.set_len(line.len() as u64)
     }
 }
 
