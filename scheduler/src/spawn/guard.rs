@@ -100,13 +100,13 @@ impl Guard {
         self.pid
     }
 
-    /// [`Watch::Groups`]: kill process group `pgid` if the runner dies. Returns false if
+    /// Without cgroups: kill process group `pgid` if the runner dies. Returns false if
     /// the message could not be written (the guard is stopped or gone).
     pub fn add_group(&mut self, pgid: Pid) -> bool {
         self.send(&format!("+{}\n", pgid.as_raw()))
     }
 
-    /// [`Watch::Groups`]: process group `pgid` is gone; forget it.
+    /// Without cgroups: process group `pgid` is gone; forget it.
     pub fn remove_group(&mut self, pgid: Pid) -> bool {
         self.send(&format!("-{}\n", pgid.as_raw()))
     }
@@ -132,31 +132,13 @@ fn guard_main(
     mut groups: Vec<libc::pid_t>,
     runner: libc::pid_t,
 ) -> ! {
+    super::set_dispositions(super::catchable(), libc::SIG_IGN);
+    super::set_signal_mask(0);
     // SAFETY: each call below is a plain system call on integers, on descriptors this process
     // owns, or on NUL-terminated strings prepared before the fork.
     unsafe {
         libc::setpgid(0, 0);
         libc::prctl(libc::PR_SET_NAME, c"nonstop-guard".as_ptr(), 0, 0, 0);
-        let ignore: [u64; 4] = [libc::SIG_IGN as u64, 0, 0, 0];
-        for signo in 1..=64 {
-            if signo != libc::SIGKILL && signo != libc::SIGSTOP {
-                libc::syscall(
-                    libc::SYS_rt_sigaction,
-                    signo,
-                    ignore.as_ptr(),
-                    std::ptr::null_mut::<u64>(),
-                    8usize,
-                );
-            }
-        }
-        let empty: u64 = 0;
-        libc::syscall(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK,
-            &empty as *const u64,
-            std::ptr::null_mut::<u64>(),
-            8usize,
-        );
         // Only stdin/stdout/stderr (for its one line of report) and what it keeps.
         let mut from = 3;
         for &fd in keep {
@@ -270,9 +252,9 @@ fn report(runner: libc::pid_t, count: usize, what: &str, complete: bool) {
         "nonstop-guard: the runner (pid {runner}) ended without stopping its tasks: killed \
          {count} {what}{}\n",
         if complete {
-            ""
+            String::new()
         } else {
-            "; some did not end within 5 s"
+            format!("; some did not end within {} s", WAIT_EMPTY.as_secs())
         }
     );
     let _ = nix::unistd::write(std::io::stderr(), line.as_bytes());

@@ -207,7 +207,7 @@ pub fn spawn_prepared(
         (Some(_), p) if p < 0 => io::Error::from_raw_os_error(-p as i32),
         _ => io::Error::from_raw_os_error(0),
     };
-    restore_signals(saved);
+    set_signal_mask(saved);
     if pid < 0 {
         let stage = if cgroup.is_some() {
             "starting it in its cgroup (clone3)"
@@ -252,8 +252,10 @@ fn block_all_signals() -> KernelSigset {
     old
 }
 
-/// Restores the mask [`block_all_signals`] returned.
-fn restore_signals(mask: KernelSigset) {
+/// Sets this thread's signal mask to `mask` with a raw `rt_sigprocmask`: the one
+/// [`block_all_signals`] returned, or 0 to unblock every signal. A plain system call,
+/// async-signal-safe (the child and the guard use it too).
+fn set_signal_mask(mask: KernelSigset) {
     // SAFETY: as in `block_all_signals`; only reads `mask`.
     unsafe {
         nix::libc::syscall(
@@ -565,7 +567,7 @@ extern "C" fn child_main(arg: *mut nix::libc::c_void) -> nix::libc::c_int {
     // Signals are all blocked (the parent did it for us): reset every disposition that is not
     // the default first, so that no handler of the runner's can run here once they are
     // unblocked, and no ignored signal stays ignored across execve.
-    default_dispositions(a.reset_signals);
+    set_dispositions(a.reset_signals.iter().copied(), nix::libc::SIG_DFL);
     // SAFETY: every call in this block is a plain system call on descriptors, integers and
     // NUL-terminated strings prepared by the parent, which stay valid while it is suspended.
     unsafe {
@@ -624,13 +626,11 @@ extern "C" fn child_main(arg: *mut nix::libc::c_void) -> nix::libc::c_int {
         }
     }
     close_inherited_on_exec();
-    // SAFETY: an empty mask from a zeroed sigset_t (the empty set on Linux); then execve (or
-    // execveat on a descriptor the parent keeps open, with an empty path) with the
-    // NUL-terminated program and the null-terminated argv and envp arrays prepared by the
-    // parent. Both return only on failure.
+    set_signal_mask(0);
+    // SAFETY: execve (or execveat on a descriptor the parent keeps open, with an empty path)
+    // with the NUL-terminated program and the null-terminated argv and envp arrays prepared
+    // by the parent. Both return only on failure.
     unsafe {
-        let empty: nix::libc::sigset_t = std::mem::zeroed();
-        nix::libc::sigprocmask(nix::libc::SIG_SETMASK, &empty, std::ptr::null_mut());
         match a.program_fd {
             Some(fd) => {
                 nix::libc::syscall(
@@ -657,8 +657,7 @@ extern "C" fn child_main(arg: *mut nix::libc::c_void) -> nix::libc::c_int {
 fn non_default_signals() -> &'static [nix::libc::c_int] {
     static SIGNALS: std::sync::OnceLock<Vec<nix::libc::c_int>> = std::sync::OnceLock::new();
     SIGNALS.get_or_init(|| {
-        (1..=64)
-            .filter(|&signo| signo != nix::libc::SIGKILL && signo != nix::libc::SIGSTOP)
+        catchable()
             .filter(|&signo| {
                 // The kernel's struct sigaction; its first field is the handler.
                 let mut old = [0u64; 4];
@@ -680,21 +679,30 @@ fn non_default_signals() -> &'static [nix::libc::c_int] {
     })
 }
 
-/// In the child: the given signals' dispositions back to default (`SIG_DFL`), by raw
-/// `rt_sigaction`, since glibc refuses to touch the real-time signals it reserves.
-fn default_dispositions(signals: &[nix::libc::c_int]) {
-    // The kernel's `struct sigaction` with every field zero: handler SIG_DFL, no flags, an
-    // empty mask. Zero is the same on every architecture, whatever the field order.
-    let default = [0u64; 4];
-    for &signo in signals {
-        // SAFETY: rt_sigaction reads one kernel sigaction from `default` (32 valid bytes,
+/// Every signal whose disposition can be set: 1 to 64 but SIGKILL and SIGSTOP.
+fn catchable() -> impl Iterator<Item = nix::libc::c_int> {
+    (1..=64).filter(|&signo| signo != nix::libc::SIGKILL && signo != nix::libc::SIGSTOP)
+}
+
+/// Sets the disposition of each of `signals` to `handler` (`SIG_DFL` in the child, `SIG_IGN`
+/// in the guard), by raw `rt_sigaction`, since glibc refuses to touch the real-time signals
+/// it reserves. A plain system call per signal, async-signal-safe.
+fn set_dispositions(
+    signals: impl IntoIterator<Item = nix::libc::c_int>,
+    handler: nix::libc::sighandler_t,
+) {
+    // The kernel's `struct sigaction`: the handler first on every architecture this module
+    // supports, then no flags, no restorer and an empty mask (all zero).
+    let action: [u64; 4] = [handler as u64, 0, 0, 0];
+    for signo in signals {
+        // SAFETY: rt_sigaction reads one kernel sigaction from `action` (32 valid bytes,
         // more than the kernel's struct) and writes nothing (null old action); 8 is the size
-        // of the kernel's signal set. It is a plain system call, async-signal-safe.
+        // of the kernel's signal set.
         unsafe {
             nix::libc::syscall(
                 nix::libc::SYS_rt_sigaction,
                 signo,
-                default.as_ptr(),
+                action.as_ptr(),
                 std::ptr::null_mut::<u64>(),
                 8usize,
             );
@@ -757,7 +765,7 @@ pub fn take_signals(numbers: &[nix::libc::c_int]) -> nix::Result<nix::sys::signa
         .copied()
         .filter(|&n| (1..=64).contains(&n) && n != nix::libc::SIGKILL && n != nix::libc::SIGSTOP)
         .collect();
-    default_dispositions(&numbers);
+    set_dispositions(numbers.iter().copied(), nix::libc::SIG_DFL);
     let mask: KernelSigset = numbers.iter().fold(0, |m, &n| m | 1 << (n - 1));
     // SAFETY: rt_sigprocmask reads one kernel sigset from `mask`, valid for its size, and adds
     // it to this thread's blocked set; no old set is written.
