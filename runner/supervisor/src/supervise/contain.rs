@@ -17,6 +17,7 @@ use std::time::Duration;
 use nonstop_scheduler::cgroup::{self, Cgroup};
 use tracing::{info, warn};
 
+use super::exits::pids;
 use crate::pipeline::ContainmentMode;
 
 /// How the tasks of this runner are contained.
@@ -88,13 +89,12 @@ fn pipeline_cgroup(logs_dir: &Path) -> Result<Cgroup, String> {
     let cgroup = Cgroup::create(&path).map_err(|e| e.to_string())?;
     let left = cgroup.pids().map_err(|e| e.to_string())?;
     if !left.is_empty() {
-        let pids: Vec<String> = left.iter().map(|p| p.to_string()).collect();
         warn!(
             "{} processes left by an earlier runner of this pipeline are still running in {} \
              (pids {}): killing them",
             left.len(),
             cgroup.path().display(),
-            pids.join(", ")
+            pids(&left)
         );
         cgroup.kill().map_err(|e| e.to_string())?;
         if !cgroup

@@ -218,7 +218,7 @@ fn processes(n: usize) -> String {
 }
 
 /// "12, 13, 14".
-fn pids(pids: &[Pid]) -> String {
+pub(super) fn pids(pids: &[Pid]) -> String {
     pids.iter()
         .map(|p| p.to_string())
         .collect::<Vec<_>>()

@@ -67,9 +67,10 @@ pub fn supervise(shown: &str, pipeline: Pipeline, nonstop: OwnedFd) -> anyhow::R
     // Orphaned descendants (daemons that double-fork) become ours, so we reap them.
     nix::sys::prctl::set_child_subreaper(true).context("cannot become a child subreaper")?;
     // Every task holds three descriptors for the runner's life (its log and its pipe's two
-    // ends), and two more for its cgroup: raise our own soft limit to the hard one, as
-    // systemd does; tasks get the soft limit we were started with (unless they set
-    // `limits.nofile`), so programs that use select() see what they expect.
+    // ends), and three more for its cgroup (its directory, `cgroup.events`, `cgroup.procs`):
+    // raise our own soft limit to the hard one, as systemd does; tasks get the soft limit we
+    // were started with (unless they set `limits.nofile`), so programs that use select() see
+    // what they expect.
     let inherited_nofile =
         getrlimit(Resource::RLIMIT_NOFILE).context("cannot read RLIMIT_NOFILE")?;
     if inherited_nofile.0 < inherited_nofile.1 {
@@ -183,6 +184,14 @@ struct Shutdown {
 /// A second SIGTERM or SIGINT ends the graces only if it comes this long after the first;
 /// sooner, it is the same request delivered twice.
 const REPEAT: Duration = Duration::from_secs(1);
+
+impl Shutdown {
+    /// Whether a SIGTERM or SIGINT now is asked again, not the first delivered twice: it
+    /// comes at least [`REPEAT`] after the first.
+    fn repeated(&self) -> bool {
+        self.since.elapsed() >= REPEAT
+    }
+}
 
 struct Supervisor {
     entries: Vec<Entry>,

@@ -52,7 +52,7 @@ impl Supervisor {
                 });
                 self.agenda.push_all();
             }
-            Some(shutdown) if shutdown.since.elapsed() < REPEAT || shutdown.hurry => {
+            Some(shutdown) if !shutdown.repeated() || shutdown.hurry => {
                 info!(
                     sender = signal.pid,
                     "{name} received again within {}: the same request; the graces still apply",

@@ -15,7 +15,8 @@ use tracing::{debug, error, info, warn};
 use super::adopted::{self, Step, Sweep};
 use super::contain::Containment;
 use super::events::Event;
-use super::{REPEAT, Supervisor};
+use super::exits::pids;
+use super::{Shutdown, Supervisor};
 use crate::lock::Lock;
 
 impl Supervisor {
@@ -57,11 +58,10 @@ impl Supervisor {
                 .collect();
             let until = match sweep.step(Instant::now(), &adopted, &compressors) {
                 Step::Done => return Ok(()),
-                Step::GiveUp(pids) => {
-                    let pids: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+                Step::GiveUp(left) => {
                     error!(
                         "giving up on processes a SIGKILL did not end: {}",
-                        pids.join(", ")
+                        pids(&left)
                     );
                     return Ok(());
                 }
@@ -98,10 +98,7 @@ impl Supervisor {
                     Event::Signal(s)
                         if s.signo == nix::libc::SIGTERM || s.signo == nix::libc::SIGINT =>
                     {
-                        let repeated = self
-                            .shutdown
-                            .as_ref()
-                            .is_some_and(|sd| sd.since.elapsed() >= REPEAT);
+                        let repeated = self.shutdown.as_ref().is_some_and(Shutdown::repeated);
                         if repeated && !sweep.killing() {
                             warn!(
                                 sender = s.pid,
