@@ -30,9 +30,9 @@ pub struct TaskLog {
 }
 
 impl TaskLog {
-    /// Opens (appends to) `config.dir/TASK.log`, creating the directory if needed.
+    /// Opens (appends to) `config.dir/TASK.log`. The directory exists: the runner made it
+    /// for the pipeline lock ([`crate::lock::Lock::acquire`]) before any log is opened.
     pub fn open(config: &LogConfig, task: &str) -> io::Result<TaskLog> {
-        fs::create_dir_all(&config.dir)?;
         let path = config.dir.join(format!("{task}.log"));
         let file = open_append(&path)?;
         let size = file.metadata()?.len();
@@ -235,6 +235,8 @@ mod tests {
             keep: 2,
             compress: false,
         };
+        // The runner's lock made it before any log is opened.
+        fs::create_dir(&config.dir).unwrap();
         let mut log = TaskLog::open(&config, "t").unwrap();
         let mut rotated = Vec::new();
         for i in 0..5 {
