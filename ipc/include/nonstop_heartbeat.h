@@ -11,6 +11,13 @@
  *     for (;;) { work(); nonstop_hb_beat(&hb); }
  *     nonstop_hb_free(&hb); nonstop_hb_detach(&hb);
  *
+ * A task that nonstop starts with `heartbeat:` in its pipeline already has a slot, named by
+ * NONSTOP_HEARTBEAT: it only beats (nonstop_hb_free leaves the runner's slot alone):
+ *
+ *     struct nonstop_hb hb;
+ *     if (nonstop_hb_from_env(&hb) != 0) { fprintf(stderr, "%s\n", hb.error); exit(1); }
+ *     for (;;) { work(); nonstop_hb_beat(&hb); }
+ *
  * Taking and freeing a slot hold the table's semaphore (same key, SEM_UNDO); a beat is one
  * atomic store of CLOCK_MONOTONIC_COARSE nanoseconds. Needs C11 and GCC/Clang builtins.
  */
@@ -26,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,6 +46,7 @@
 #define NONSTOP_HB_CLOCK_MONOTONIC 1u
 #define NONSTOP_HB_STATE_FREE 0u
 #define NONSTOP_HB_STATE_ACTIVE 1u
+#define NONSTOP_HB_STATE_RESERVED 2u /* held by a runner for a task: never taken by register */
 #define NONSTOP_HB_NAME_CAPACITY 64
 
 struct nonstop_hb_header {
@@ -62,7 +71,8 @@ struct nonstop_hb_slot {
     uint64_t registered_ns;  /* 32: CLOCK_MONOTONIC ns */
     uint64_t last_beat_ns;   /* 40: CLOCK_MONOTONIC ns, atomic 8-byte store */
     char name[NONSTOP_HB_NAME_CAPACITY]; /* 48: NUL-padded, at most 63 bytes */
-    uint64_t reserved[2];    /* 112 */
+    uint64_t start_timeout_ns; /* 112: first deadline until the first beat; 0 = timeout_ns */
+    uint64_t reserved;       /* 120 */
 };
 
 _Static_assert(sizeof(struct nonstop_hb_header) == 64, "header is 64 bytes");
@@ -77,6 +87,7 @@ _Static_assert(offsetof(struct nonstop_hb_slot, timeout_ns) == 24, "timeout_ns a
 _Static_assert(offsetof(struct nonstop_hb_slot, registered_ns) == 32, "registered_ns at 32");
 _Static_assert(offsetof(struct nonstop_hb_slot, last_beat_ns) == 40, "last_beat_ns at 40");
 _Static_assert(offsetof(struct nonstop_hb_slot, name) == 48, "name at 48");
+_Static_assert(offsetof(struct nonstop_hb_slot, start_timeout_ns) == 112, "start_timeout_ns at 112");
 
 struct nonstop_hb {
     int shmid, semid;
@@ -165,7 +176,7 @@ static inline int nonstop_hb_register(struct nonstop_hb *hb, const char *name, u
     for (uint32_t i = 0; i < hb->header->capacity && !slot; i++) {
         struct nonstop_hb_slot *s = &hb->slots[i];
         uint32_t seq = __atomic_load_n(&s->seq, __ATOMIC_RELAXED);
-        if ((seq & 1u) || __atomic_load_n(&s->state, __ATOMIC_RELAXED) != NONSTOP_HB_STATE_ACTIVE)
+        if ((seq & 1u) || __atomic_load_n(&s->state, __ATOMIC_RELAXED) == NONSTOP_HB_STATE_FREE)
             slot = s;
     }
     if (slot) {
@@ -174,6 +185,7 @@ static inline int nonstop_hb_register(struct nonstop_hb *hb, const char *name, u
         __atomic_store_n(&slot->pid, (int32_t)getpid(), __ATOMIC_RELAXED);
         __atomic_store_n(&slot->start_time, hb->my_start_time, __ATOMIC_RELAXED);
         __atomic_store_n(&slot->timeout_ns, timeout_ms * 1000000ull, __ATOMIC_RELAXED);
+        __atomic_store_n(&slot->start_timeout_ns, 0, __ATOMIC_RELAXED);
         __atomic_store_n(&slot->registered_ns, now, __ATOMIC_RELAXED);
         __atomic_store_n(&slot->last_beat_ns, now, __ATOMIC_RELAXED);
         size_t len = strnlen(name, NONSTOP_HB_NAME_CAPACITY - 1);
@@ -189,6 +201,54 @@ static inline int nonstop_hb_register(struct nonstop_hb *hb, const char *name, u
         errno = ENOSPC;
         return -1;
     }
+    return 0;
+}
+
+static inline void nonstop_hb_detach(struct nonstop_hb *hb) {
+    if (hb->header) shmdt(hb->header);
+    hb->header = NULL;
+}
+
+/* Attaches the table and the slot that a nonstop runner gave this task, named by the
+ * environment variable NONSTOP_HEARTBEAT=KEY:SLOT (a task with `heartbeat:` in its pipeline).
+ * The runner registered the slot for this process: just beat. 0 on success; -1 with errno
+ * set and the reason in hb->error (no variable, a malformed one, no such table or slot). */
+static inline int nonstop_hb_from_env(struct nonstop_hb *hb) {
+    const char *spec = getenv("NONSTOP_HEARTBEAT");
+    memset(hb, 0, sizeof *hb);
+    if (!spec) {
+        snprintf(hb->error, sizeof hb->error,
+                 "NONSTOP_HEARTBEAT is not set: not started by a nonstop task with heartbeat:");
+        errno = ENOENT;
+        return -1;
+    }
+    char *end;
+    errno = 0;
+    unsigned long key = strtoul(spec, &end, 0);
+    if (errno || end == spec || *end != ':' || key == 0 || key > 0xffffffffUL) {
+        snprintf(hb->error, sizeof hb->error, "NONSTOP_HEARTBEAT=%.40s is not KEY:SLOT", spec);
+        errno = EINVAL;
+        return -1;
+    }
+    const char *digits = end + 1;
+    unsigned long index = strtoul(digits, &end, 10);
+    if (errno || end == digits || *end != 0) {
+        snprintf(hb->error, sizeof hb->error, "NONSTOP_HEARTBEAT=%.40s is not KEY:SLOT", spec);
+        errno = EINVAL;
+        return -1;
+    }
+    if (nonstop_hb_attach(hb, (key_t)(uint32_t)key) != 0) return -1;
+    uint32_t state = index < hb->header->capacity
+                         ? __atomic_load_n(&hb->slots[index].state, __ATOMIC_ACQUIRE)
+                         : NONSTOP_HB_STATE_FREE;
+    if (state != NONSTOP_HB_STATE_ACTIVE && state != NONSTOP_HB_STATE_RESERVED) {
+        snprintf(hb->error, sizeof hb->error,
+                 "NONSTOP_HEARTBEAT=%.40s: no such slot, or it was freed", spec);
+        nonstop_hb_detach(hb);
+        errno = ENOENT;
+        return -1;
+    }
+    hb->mine = &hb->slots[index];
     return 0;
 }
 
@@ -210,11 +270,6 @@ static inline void nonstop_hb_free(struct nonstop_hb *hb) {
     }
     nonstop_hb_lock(hb, +1);
     hb->mine = NULL;
-}
-
-static inline void nonstop_hb_detach(struct nonstop_hb *hb) {
-    if (hb->header) shmdt(hb->header);
-    hb->header = NULL;
 }
 
 #endif

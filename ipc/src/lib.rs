@@ -12,6 +12,8 @@
 //!   Taking a slot ([`HeartbeatTable::register`]) holds the semaphore; a beat
 //!   ([`Registration::beat`]) is one atomic store of a `CLOCK_MONOTONIC_COARSE` timestamp.
 //!   The layout, byte by byte, is in [`table::layout`].
+//! - [`Heartbeat`]: the slot a runner registered for one of its tasks, found through
+//!   `NONSTOP_HEARTBEAT` ([`Heartbeat::from_env`]); the task only beats.
 //! - [`SeedTable`]: the seed framework's `st_procinfo` table (key `0x5095`), so services built on
 //!   it are watched unchanged.
 //!
@@ -36,6 +38,7 @@
 
 pub mod clock;
 mod error;
+pub mod heartbeat;
 mod key;
 mod process;
 pub mod seed;
@@ -46,6 +49,7 @@ pub mod table;
 pub mod testing;
 
 pub use error::{Error, Object, Result};
+pub use heartbeat::Heartbeat;
 pub use key::Key;
 pub use process::{Liveness, ProcessId};
 pub use seed::{SeedOptions, SeedRegistration, SeedSlot, SeedTable};

@@ -20,7 +20,9 @@
 //! Slot i, 128 bytes at offset 64 + 128 * i
 //!   0  u32  seq            seqlock: odd while a writer (holding the semaphore) changes the
 //!                          slot; readers retry while odd or if it changed under them
-//!   4  u32  state          0 = free, 1 = active
+//!   4  u32  state          0 = free, 1 = active, 2 = reserved (held by a runner for one
+//!                          of its tasks between two instances: no process; only state 0
+//!                          may be taken by a registering process)
 //!   8  i32  pid            the registered process
 //!  12  u32  reserved       0
 //!  16  u64  start_time     field 22 of /proc/PID/stat (clock ticks since boot): with pid,
@@ -28,9 +30,13 @@
 //!  24  u64  timeout_ns     hung when no beat for longer than this
 //!  32  u64  registered_ns  CLOCK_MONOTONIC ns when the slot was taken
 //!  40  u64  last_beat_ns   CLOCK_MONOTONIC ns of the last beat; the only field written
-//!                          without the semaphore, by one atomic 8-byte store
+//!                          without the semaphore, by one atomic 8-byte store. A runner
+//!                          that registers a task's process stores registered_ns - 1: the
+//!                          program has beaten once last_beat_ns >= registered_ns
 //!  48  u8   name[64]       UTF-8, NUL-padded, at most 63 bytes
-//! 112  u64  reserved[2]    0
+//! 112  u64  start_timeout_ns  the first deadline, from registered_ns, until the program's
+//!                          first beat (for slow starters); 0 = timeout_ns
+//! 120  u64  reserved       0
 //! ```
 //!
 //! Protocol: take the semaphore (same key, one semaphore, `SEM_UNDO`) to take or free a slot;
@@ -61,6 +67,8 @@ pub const CLOCK_MONOTONIC: u32 = 1;
 pub const STATE_FREE: u32 = 0;
 /// `state` of a slot held by a process.
 pub const STATE_ACTIVE: u32 = 1;
+/// `state` of a slot a runner holds for one of its tasks while no instance runs.
+pub const STATE_RESERVED: u32 = 2;
 
 /// The table header.
 #[repr(C)]
@@ -90,7 +98,8 @@ pub(crate) struct Slot {
     pub registered_ns: AtomicU64,
     pub last_beat_ns: AtomicU64,
     pub name: [AtomicU8; NAME_CAPACITY],
-    pub reserved: [AtomicU64; 2],
+    pub start_timeout_ns: AtomicU64,
+    pub reserved: AtomicU64,
 }
 
 const _: () = {
@@ -114,7 +123,8 @@ const _: () = {
     assert!(offset_of!(Slot, registered_ns) == 32);
     assert!(offset_of!(Slot, last_beat_ns) == 40);
     assert!(offset_of!(Slot, name) == 48);
-    assert!(offset_of!(Slot, reserved) == 112);
+    assert!(offset_of!(Slot, start_timeout_ns) == 112);
+    assert!(offset_of!(Slot, reserved) == 120);
     // The 8-byte atomics must be naturally aligned for the stores to be single and atomic;
     // the segment is page-aligned and every offset above is a multiple of 8.
     assert!(HEADER_SIZE.is_multiple_of(8) && SLOT_SIZE.is_multiple_of(8));

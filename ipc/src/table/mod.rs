@@ -50,6 +50,9 @@ pub struct SlotInfo {
     pub name: String,
     /// Hung after this long without a beat.
     pub timeout: Duration,
+    /// Until the program's first beat, hung this long after registering instead (slow
+    /// starters); [`Duration::ZERO`]: the same as `timeout`.
+    pub start_timeout: Duration,
     /// When it registered (`CLOCK_MONOTONIC` ns).
     pub registered_ns: u64,
     /// Its last beat (`CLOCK_MONOTONIC` ns).
@@ -62,9 +65,29 @@ impl SlotInfo {
         Duration::from_nanos(now_ns.saturating_sub(self.last_beat_ns))
     }
 
-    /// Whether the last beat is older than the timeout.
+    /// Whether the program has beaten since it registered. A process that registers itself
+    /// has (registering is a beat); one a runner registered for a task has not until it
+    /// stores its first beat (the runner stores `registered_ns - 1`).
+    pub fn beaten(&self) -> bool {
+        self.last_beat_ns >= self.registered_ns
+    }
+
+    /// When it is hung without another beat (`CLOCK_MONOTONIC` ns): its last beat plus the
+    /// timeout or, before its first beat, its registration plus the longer of the timeout and
+    /// the start timeout.
+    pub fn deadline_ns(&self) -> u64 {
+        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        if self.beaten() {
+            self.last_beat_ns.saturating_add(ns(self.timeout))
+        } else {
+            self.registered_ns
+                .saturating_add(ns(self.timeout.max(self.start_timeout)))
+        }
+    }
+
+    /// Whether its deadline has passed.
     pub fn is_stale(&self, now_ns: u64) -> bool {
-        self.age(now_ns) > self.timeout
+        now_ns > self.deadline_ns()
     }
 }
 
@@ -160,7 +183,16 @@ impl HeartbeatTable {
         let h = header(&self.shm);
         h.owner_start.store(me.start_time, Ordering::Release);
         h.owner_pid.store(me.pid, Ordering::Release);
-        Ok(previous.filter(|&p| p != me))
+        let previous = previous.filter(|&p| p != me);
+        if previous.is_some() {
+            // The slots the dead owner held for its tasks belong to nobody now.
+            for slot in self.slots() {
+                if slot.state.load(Ordering::Relaxed) == layout::STATE_RESERVED {
+                    clear_slot(slot);
+                }
+            }
+        }
+        Ok(previous)
     }
 
     /// Clears the owner if it is `me` (a runner that leaves the table in place).
@@ -238,35 +270,18 @@ impl HeartbeatTable {
         timeout: Duration,
     ) -> Result<SlotInfo> {
         let name_bytes = validate_name(name)?;
-        let timeout_ns = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
-        if timeout_ns == 0 {
-            return Err(Error::Invalid {
-                what: "heartbeat timeout",
-                reason: "must be longer than 0".into(),
-            });
-        }
+        let timeout_ns = timeout_ns(timeout)?;
         let _guard = self.lock()?;
-        let slots = self.slots();
-        let index = match self.find_free(process) {
-            Some(i) => i,
-            None => {
-                self.free_dead_locked();
-                self.find_free(process).ok_or(Error::TableFull {
-                    key: self.key(),
-                    capacity: self.capacity,
-                })?
-            }
-        };
+        let index = self.take_free(process)?;
         let now = clock::now_ns();
-        write_slot(&slots[index], |slot| {
+        write_slot(&self.slots()[index], |slot| {
             slot.pid.store(process.pid, Ordering::Relaxed);
             slot.start_time.store(process.start_time, Ordering::Relaxed);
             slot.timeout_ns.store(timeout_ns, Ordering::Relaxed);
+            slot.start_timeout_ns.store(0, Ordering::Relaxed);
             slot.registered_ns.store(now, Ordering::Relaxed);
             slot.last_beat_ns.store(now, Ordering::Relaxed);
-            for (i, cell) in slot.name.iter().enumerate() {
-                cell.store(name_bytes.get(i).copied().unwrap_or(0), Ordering::Relaxed);
-            }
+            store_name(slot, name_bytes);
             slot.state.store(layout::STATE_ACTIVE, Ordering::Relaxed);
         });
         Ok(SlotInfo {
@@ -274,9 +289,121 @@ impl HeartbeatTable {
             process,
             name: name.to_owned(),
             timeout,
+            start_timeout: Duration::ZERO,
             registered_ns: now,
             last_beat_ns: now,
         })
+    }
+
+    /// With the lock held: a free slot, after freeing the slots of dead processes if needed.
+    fn take_free(&self, process: ProcessId) -> Result<usize> {
+        match self.find_free(process) {
+            Some(i) => Ok(i),
+            None => {
+                self.free_dead_locked();
+                self.find_free(process).ok_or(Error::TableFull {
+                    key: self.key(),
+                    capacity: self.capacity,
+                })
+            }
+        }
+    }
+
+    /// Reserves a slot for a task of the runner that owns the table: it stays reserved
+    /// (state 2, no process) across the task's instances, so the task's environment can name
+    /// it before any instance starts (`NONSTOP_HEARTBEAT`). Each instance [`arm`]s it before
+    /// it starts and [`occupy`]s it once its pid is known; [`vacate`] when it is gone;
+    /// [`free_reserved`] when the runner is done with it.
+    ///
+    /// [`arm`]: HeartbeatTable::arm
+    /// [`occupy`]: HeartbeatTable::occupy
+    /// [`vacate`]: HeartbeatTable::vacate
+    /// [`free_reserved`]: HeartbeatTable::free_reserved
+    pub fn reserve(&self, name: &str, timeout: Duration, start_timeout: Duration) -> Result<u32> {
+        let name_bytes = validate_name(name)?;
+        let timeout_ns = timeout_ns(timeout)?;
+        let start_ns = u64::try_from(start_timeout.as_nanos()).unwrap_or(u64::MAX);
+        let _guard = self.lock()?;
+        let index = self.take_free(ProcessId {
+            pid: 0,
+            start_time: 0,
+        })?;
+        write_slot(&self.slots()[index], |slot| {
+            slot.pid.store(0, Ordering::Relaxed);
+            slot.start_time.store(0, Ordering::Relaxed);
+            slot.timeout_ns.store(timeout_ns, Ordering::Relaxed);
+            slot.start_timeout_ns.store(start_ns, Ordering::Relaxed);
+            slot.registered_ns.store(0, Ordering::Relaxed);
+            slot.last_beat_ns.store(0, Ordering::Relaxed);
+            store_name(slot, name_bytes);
+            slot.state.store(layout::STATE_RESERVED, Ordering::Relaxed);
+        });
+        Ok(index as u32)
+    }
+
+    /// Before an instance of a reserved slot's task starts: stamps its last beat "never"
+    /// (one nanosecond before now) and returns now, the registration time to give
+    /// [`occupy`](HeartbeatTable::occupy). No lock: the slot is reserved, which no reader
+    /// looks into, and the instance's own beats may land from here on.
+    pub fn arm(&self, index: u32) -> u64 {
+        let now = clock::now_ns();
+        if let Some(slot) = self.slots().get(index as usize) {
+            slot.last_beat_ns
+                .store(now.saturating_sub(1), Ordering::Relaxed);
+        }
+        now
+    }
+
+    /// The instance of a reserved slot's task started as `process` (at `registered_ns`, from
+    /// [`arm`](HeartbeatTable::arm)): the slot becomes active, watched from then on. Its last
+    /// beat is left as it is: the program may have beaten already.
+    pub fn occupy(&self, index: u32, process: ProcessId, registered_ns: u64) -> Result<SlotInfo> {
+        let _guard = self.lock()?;
+        let slot = self.reserved_slot(index)?;
+        write_slot(slot, |slot| {
+            slot.pid.store(process.pid, Ordering::Relaxed);
+            slot.start_time.store(process.start_time, Ordering::Relaxed);
+            slot.registered_ns.store(registered_ns, Ordering::Relaxed);
+            slot.state.store(layout::STATE_ACTIVE, Ordering::Relaxed);
+        });
+        read_slot(index, slot).ok_or(Error::Invalid {
+            what: "heartbeat slot",
+            reason: format!("slot {index} could not be read back"),
+        })
+    }
+
+    /// The instance in a task's slot is gone: the slot is reserved again, with no process.
+    pub fn vacate(&self, index: u32) -> Result<()> {
+        let _guard = self.lock()?;
+        let slot = self.reserved_slot(index)?;
+        write_slot(slot, |slot| {
+            slot.pid.store(0, Ordering::Relaxed);
+            slot.start_time.store(0, Ordering::Relaxed);
+            slot.state.store(layout::STATE_RESERVED, Ordering::Relaxed);
+        });
+        Ok(())
+    }
+
+    /// Frees a slot [`reserve`](HeartbeatTable::reserve)d for a task, whatever its state.
+    pub fn free_reserved(&self, index: u32) -> Result<()> {
+        let _guard = self.lock()?;
+        clear_slot(self.reserved_slot(index)?);
+        Ok(())
+    }
+
+    /// With the lock held: slot `index`, which must be reserved or active (a task's).
+    fn reserved_slot(&self, index: u32) -> Result<&Slot> {
+        let slot = self.slots().get(index as usize).ok_or(Error::Invalid {
+            what: "heartbeat slot",
+            reason: format!("{index} is not below the table's {} slots", self.capacity),
+        })?;
+        match slot.state.load(Ordering::Relaxed) {
+            layout::STATE_RESERVED | layout::STATE_ACTIVE => Ok(slot),
+            _ => Err(Error::Invalid {
+                what: "heartbeat slot",
+                reason: format!("slot {index} is not reserved for a task (it was freed)"),
+            }),
+        }
     }
 
     /// With the lock held: the first usable slot, reclaiming one left by an earlier process
@@ -287,11 +414,13 @@ impl HeartbeatTable {
             // An odd seq with the lock held means its writer died mid-write: the slot is junk.
             let torn = slot.seq.load(Ordering::Relaxed) & 1 == 1;
             let state = slot.state.load(Ordering::Relaxed);
-            if torn || state != layout::STATE_ACTIVE {
+            if torn || state == layout::STATE_FREE {
                 first_free.get_or_insert(i);
                 continue;
             }
-            if slot.pid.load(Ordering::Relaxed) == process.pid
+            if state == layout::STATE_ACTIVE
+                && process.pid > 0
+                && slot.pid.load(Ordering::Relaxed) == process.pid
                 && slot.start_time.load(Ordering::Relaxed) != process.start_time
             {
                 clear_slot(slot);
@@ -309,6 +438,21 @@ impl HeartbeatTable {
             .enumerate()
             .filter_map(|(i, slot)| read_slot(i as u32, slot))
             .collect()
+    }
+
+    /// The `state` field of slot `index` (free, active or reserved: see [`layout`]).
+    pub fn slot_state(&self, index: u32) -> u32 {
+        self.slots()
+            .get(index as usize)
+            .map_or(layout::STATE_FREE, |s| s.state.load(Ordering::Acquire))
+    }
+
+    /// Stores `now_ns` as slot `index`'s last beat (for [`crate::Heartbeat`]).
+    #[inline]
+    pub(crate) fn beat_slot(&self, index: u32, now_ns: u64, order: Ordering) {
+        if let Some(slot) = self.slots().get(index as usize) {
+            slot.last_beat_ns.store(now_ns, order);
+        }
     }
 
     /// The current state of one slot, if it is active.
@@ -509,6 +653,22 @@ fn validate_header(shm: &SharedMemory) -> Result<u32> {
     Ok(capacity)
 }
 
+fn timeout_ns(timeout: Duration) -> Result<u64> {
+    match u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX) {
+        0 => Err(Error::Invalid {
+            what: "heartbeat timeout",
+            reason: "must be longer than 0".into(),
+        }),
+        ns => Ok(ns),
+    }
+}
+
+fn store_name(slot: &Slot, name: &[u8]) {
+    for (i, cell) in slot.name.iter().enumerate() {
+        cell.store(name.get(i).copied().unwrap_or(0), Ordering::Relaxed);
+    }
+}
+
 fn validate_name(name: &str) -> Result<&[u8]> {
     let invalid = |reason: String| Error::Invalid {
         what: "heartbeat name",
@@ -546,11 +706,10 @@ fn clear_slot(slot: &Slot) {
         slot.pid.store(0, Ordering::Relaxed);
         slot.start_time.store(0, Ordering::Relaxed);
         slot.timeout_ns.store(0, Ordering::Relaxed);
+        slot.start_timeout_ns.store(0, Ordering::Relaxed);
         slot.registered_ns.store(0, Ordering::Relaxed);
         slot.last_beat_ns.store(0, Ordering::Relaxed);
-        for cell in &slot.name {
-            cell.store(0, Ordering::Relaxed);
-        }
+        store_name(slot, &[]);
     });
 }
 
@@ -563,6 +722,7 @@ fn read_slot(index: u32, slot: &Slot) -> Option<SlotInfo> {
             let pid = slot.pid.load(Ordering::Relaxed);
             let start_time = slot.start_time.load(Ordering::Relaxed);
             let timeout_ns = slot.timeout_ns.load(Ordering::Relaxed);
+            let start_timeout_ns = slot.start_timeout_ns.load(Ordering::Relaxed);
             let registered_ns = slot.registered_ns.load(Ordering::Relaxed);
             let mut name = [0u8; layout::NAME_CAPACITY];
             for (byte, cell) in name.iter_mut().zip(&slot.name) {
@@ -579,6 +739,7 @@ fn read_slot(index: u32, slot: &Slot) -> Option<SlotInfo> {
                     process: ProcessId { pid, start_time },
                     name: String::from_utf8_lossy(&name[..len]).into_owned(),
                     timeout: Duration::from_nanos(timeout_ns),
+                    start_timeout: Duration::from_nanos(start_timeout_ns),
                     registered_ns,
                     // Not covered by the seqlock: beats store it at any time, atomically.
                     last_beat_ns: slot.last_beat_ns.load(Ordering::Relaxed),

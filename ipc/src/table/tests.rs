@@ -243,3 +243,77 @@ fn one_live_owner_at_a_time_and_a_dead_one_is_replaced() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn a_reserved_slot_is_kept_across_instances_and_never_taken_by_a_registration() {
+    let key = TestKey::new();
+    let table = HeartbeatTable::open_or_create(key.key(), &options(2)).unwrap();
+    let index = table
+        .reserve("task", Duration::from_millis(100), Duration::from_secs(2))
+        .unwrap();
+    assert_eq!(table.slot_state(index), layout::STATE_RESERVED);
+    assert!(
+        table.snapshot().is_empty(),
+        "a reserved slot has no process"
+    );
+
+    // The other slot goes to a registration, and then the table is full: the reserved slot is
+    // not taken, whatever the state of its (absent) process.
+    let me = table.register("other", Duration::from_secs(1)).unwrap();
+    assert_ne!(me.info().index, index);
+    let full = table.register_process(
+        ProcessId {
+            pid: 1,
+            start_time: 1,
+        },
+        "third",
+        Duration::from_secs(1),
+    );
+    assert!(matches!(full, Err(Error::TableFull { .. })), "{full:?}");
+
+    // An instance: armed (no beat yet), occupied, beaten, vacated.
+    let registered = table.arm(index);
+    let process = ProcessId::current().unwrap();
+    let info = table.occupy(index, process, registered).unwrap();
+    assert_eq!(info.process, process);
+    assert_eq!(info.start_timeout, Duration::from_secs(2));
+    assert!(!info.beaten(), "the runner's registration is not a beat");
+    assert_eq!(
+        info.deadline_ns(),
+        registered + 2_000_000_000,
+        "before the first beat, the start timeout counts from the registration"
+    );
+    table.beat_slot(index, registered, Ordering::Relaxed);
+    let info = table.slot(index).unwrap();
+    assert!(info.beaten(), "a beat in the same coarse tick counts");
+    assert_eq!(info.deadline_ns(), registered + 100_000_000);
+    table.vacate(index).unwrap();
+    assert_eq!(table.slot_state(index), layout::STATE_RESERVED);
+    assert!(table.slot(index).is_none());
+
+    table.free_reserved(index).unwrap();
+    assert_eq!(table.slot_state(index), layout::STATE_FREE);
+    assert!(table.vacate(index).is_err(), "a freed slot is no task's");
+    drop(me);
+}
+
+#[test]
+fn a_new_owner_frees_the_slots_a_dead_owner_reserved() {
+    let key = TestKey::new();
+    let table = HeartbeatTable::open_or_create(key.key(), &options(4)).unwrap();
+    // A process that has exited: reap a child so its pid is gone.
+    let child = std::process::Command::new("true").spawn().unwrap();
+    let dead = ProcessId {
+        pid: child.id() as i32,
+        start_time: 1,
+    };
+    let mut child = child;
+    child.wait().unwrap();
+    table.claim(dead).unwrap();
+    let index = table
+        .reserve("task", Duration::from_secs(1), Duration::ZERO)
+        .unwrap();
+    let me = ProcessId::current().unwrap();
+    assert_eq!(table.claim(me).unwrap(), Some(dead));
+    assert_eq!(table.slot_state(index), layout::STATE_FREE);
+}
