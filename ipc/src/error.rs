@@ -217,6 +217,17 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A system call on a process (through its pidfd) failed.
+    #[error("{op} on pid {pid} failed: {errno}")]
+    Process {
+        /// The call, e.g. `pidfd_open`.
+        op: &'static str,
+        /// The pid.
+        pid: i32,
+        /// The error number.
+        errno: Errno,
+    },
+
     /// Any other failed system call.
     #[error("{op} on {object} key {key} failed: {errno}")]
     Sys {

@@ -13,6 +13,9 @@ pub struct Key(pub(crate) i32);
 impl Key {
     /// The seed framework's key for its heartbeat segment and its semaphore (`0x5095`).
     pub const SEED: Key = Key(0x5095);
+    /// nonstop's default key for a pipeline's heartbeat table (`0x4e53`, "NS"), when tasks have
+    /// heartbeats and the pipeline names no table; what `nonstop ps` reads by default.
+    pub const DEFAULT: Key = Key(0x4e53);
 
     /// Makes a key, refusing 0 (`IPC_PRIVATE`).
     pub fn new(raw: i32) -> Result<Key> {

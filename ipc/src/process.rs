@@ -2,9 +2,11 @@
 //! recycled.
 
 use std::fmt;
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use nix::errno::Errno;
-use nix::sys::signal::kill;
+use nix::libc;
+use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::{Error, Result};
@@ -72,10 +74,121 @@ impl ProcessId {
     }
 }
 
+impl ProcessId {
+    /// A pidfd on this very process: `None` if it is gone or its pid now names another
+    /// process. The pidfd is opened first and the start time checked after, so the process it
+    /// refers to is this one; signals through it never reach a process that took the pid
+    /// later.
+    pub fn pidfd(&self) -> Result<Option<PidFd>> {
+        if self.pid <= 0 {
+            return Ok(None);
+        }
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1; no
+        // memory is passed.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.pid, 0) };
+        if fd < 0 {
+            return match Errno::last() {
+                Errno::ESRCH => Ok(None),
+                errno => Err(Error::Process {
+                    op: "pidfd_open",
+                    pid: self.pid,
+                    errno,
+                }),
+            };
+        }
+        // SAFETY: the call returned a new descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        match self.liveness() {
+            Liveness::Alive => Ok(Some(PidFd { fd, process: *self })),
+            Liveness::Gone | Liveness::Recycled => Ok(None),
+        }
+    }
+}
+
+/// A descriptor that refers to one process (`pidfd_open`): readable once it has exited, and
+/// its signals ([`PidFd::signal`]) reach that process or none, whoever has its pid by then.
+#[derive(Debug)]
+pub struct PidFd {
+    fd: OwnedFd,
+    process: ProcessId,
+}
+
+impl PidFd {
+    /// The process.
+    pub fn process(&self) -> ProcessId {
+        self.process
+    }
+
+    /// Sends `signal`; `Ok(false)` if the process has exited.
+    pub fn signal(&self, signal: Signal) -> Result<bool> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: pidfd_send_signal takes our descriptor, a signal number, a null siginfo
+        // (the kernel fills in the sender's) and flags 0.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.fd.as_raw_fd(),
+                signal as i32,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if r == 0 {
+            return Ok(true);
+        }
+        match Errno::last() {
+            Errno::ESRCH => Ok(false),
+            errno => Err(Error::Process {
+                op: "pidfd_send_signal",
+                pid: self.process.pid,
+                errno,
+            }),
+        }
+    }
+}
+
+impl AsFd for PidFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 impl fmt::Display for ProcessId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "pid {} (started at tick {})", self.pid, self.start_time)
     }
+}
+
+/// When the process that has `pid` now started, on the wall clock (seconds since the epoch:
+/// the boot time plus its start time in clock ticks); `None` if there is no such process or
+/// it is a zombie. For the seed's table, whose slots name a process by pid only.
+pub fn started_at(pid: i32) -> Result<Option<u64>> {
+    let Some(stat) = read_stat(pid)? else {
+        return Ok(None);
+    };
+    if stat.zombie {
+        return Ok(None);
+    }
+    let proc_stat = |source| Error::Proc {
+        path: "/proc/stat".into(),
+        source,
+    };
+    let text = std::fs::read_to_string("/proc/stat").map_err(proc_stat)?;
+    let btime = text
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .ok_or_else(|| {
+            proc_stat(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "no btime line",
+            ))
+        })?;
+    let ticks = match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(t)) if t > 0 => t as u64,
+        _ => 100,
+    };
+    Ok(Some(btime + stat.start_time / ticks))
 }
 
 /// Whether a process with `pid` exists and is not a zombie (one read of `/proc/PID/stat`).
@@ -139,6 +252,29 @@ mod tests {
         assert!(stat.zombie);
         assert!(parse_stat("7 (short) S 1 2").is_none());
         assert!(parse_stat("no parenthesis").is_none());
+    }
+
+    #[test]
+    fn a_pidfd_signals_its_process_and_refuses_a_recycled_pid() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .unwrap();
+        let process = ProcessId::of(child.id() as i32).unwrap().unwrap();
+        let impostor = ProcessId {
+            start_time: process.start_time + 1,
+            ..process
+        };
+        assert!(impostor.pidfd().unwrap().is_none(), "another start time");
+        let pidfd = process.pidfd().unwrap().unwrap();
+        assert!(pidfd.signal(Signal::SIGKILL).unwrap());
+        let status = child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
+        assert!(!pidfd.signal(Signal::SIGKILL).unwrap(), "reaped: gone");
+        assert!(process.pidfd().unwrap().is_none());
     }
 
     #[test]

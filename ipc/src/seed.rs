@@ -126,6 +126,26 @@ impl SeedTable {
         })
     }
 
+    /// Attaches the existing table at `key`; creates nothing (for readers such as
+    /// `nonstop ps`). The segment must be exactly the seed's size.
+    pub fn open(key: Key, options: &SeedOptions) -> Result<SeedTable> {
+        let sem_options = SemOptions {
+            mode: options.mode,
+            init_timeout: Duration::from_millis(50),
+            ..SemOptions::default()
+        };
+        let sem = match Semaphore::open(key, &sem_options) {
+            Err(Error::Uninitialised { .. }) => Semaphore::open_unchecked(key, &sem_options)?,
+            other => other?,
+        };
+        let shm = SharedMemory::open(key, SEED_SLOTS * SEED_RECORD_SIZE)?;
+        Ok(SeedTable {
+            shm,
+            sem,
+            lock_timeout: options.lock_timeout,
+        })
+    }
+
     fn records(&self) -> &[Record] {
         // SAFETY: the segment is exactly SEED_SLOTS records long (checked by open_or_create),
         // page-aligned, and lives as long as `self`; `Record` is made of atomics only.

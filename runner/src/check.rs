@@ -70,6 +70,15 @@ pub fn summary(task: &TaskSpec) -> String {
             s
         }
     };
+    let heartbeat = match task.heartbeat {
+        Some(h) if h.start > h.timeout => format!(
+            ", heartbeat {} (first {})",
+            Duration(h.timeout),
+            Duration(h.start)
+        ),
+        Some(h) => format!(", heartbeat {}", Duration(h.timeout)),
+        None => String::new(),
+    };
     let after = if task.after.is_empty() {
         String::new()
     } else {
@@ -79,7 +88,7 @@ pub fn summary(task: &TaskSpec) -> String {
         .chain(task.spawn.args.iter().map(|a| a.as_os_str()))
         .map(|word| quote(&word.to_string_lossy()))
         .collect();
-    format!("{kind}{after}: {}", command.join(" "))
+    format!("{kind}{heartbeat}{after}: {}", command.join(" "))
 }
 
 /// `word` as a shell would need it to read it back as one word: as is if it is plain, else in

@@ -5,12 +5,16 @@
 //! - [`check`]: `nonstop check`;
 //! - [`run`]: `nonstop run`, which checks, then hands the pipeline to `nonstop-supervisor` (the
 //!   `nonstop-supervisor` crate, beside this one) in the same process;
-//! - [`compress`]: `nonstop compress-log`, which the supervisor runs on rotated logs.
+//! - [`compress`]: `nonstop compress-log`, which the supervisor runs on rotated logs;
+//! - [`beat`]: `nonstop beat`, one heartbeat from a shell script;
+//! - [`ps`]: `nonstop ps`, a heartbeat table's slots and their states.
 //!
 //! The parsers and the compressor live here and only here: the supervisor crate does not
 //! depend on them, so the long-lived process never maps their code.
 
+pub mod beat;
 pub mod check;
 pub mod compress;
 pub mod pipeline;
+pub mod ps;
 pub mod run;

@@ -5,12 +5,15 @@
 //! - `nonstop run FILE`: checks the pipeline, then executes `nonstop-supervisor` in this
 //!   process (same pid), which supervises it in the foreground until SIGTERM/SIGINT (see
 //!   `nonstop_supervisor::handoff`).
+//! - `nonstop beat`: one beat for the task's heartbeat slot.
+//! - `nonstop ps`: a heartbeat table's slots and their states.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use nonstop_runner::{check, compress, run};
+use nonstop_ipc::Key;
+use nonstop_runner::{beat, check, compress, ps, run};
 
 /// Keeps Linux service programs running forever.
 #[derive(Debug, Parser)]
@@ -32,6 +35,25 @@ enum Command {
         /// The pipeline (YAML).
         file: PathBuf,
     },
+    /// Beat once for this task's heartbeat slot (NONSTOP_HEARTBEAT), from a shell script.
+    Beat,
+    /// List the slots of a heartbeat table: slot, pid, name, timeout, age, state (ok, late,
+    /// dead). Reads the table directly; no runner needed.
+    Ps {
+        /// The table's key (0x4e53 or 20051); default: the --pipeline's, else 0x4e53 (0x5095
+        /// with --layout seed).
+        #[arg(long, value_parser = parse_key)]
+        key: Option<Key>,
+        /// The pipeline whose table to read.
+        #[arg(long, value_name = "FILE", conflicts_with = "key")]
+        pipeline: Option<PathBuf>,
+        /// The table's layout.
+        #[arg(long, value_enum, default_value = "nonstop")]
+        layout: ps::Layout,
+        /// JSON instead of columns.
+        #[arg(long)]
+        json: bool,
+    },
     /// Compress a rotated log file to FILE.gz (used by the runner itself).
     #[command(hide = true)]
     CompressLog {
@@ -40,11 +62,22 @@ enum Command {
     },
 }
 
+fn parse_key(s: &str) -> Result<Key, String> {
+    s.parse().map_err(|e: nonstop_ipc::Error| e.to_string())
+}
+
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Check { file } => check::run(&file),
         Command::Run { file } => run::run(&file),
         Command::CompressLog { file } => compress::compress(&file),
+        Command::Beat => beat::run(),
+        Command::Ps {
+            key,
+            pipeline,
+            layout,
+            json,
+        } => ps::run(key, pipeline.as_deref(), layout, json),
     };
     match result {
         Ok(code) => code,

@@ -31,6 +31,18 @@ pub struct TaskSpec {
     pub stop: StopSpec,
     /// Tasks that must be up (resident) or have succeeded once (periodic) before it starts.
     pub after: Vec<String>,
+    /// Its heartbeat: hung when it does not beat in time.
+    pub heartbeat: Option<HeartbeatSpec>,
+}
+
+/// `heartbeat:` of a task: each instance gets a slot in the pipeline's table, and is hung
+/// when it does not beat for `timeout` (or, before its first beat, for `start`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatSpec {
+    /// Longest time between two beats.
+    pub timeout: Duration,
+    /// Longest time from the start to the first beat; at least `timeout`.
+    pub start: Duration,
 }
 
 /// Resident or periodic.
@@ -110,6 +122,8 @@ pub enum StopReason {
     Shutdown,
     /// A periodic run exceeded its `timeout`.
     Timeout,
+    /// The watchdog found it hung: its exit counts as a failure, whatever its status.
+    Hung,
 }
 
 /// Where a task is.
@@ -261,6 +275,9 @@ pub struct Task {
     /// The main process exited with this while others of the task still run
     /// ([`Task::on_main_exit`]); recorded when they are gone ([`Task::on_gone`]).
     main_exit: Option<Exit>,
+    /// Whether the running instance is ready: at once for a task without a heartbeat; at its
+    /// program's first beat ([`Task::on_ready`]) for one with.
+    ready: bool,
 }
 
 impl Task {
@@ -277,7 +294,23 @@ impl Task {
             successes: 0,
             starts: 0,
             main_exit: None,
+            ready: false,
         }
+    }
+
+    /// Whether the running instance is ready (see [`Task::satisfies_dependents`]).
+    pub fn ready(&self) -> bool {
+        self.ready
+    }
+
+    /// The running instance showed it is ready (its program's first heartbeat). Returns
+    /// whether that is news.
+    pub fn on_ready(&mut self) -> bool {
+        let news = matches!(self.phase, Phase::Running { .. }) && !self.ready;
+        if news {
+            self.ready = true;
+        }
+        news
     }
 
     /// Where it is.
@@ -295,13 +328,14 @@ impl Task {
         self.starts
     }
 
-    /// Whether tasks that come `after` this one may start: a resident task is running, or
-    /// has exited successfully and is not restarted (a one-shot: `restart: never` or
-    /// `on-failure`); a periodic one has succeeded at least once.
+    /// Whether tasks that come `after` this one may start: a resident task is running and
+    /// ready (with a heartbeat, once its program has beaten), or has exited successfully and
+    /// is not restarted (a one-shot: `restart: never` or `on-failure`); a periodic one has
+    /// succeeded at least once.
     pub fn satisfies_dependents(&self) -> bool {
         match self.spec.kind {
             Kind::Resident(_) => match self.phase {
-                Phase::Running { .. } => true,
+                Phase::Running { .. } => self.ready,
                 Phase::Exited(exit) => exit.success(),
                 _ => false,
             },
@@ -415,6 +449,7 @@ impl Task {
     /// The process for [`Due::Start`] started as `pid`.
     pub fn on_started(&mut self, pid: Pid, now: Now) {
         self.starts += 1;
+        self.ready = self.spec.heartbeat.is_none();
         self.phase = Phase::Running {
             pid,
             since: now.mono,
@@ -459,7 +494,9 @@ impl Task {
             Phase::Stopping { since, reason, .. } => (since, Some(reason)),
             _ => (now.mono, None),
         };
-        if exit.success() {
+        // A hung process stopped by the watchdog failed, even if it exits 0 on SIGTERM.
+        let success = exit.success() && stopping_for != Some(StopReason::Hung);
+        if success {
             self.successes += 1;
         }
         if stopping_for == Some(StopReason::Shutdown) {
@@ -468,7 +505,7 @@ impl Task {
         }
         match &self.spec.kind {
             Kind::Resident(restart) => {
-                if !restart.restarts(exit.success()) {
+                if !restart.restarts(success) {
                     self.phase = Phase::Exited(exit);
                     return AfterExit::Done;
                 }
@@ -559,6 +596,22 @@ impl Task {
             Phase::Running { .. } | Phase::Stopping { .. } => self.upcoming = next,
             _ => {}
         }
+    }
+
+    /// The watchdog found the running instance hung: returns the pid to send the stop signal
+    /// to (SIGKILL follows after the grace), if a process runs and is not already stopping.
+    /// Its exit will count as a failure.
+    pub fn on_hung(&mut self, now: Now) -> Option<(Pid, Signal)> {
+        let Phase::Running { pid, since } = self.phase else {
+            return None;
+        };
+        self.phase = Phase::Stopping {
+            pid,
+            since,
+            kill_at: Some(now.mono + self.spec.stop.grace),
+            reason: StopReason::Hung,
+        };
+        Some((pid, self.spec.stop.signal))
     }
 
     /// The runner shuts down: returns the pid to send the stop signal to, if a process runs.

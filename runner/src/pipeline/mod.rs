@@ -185,6 +185,16 @@ pub fn parse(text: &str, dir: &Path) -> Result<Checked, Vec<Diagnostic>> {
             slots,
         })
     });
+    // Tasks with heartbeats and no table named: the default table.
+    let heartbeat = match (heartbeat, &tasks) {
+        (None, Some(Value::Mapping(map))) if map.values().any(|t| t.get("heartbeat").is_some()) => {
+            Some(HeartbeatConfig {
+                key: nonstop_ipc::Key::DEFAULT,
+                slots: DEFAULT_SLOTS,
+            })
+        }
+        (heartbeat, _) => heartbeat,
+    };
     let logs = log_config(&mut ctx, logs.unwrap_or_default(), dir);
 
     let specs = match tasks {

@@ -85,7 +85,67 @@ pub struct Task {
     pub group: Option<String>,
     pub umask: Option<Umask>,
     pub limits: Option<Limits>,
-    pub heartbeat: Option<Duration>,
+    pub heartbeat: Option<TaskHeartbeat>,
+}
+
+/// A task's `heartbeat:`: `DURATION` (the timeout) or `{ timeout: DURATION, start: DURATION }`.
+#[derive(Debug)]
+pub struct TaskHeartbeat {
+    pub timeout: Duration,
+    pub start: Option<Duration>,
+}
+
+impl<'de> Deserialize<'de> for TaskHeartbeat {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            timeout: Duration,
+            start: Option<Duration>,
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TaskHeartbeat;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration (30s) or { timeout: DURATION, start: DURATION }")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TaskHeartbeat, A::Error> {
+                // Through the map itself, so that an error inside names its field.
+                let full = Full::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(TaskHeartbeat {
+                    timeout: full.timeout,
+                    start: full.start,
+                })
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<TaskHeartbeat, E> {
+                timeout_only(Duration::deserialize(de::value::StrDeserializer::<E>::new(
+                    v,
+                )))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<TaskHeartbeat, E> {
+                timeout_only(Duration::deserialize(de::value::U64Deserializer::<E>::new(
+                    v,
+                )))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<TaskHeartbeat, E> {
+                timeout_only(Duration::deserialize(de::value::I64Deserializer::<E>::new(
+                    v,
+                )))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<TaskHeartbeat, E> {
+                timeout_only(Duration::deserialize(de::value::F64Deserializer::<E>::new(
+                    v,
+                )))
+            }
+        }
+        fn timeout_only<E>(timeout: Result<Duration, E>) -> Result<TaskHeartbeat, E> {
+            Ok(TaskHeartbeat {
+                timeout: timeout?,
+                start: None,
+            })
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]

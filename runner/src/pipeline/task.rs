@@ -9,7 +9,7 @@ use nix::sys::resource::Resource;
 use nonstop_scheduler::policy::{Backoff, CrashLoop, Restart};
 use nonstop_scheduler::schedule::{CronSchedule, Schedule, Zone};
 use nonstop_scheduler::spawn::{Credentials, Limit, SpawnSpec};
-use nonstop_scheduler::task::{Kind, StopSpec, TaskSpec};
+use nonstop_scheduler::task::{HeartbeatSpec, Kind, StopSpec, TaskSpec};
 use serde_yaml::Mapping;
 
 use super::{Ctx, HeartbeatConfig, raw};
@@ -266,13 +266,9 @@ fn check_task(
         }
     }
     let limits = limits_ok;
-    if t.heartbeat.is_some() {
-        ctx.error_at_key(
-            &field("heartbeat"),
-            "hang detection is not enforced by this build yet (it arrives with the watchdog); \
-             remove `heartbeat` for now",
-        );
-    }
+    let heartbeat = t
+        .heartbeat
+        .and_then(|h| task_heartbeat(ctx, &field("heartbeat"), h));
 
     if ctx.errors.len() > errors_before {
         return None;
@@ -294,6 +290,47 @@ fn check_task(
         crash_loop,
         stop,
         after: t.after,
+        heartbeat,
+    })
+}
+
+/// Shortest heartbeat timeout: the coarse clock of the beats ticks every 1 to 4 ms.
+const MIN_HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(10);
+
+fn task_heartbeat(ctx: &mut Ctx, path: &str, h: raw::TaskHeartbeat) -> Option<HeartbeatSpec> {
+    let (timeout, start) = (h.timeout.0, h.start.map(|s| s.0));
+    let human = nonstop_core::Duration;
+    let errors_before = ctx.errors.len();
+    let (timeout_path, start_path) = match start {
+        Some(_) => (format!("{path}.timeout"), format!("{path}.start")),
+        None => (path.to_owned(), path.to_owned()),
+    };
+    if timeout < MIN_HEARTBEAT {
+        ctx.error(
+            &timeout_path,
+            format!(
+                "{} is too short: a heartbeat timeout is at least 10ms (beats are stamped with a \
+                 clock that ticks every few milliseconds)",
+                human(timeout)
+            ),
+        );
+    }
+    if let Some(start) = start
+        && start < timeout
+    {
+        ctx.error(
+            &start_path,
+            format!(
+                "{} is shorter than the timeout ({}): `start` is a longer first deadline for \
+                 programs that start slowly",
+                human(start),
+                human(timeout)
+            ),
+        );
+    }
+    (ctx.errors.len() == errors_before).then(|| HeartbeatSpec {
+        timeout,
+        start: start.unwrap_or(timeout),
     })
 }
 
@@ -692,6 +729,7 @@ mod tests {
             crash_loop: CrashLoop::default(),
             stop: StopSpec::default(),
             after: after.to_vec(),
+            heartbeat: None,
         }
     }
 

@@ -19,6 +19,7 @@ fn spec(name: &str, restart: Restart, after: &[&str]) -> TaskSpec {
         crash_loop: CrashLoop::default(),
         stop: StopSpec::default(),
         after: after.iter().map(|s| s.to_string()).collect(),
+        heartbeat: None,
     }
 }
 

@@ -50,6 +50,7 @@ fn spec(kind: Kind) -> TaskSpec {
             grace: 500 * MS,
         },
         after: vec![],
+        heartbeat: None,
     }
 }
 
@@ -410,4 +411,67 @@ fn a_main_exit_that_leaves_processes_waits_for_them_before_the_policy_decides() 
     assert_eq!(t.on_deadline(c.at(9600)), Some(Due::Kill { pid: pid(103) }));
     assert_eq!(t.on_gone(c.at(9610)), Some(AfterExit::Stopped));
     assert_eq!(t.phase(), Phase::Stopped);
+}
+
+#[test]
+fn a_hung_instance_is_stopped_then_killed_and_counts_as_a_failure() {
+    let c = Clock::new();
+    let mut t = Task::new(spec(Kind::Resident(Restart::OnFailure)));
+    t.activate(c.at(0));
+    t.on_started(pid(7), c.at(0));
+    assert_eq!(t.on_hung(c.at(100)), Some((pid(7), Signal::SIGTERM)));
+    assert_eq!(t.on_hung(c.at(110)), None, "already stopping");
+    assert_eq!(t.deadline(), Some(c.at(600).mono), "the grace");
+    assert_eq!(t.on_deadline(c.at(600)), Some(Due::Kill { pid: pid(7) }));
+    // Even an exit 0 on SIGTERM is a failure: on-failure restarts it, with the backoff.
+    match t.on_exit(Exit::Code(0), c.at(610)) {
+        AfterExit::Restart { delay } => assert_eq!(delay, 100 * MS),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(t.successes(), 0);
+    // Hangs count towards the crash loop like any failure.
+    let mut now = 700;
+    for i in 0..4 {
+        t.on_deadline(c.at(now + 1000));
+        now += 1000;
+        t.on_started(pid(8 + i), c.at(now));
+        t.on_hung(c.at(now + 10));
+        let after = t.on_exit(Exit::Signal(Signal::SIGTERM), c.at(now + 20));
+        assert_eq!(
+            matches!(after, AfterExit::CrashLoop { .. }),
+            i == 3,
+            "exit {}: {after:?}",
+            i + 2
+        );
+    }
+    // Not running: nothing to stop.
+    let mut idle = Task::new(spec(Kind::Resident(Restart::Always)));
+    assert_eq!(idle.on_hung(c.at(0)), None);
+}
+
+#[test]
+fn with_a_heartbeat_dependents_wait_for_the_first_beat_of_each_instance() {
+    let c = Clock::new();
+    let mut s = spec(Kind::Resident(Restart::Always));
+    s.heartbeat = Some(HeartbeatSpec {
+        timeout: Duration::from_secs(1),
+        start: Duration::from_secs(1),
+    });
+    let mut t = Task::new(s);
+    assert!(!t.on_ready(), "not running");
+    t.activate(c.at(0));
+    t.on_started(pid(7), c.at(0));
+    assert!(!t.satisfies_dependents(), "running, not ready");
+    assert!(t.on_ready());
+    assert!(!t.on_ready(), "once");
+    assert!(t.satisfies_dependents());
+    t.on_exit(Exit::Code(1), c.at(10));
+    t.on_deadline(c.at(1000));
+    t.on_started(pid(8), c.at(1000));
+    assert!(!t.satisfies_dependents(), "each instance beats again");
+    // Without a heartbeat: ready when started.
+    let mut plain = Task::new(spec(Kind::Resident(Restart::Always)));
+    plain.activate(c.at(0));
+    plain.on_started(pid(9), c.at(0));
+    assert!(plain.satisfies_dependents());
 }

@@ -70,6 +70,9 @@ impl Supervisor {
     pub(super) fn on_main_exit(&mut self, i: usize, pid: Pid, exit: Exit) {
         let now = Now::read();
         let entry = &mut self.entries[i];
+        if let (Some(slot), Some(watch)) = (entry.slot, &self.watch) {
+            watch.vacate(slot);
+        }
         let rest = match &entry.cgroup {
             // Usually empty: one read of an open file; listing the rest only if there is one.
             Some(cgroup) if cgroup.populated().unwrap_or(true) => cgroup.pids().unwrap_or_default(),

@@ -16,6 +16,7 @@ mod exits;
 mod output;
 mod signals;
 mod stop;
+mod watch;
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -27,7 +28,7 @@ use anyhow::Context;
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use nonstop_ipc::{HeartbeatTable, ProcessId, TableOptions};
+use nonstop_ipc::ProcessId;
 use nonstop_scheduler::cgroup::Cgroup;
 use nonstop_scheduler::order::{Agenda, Gate, Order};
 use nonstop_scheduler::schedule::Now;
@@ -37,10 +38,11 @@ use tracing::{debug, error, info, warn};
 
 use crate::lock::Lock;
 use crate::logfile::TaskLog;
-use crate::pipeline::{HeartbeatConfig, Pipeline};
+use crate::pipeline::Pipeline;
 use contain::Containment;
 use events::{Event, EventLoop};
 use stop::{guard_unreachable, start_guard};
+use watch::Watch;
 
 pub use events::block_signals;
 
@@ -59,8 +61,8 @@ pub fn supervise(shown: &str, pipeline: Pipeline, nonstop: OwnedFd) -> anyhow::R
     let me = ProcessId::current().context("cannot read this process's identity")?;
     // One runner per pipeline: refused here, before anything of the first runner's is touched.
     let lock = Lock::acquire(&pipeline.logs.dir, me)?;
-    let table = match pipeline.heartbeat {
-        Some(h) => Some(Table::open(h, me)?),
+    let watch = match pipeline.heartbeat {
+        Some(h) => Some(Watch::open(h, me)?),
         None => None,
     };
     let events = EventLoop::new().context("cannot set up the event loop")?;
@@ -89,58 +91,16 @@ pub fn supervise(shown: &str, pipeline: Pipeline, nonstop: OwnedFd) -> anyhow::R
         nonstop,
         containment,
         lock,
+        watch,
     )?;
     info!(tasks = supervisor.entries.len(), pipeline = %shown, "running");
     supervisor.run()?;
     supervisor.tear_down();
-    if let Some(table) = table {
-        table.close(me);
+    if let Some(watch) = supervisor.watch.take() {
+        watch.close(me);
     }
     info!("all tasks stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// The pipeline's heartbeat table, claimed by this runner.
-struct Table {
-    table: HeartbeatTable,
-    /// Whether this runner removes it at exit: it created it, or took it over from a runner
-    /// that died. A table that belonged to nobody is left in place.
-    remove: bool,
-}
-
-impl Table {
-    fn open(config: HeartbeatConfig, me: ProcessId) -> anyhow::Result<Table> {
-        let options = TableOptions {
-            slots: config.slots,
-            ..TableOptions::default()
-        };
-        let table = HeartbeatTable::open_or_create(config.key, &options)
-            .with_context(|| format!("cannot create the heartbeat table {}", config.key))?;
-        // A second runner on the same key is refused, naming the first.
-        let previous = table.claim(me)?;
-        if let Some(dead) = previous {
-            info!(key = %config.key, "took over the heartbeat table of a runner that died (pid {})", dead.pid);
-        }
-        info!(key = %config.key, slots = config.slots, "heartbeat table ready");
-        Ok(Table {
-            remove: table.created() || previous.is_some(),
-            table,
-        })
-    }
-
-    /// At exit: removes the table if this runner is the one to, else leaves it without an
-    /// owner.
-    fn close(self, me: ProcessId) {
-        let key = self.table.key();
-        let result = if self.remove {
-            self.table.remove()
-        } else {
-            self.table.release(me)
-        };
-        if let Err(e) = result {
-            warn!(key = %key, "cannot remove the heartbeat table: {e}");
-        }
-    }
 }
 
 /// One task and everything the loop holds for it.
@@ -164,6 +124,8 @@ struct Entry {
     blocked_logged: bool,
     /// Its cgroup (cgroup containment), from its first start on; its instances start in it.
     cgroup: Option<Cgroup>,
+    /// Its slot in the heartbeat table (`heartbeat:`), reserved for the runner's life.
+    slot: Option<u32>,
 }
 
 impl Entry {
@@ -219,6 +181,8 @@ struct Supervisor {
     guard: Option<Guard>,
     /// The pipeline lock (the guard holds it too).
     lock: Lock,
+    /// The heartbeat table and hang detection, if the pipeline has a table.
+    watch: Option<Watch>,
 }
 
 impl Supervisor {
@@ -229,6 +193,7 @@ impl Supervisor {
         nonstop: OwnedFd,
         containment: Containment,
         lock: Lock,
+        mut watch: Option<Watch>,
     ) -> anyhow::Result<Supervisor> {
         let order = Order::new(&pipeline.tasks);
         let mut entries = Vec::with_capacity(pipeline.tasks.len());
@@ -257,6 +222,16 @@ impl Supervisor {
                     hard: inherited_nofile.1,
                 });
             }
+            let slot = match (&mut watch, spec.heartbeat) {
+                (Some(watch), Some(heartbeat)) => {
+                    let (slot, env) = watch.reserve(i, &spec.name, heartbeat)?;
+                    spawn_spec
+                        .env
+                        .push((nonstop_ipc::heartbeat::ENV.into(), env.into()));
+                    Some(slot)
+                }
+                _ => None,
+            };
             let prepared = spawn::Prepared::new(&spawn_spec)
                 .with_context(|| format!("cannot prepare the command of task {}", spec.name))?;
             let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -272,6 +247,7 @@ impl Supervisor {
                 waiting_logged: false,
                 blocked_logged: false,
                 cgroup: None,
+                slot,
             });
         }
         let guard = start_guard(&containment, &lock, &[], entries.len())?;
@@ -291,6 +267,7 @@ impl Supervisor {
             watches: HashMap::new(),
             guard: Some(guard),
             lock,
+            watch,
         })
     }
 
@@ -348,10 +325,13 @@ impl Supervisor {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        self.entries.iter().filter_map(|e| e.task.deadline()).min()
+        let tasks = self.entries.iter().filter_map(|e| e.task.deadline());
+        let watch = self.watch.as_ref().and_then(Watch::deadline);
+        tasks.chain(watch).min()
     }
 
     fn handle_deadlines(&mut self, now: Now) {
+        self.sweep(now);
         for i in 0..self.entries.len() {
             while self.entries[i]
                 .task
@@ -413,7 +393,15 @@ impl Supervisor {
         }
         let names = |deps: &[usize]| -> String {
             deps.iter()
-                .map(|&d| self.entries[d].name())
+                .map(|&d| {
+                    let task = &self.entries[d].task;
+                    match task.phase() {
+                        Phase::Running { .. } if !task.ready() => {
+                            format!("{} (running, no heartbeat yet)", task.spec.name)
+                        }
+                        _ => task.spec.name.clone(),
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         };
@@ -457,11 +445,21 @@ impl Supervisor {
             stderr: write,
         };
         let cgroup = entry.cgroup.as_ref().map(Cgroup::as_fd);
+        let armed = entry
+            .slot
+            .zip(self.watch.as_ref())
+            .map(|(s, w)| (s, w.arm(s)));
         match spawn::spawn_prepared(&entry.prepared, output, self.runner, cgroup) {
             Ok(pid) => {
                 self.by_pid.insert(pid, i);
                 entry.task.on_started(pid, now);
                 info!(task = %entry.name(), pid = pid.as_raw(), "started");
+                let awaited = !self.order.dependents(i).is_empty();
+                if let (Some((slot, registered)), Some(watch)) = (armed, &mut self.watch)
+                    && let Err(e) = watch.occupy(slot, pid, registered, awaited)
+                {
+                    error!(task = %entry.name(), pid = pid.as_raw(), "cannot watch its heartbeat: {e:#}");
+                }
                 if entry.cgroup.is_none()
                     && let Some(guard) = &mut self.guard
                     && !guard.add_group(pid)

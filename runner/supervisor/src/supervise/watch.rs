@@ -1,0 +1,429 @@
+//! Hang detection: the pipeline's heartbeat table, watched from the loop.
+//!
+//! The runner reserves a slot for each task with `heartbeat:` (its environment names it,
+//! `NONSTOP_HEARTBEAT=KEY:SLOT`), arms it before each start and fills in the pid once the
+//! instance runs; the program only beats. Processes nonstop did not start may register
+//! themselves in the same table: they are watched and stopped the same way, never restarted.
+//!
+//! There is no sweep period. The loop sleeps until the earliest deadline over every slot
+//! ([`Watch::next`]); then [`Supervisor::sweep`] reads every slot again (lock-free, about
+//! 10 ns each), asks `nonstop_watchdog` what each overdue one means, acts, and computes the
+//! next deadline. Services that beat faster than their timeouts cost one wake-up per shortest
+//! timeout, not one per beat. Two more reasons to wake, both bounded: once a second to find
+//! processes that registered themselves since ([`SCAN`]), and every [`READY_POLL`] while a
+//! task that others wait for has not beaten yet (readiness).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use nonstop_ipc::{HeartbeatTable, PidFd, ProcessId, SlotInfo, TableOptions};
+use nonstop_scheduler::schedule::Now;
+use nonstop_scheduler::task::{HeartbeatSpec, StopSpec};
+use nonstop_watchdog::{Action, Beat, Check, Identity, Protected};
+use tracing::{debug, error, info, warn};
+
+use super::{Supervisor, human};
+use crate::pipeline::HeartbeatConfig;
+
+/// How often the table is read for processes that registered themselves, when no deadline
+/// comes sooner.
+const SCAN: Duration = Duration::from_secs(1);
+
+/// How often a running task that others wait for is looked at for its first beat.
+const READY_POLL: Duration = Duration::from_millis(10);
+
+/// The pipeline's heartbeat table, claimed by this runner, and what the loop knows of it.
+pub(super) struct Watch {
+    table: HeartbeatTable,
+    /// Whether this runner removes it at exit: it created it, or took it over from a runner
+    /// that died. A table that belonged to nobody is left in place.
+    remove: bool,
+    /// Never signalled, whatever the table says.
+    protected: Protected,
+    /// Reserved slot → its task.
+    owners: HashMap<u32, usize>,
+    /// When to read the table next.
+    pub(super) next: Option<Instant>,
+    /// Processes that registered themselves, found hung and being stopped.
+    foreign: Vec<ForeignStop>,
+}
+
+/// A hung process that nonstop did not start: its stop signal was sent through its pidfd;
+/// SIGKILL follows at `kill_at` if it still runs.
+struct ForeignStop {
+    pidfd: PidFd,
+    name: String,
+    kill_at: Instant,
+}
+
+/// How a process that registered itself is stopped.
+const FOREIGN_STOP: StopSpec = StopSpec {
+    signal: Signal::SIGTERM,
+    grace: Duration::from_secs(5),
+};
+
+impl Watch {
+    /// Opens (or creates) the table and claims it for `me`.
+    pub(super) fn open(config: HeartbeatConfig, me: ProcessId) -> anyhow::Result<Watch> {
+        let options = TableOptions {
+            slots: config.slots,
+            ..TableOptions::default()
+        };
+        let table = HeartbeatTable::open_or_create(config.key, &options)
+            .with_context(|| format!("cannot create the heartbeat table {}", config.key))?;
+        // A second runner on the same key is refused, naming the first.
+        let previous = table.claim(me)?;
+        if let Some(dead) = previous {
+            info!(key = %config.key, "took over the heartbeat table of a runner that died (pid {})", dead.pid);
+        }
+        info!(key = %config.key, slots = config.slots, "heartbeat table ready");
+        Ok(Watch {
+            remove: table.created() || previous.is_some(),
+            table,
+            protected: Protected::new(me.pid, ancestors(me.pid)),
+            owners: HashMap::new(),
+            next: Some(Instant::now()),
+            foreign: Vec::new(),
+        })
+    }
+
+    /// Reserves a slot for task `i`; returns its `NONSTOP_HEARTBEAT` value.
+    pub(super) fn reserve(
+        &mut self,
+        i: usize,
+        name: &str,
+        spec: HeartbeatSpec,
+    ) -> anyhow::Result<(u32, String)> {
+        let slot = self
+            .table
+            .reserve(slot_name(name), spec.timeout, spec.start)
+            .with_context(|| format!("cannot reserve a heartbeat slot for task {name}"))?;
+        self.owners.insert(slot, i);
+        Ok((slot, nonstop_ipc::heartbeat::format(self.table.key(), slot)))
+    }
+
+    /// Before an instance starts: its slot says "no beat yet"; returns the registration time.
+    pub(super) fn arm(&self, slot: u32) -> u64 {
+        self.table.arm(slot)
+    }
+
+    /// The instance started as `pid`: its slot is watched, from `registered_ns`. With
+    /// `awaited` (other tasks wait for it to be ready), its first beat is looked for every
+    /// [`READY_POLL`] from now on.
+    pub(super) fn occupy(
+        &mut self,
+        slot: u32,
+        pid: Pid,
+        registered_ns: u64,
+        awaited: bool,
+    ) -> anyhow::Result<()> {
+        let process = ProcessId::of(pid.as_raw())?
+            .with_context(|| format!("pid {pid} has no /proc entry"))?;
+        let info = self.table.occupy(slot, process, registered_ns)?;
+        self.wake_by(Beat::from(&info).deadline_ns);
+        if awaited {
+            self.wake_by(mono_ns().saturating_add(READY_POLL.as_nanos() as u64));
+        }
+        Ok(())
+    }
+
+    /// The instance in `slot` is gone (or stopped as hung): the slot waits for the next one.
+    pub(super) fn vacate(&self, slot: u32) {
+        if let Err(e) = self.table.vacate(slot) {
+            warn!("cannot free heartbeat slot {slot}: {e}");
+        }
+    }
+
+    /// Read the table again no later than at `deadline_ns` (`CLOCK_MONOTONIC`).
+    fn wake_by(&mut self, deadline_ns: u64) {
+        let at = instant_of(deadline_ns);
+        self.next = Some(self.next.map_or(at, |n| n.min(at)));
+    }
+
+    /// The earliest instant the loop must wake for: the table, or a foreign kill.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        let kills = self.foreign.iter().map(|f| f.kill_at);
+        self.next.into_iter().chain(kills).min()
+    }
+
+    /// Stops processes that registered themselves and are still running after their grace.
+    fn kill_foreign(&mut self, now: Instant) {
+        self.foreign.retain(|f| {
+            if f.kill_at > now {
+                return true;
+            }
+            let pid = f.pidfd.process().pid;
+            match f.pidfd.signal(Signal::SIGKILL) {
+                Ok(true) => {
+                    warn!(pid, name = %f.name, "still running after the stop grace; sent SIGKILL")
+                }
+                Ok(false) => debug!(pid, name = %f.name, "exited within the stop grace"),
+                Err(e) => warn!(pid, name = %f.name, "cannot send SIGKILL: {e}"),
+            }
+            false
+        });
+    }
+
+    /// Stops a hung process that registered itself: the stop signal and SIGCONT through a
+    /// pidfd (never to a recycled pid), also to its process group if it leads one; SIGKILL
+    /// after the grace ([`Watch::kill_foreign`]).
+    fn stop_foreign(&mut self, slot: &SlotInfo, age: Duration) {
+        let pid = slot.process.pid;
+        let pidfd = match slot.process.pidfd() {
+            Ok(Some(pidfd)) => pidfd,
+            Ok(None) => {
+                debug!(pid, name = %slot.name, "gone before it could be stopped");
+                return;
+            }
+            Err(e) => {
+                warn!(pid, name = %slot.name, "cannot stop it: {e}");
+                return;
+            }
+        };
+        warn!(
+            pid, name = %slot.name,
+            "hung: no heartbeat for {} (timeout {}); it registered itself, so it is stopped \
+             (SIGTERM, SIGKILL after {}) and not restarted",
+            human(age), human(slot.timeout), human(FOREIGN_STOP.grace)
+        );
+        for signal in [FOREIGN_STOP.signal, Signal::SIGCONT] {
+            if let Err(e) = pidfd.signal(signal) {
+                warn!(pid, "cannot send {}: {e}", signal.as_str());
+            }
+            // Its process group too if it leads one (its own children), while the pidfd says
+            // the leader is still this process.
+            if nix::unistd::getpgid(Some(Pid::from_raw(pid))) == Ok(Pid::from_raw(pid)) {
+                let _ = nix::sys::signal::kill(Pid::from_raw(-pid), signal);
+            }
+        }
+        self.foreign.push(ForeignStop {
+            pidfd,
+            name: slot.name.clone(),
+            kill_at: Instant::now() + FOREIGN_STOP.grace,
+        });
+    }
+
+    /// At exit: frees this runner's slots and removes the table if this runner is the one to,
+    /// else leaves it without an owner.
+    pub(super) fn close(self, me: ProcessId) {
+        let key = self.table.key();
+        if !self.remove {
+            for &slot in self.owners.keys() {
+                if let Err(e) = self.table.free_reserved(slot) {
+                    warn!(key = %key, "cannot free heartbeat slot {slot}: {e}");
+                }
+            }
+        }
+        let result = if self.remove {
+            self.table.remove()
+        } else {
+            self.table.release(me)
+        };
+        if let Err(e) = result {
+            warn!(key = %key, "cannot remove the heartbeat table: {e}");
+        }
+    }
+}
+
+impl Supervisor {
+    /// Reads the heartbeat table if it is due: every slot's deadline, the first beats that
+    /// make tasks ready, and what to do with the overdue ones.
+    pub(super) fn sweep(&mut self, now: Now) {
+        let Some(watch) = &mut self.watch else {
+            return;
+        };
+        watch.kill_foreign(now.mono);
+        if watch.next.is_none_or(|next| next > now.mono) {
+            return;
+        }
+        let now_ns = mono_ns();
+        let mut next = now_ns.saturating_add(SCAN.as_nanos() as u64);
+        let mut hung = Vec::new();
+        let mut ready = Vec::new();
+        for slot in watch.table.snapshot() {
+            let beat = Beat::from(&slot);
+            let owner = watch.owners.get(&slot.index).copied();
+            if let Some(i) = owner
+                && !self.entries[i].task.ready()
+            {
+                if beat.beaten {
+                    ready.push(i);
+                } else if !self.order.dependents(i).is_empty() {
+                    next = next.min(now_ns.saturating_add(READY_POLL.as_nanos() as u64));
+                }
+            }
+            match nonstop_watchdog::check(&beat, now_ns) {
+                Check::Due(at) => next = next.min(at),
+                Check::Overdue => hung.push((owner, slot, beat)),
+            }
+        }
+        watch.next = Some(instant_of(next));
+        for i in ready {
+            if self.entries[i].task.on_ready() {
+                info!(task = %self.entries[i].name(), "ready: first heartbeat");
+                self.agenda.changed(i, &self.order);
+            }
+        }
+        for (owner, slot, beat) in hung {
+            self.on_overdue(owner, &slot, &beat, now, now_ns);
+        }
+    }
+
+    /// A slot's deadline passed: stop its process if it is still the one that registered
+    /// (and may be signalled), else free the slot and signal nobody.
+    fn on_overdue(
+        &mut self,
+        owner: Option<usize>,
+        slot: &SlotInfo,
+        beat: &Beat,
+        now: Now,
+        now_ns: u64,
+    ) {
+        let Some(watch) = &mut self.watch else {
+            return;
+        };
+        let identity = Identity::from(slot.process.liveness());
+        let action = nonstop_watchdog::act(beat, now_ns, identity, &watch.protected);
+        let age = match action {
+            Action::Stop { age } => age,
+            Action::Free(why) => {
+                match owner {
+                    Some(i) => {
+                        debug!(task = %self.entries[i].name(), pid = slot.process.pid, "heartbeat slot {} freed: {why}", slot.index);
+                        watch.vacate(slot.index);
+                    }
+                    None => {
+                        info!(pid = slot.process.pid, name = %slot.name, "heartbeat slot {} freed: {why}", slot.index);
+                        if let Err(e) = watch.table.free(slot) {
+                            warn!("cannot free heartbeat slot {}: {e}", slot.index);
+                        }
+                    }
+                }
+                return;
+            }
+        };
+        let Some(i) = owner else {
+            watch.stop_foreign(slot, age);
+            if let Err(e) = watch.table.free(slot) {
+                warn!("cannot free heartbeat slot {}: {e}", slot.index);
+            }
+            return;
+        };
+        // One of ours: the slot waits for the next instance whatever happens now.
+        watch.vacate(slot.index);
+        let entry = &mut self.entries[i];
+        let running = entry.task.phase().pid();
+        if running != Some(Pid::from_raw(slot.process.pid)) {
+            debug!(task = %entry.name(), pid = slot.process.pid, "heartbeat slot {} names an instance that is gone", slot.index);
+            return;
+        }
+        let first = if beat.beaten { "" } else { " since it started" };
+        match entry.task.on_hung(now) {
+            Some((pid, signal)) => {
+                warn!(
+                    task = %entry.name(), pid = pid.as_raw(),
+                    "hung: no heartbeat for {}{first} (timeout {}); sending {} and SIGCONT, \
+                     SIGKILL after {}",
+                    human(beat.age(now_ns)), human(slot.timeout), signal.as_str(),
+                    human(entry.task.spec.stop.grace)
+                );
+                self.signal_task(i, pid, signal);
+                self.signal_task(i, pid, Signal::SIGCONT);
+            }
+            None => debug!(task = %entry.name(), "overdue heartbeat while already stopping"),
+        }
+    }
+}
+
+/// `CLOCK_MONOTONIC` now, in ns: the clock of the table's timestamps (which are read from its
+/// coarse variant, never ahead of this one) and of [`Instant`].
+fn mono_ns() -> u64 {
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) {
+        Ok(ts) => (ts.tv_sec() as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(ts.tv_nsec() as u64),
+        Err(e) => {
+            // CLOCK_MONOTONIC always exists on Linux.
+            error!("cannot read CLOCK_MONOTONIC: {e}");
+            0
+        }
+    }
+}
+
+/// The [`Instant`] of `ns` on `CLOCK_MONOTONIC`.
+fn instant_of(ns: u64) -> Instant {
+    let now = mono_ns();
+    let now_instant = Instant::now();
+    if ns >= now {
+        now_instant + Duration::from_nanos(ns - now)
+    } else {
+        now_instant
+            .checked_sub(Duration::from_nanos(now - ns))
+            .unwrap_or(now_instant)
+    }
+}
+
+/// A task's name as it fits a slot (63 bytes, cut at a character boundary).
+fn slot_name(name: &str) -> &str {
+    let max = nonstop_ipc::table::layout::NAME_MAX;
+    if name.len() <= max {
+        return name;
+    }
+    let mut end = max;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
+}
+
+/// The pids above `pid`, up to init, from `/proc/PID/stat`.
+fn ancestors(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut current = pid;
+    while current > 1 && out.len() < 4096 {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{current}/stat")) else {
+            break;
+        };
+        // Field 4, counted after the last ')': the parent.
+        let parent = stat
+            .rfind(')')
+            .and_then(|at| stat[at + 1..].split_ascii_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        match parent {
+            Some(parent) if parent > 0 => {
+                out.push(parent);
+                current = parent;
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_cut_at_a_character_boundary() {
+        assert_eq!(slot_name("web"), "web");
+        let long = "é".repeat(40);
+        let cut = slot_name(&long);
+        assert!(cut.len() <= 63 && long.starts_with(cut));
+        assert_eq!(cut.len(), 62);
+    }
+
+    #[test]
+    fn the_ancestors_of_this_process_end_at_init() {
+        let me = std::process::id() as i32;
+        let up = ancestors(me);
+        assert_eq!(
+            up.first(),
+            Some(&(std::os::unix::process::parent_id() as i32))
+        );
+        assert!(up.iter().all(|&p| p >= 1));
+    }
+}
