@@ -53,7 +53,15 @@ impl Heartbeat {
     /// The slot named by `spec`, written as in `NONSTOP_HEARTBEAT` (`KEY:SLOT`).
     pub fn from_spec(spec: &str) -> Result<Heartbeat> {
         let (key, index) = parse(spec)?;
-        let table = HeartbeatTable::open(key, &TableOptions::default())?;
+        let table = match HeartbeatTable::open(key, &TableOptions::default()) {
+            Err(Error::NotFound { .. }) => {
+                return Err(invalid(format!(
+                    "{ENV}={spec}: there is no heartbeat table at key {key}; the runner that \
+                     gave this task its slot is not running"
+                )));
+            }
+            other => other?,
+        };
         if index >= table.capacity() {
             return Err(invalid(format!(
                 "{ENV}={spec}: the table at {key} has {} slots, there is no slot {index}",

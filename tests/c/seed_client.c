@@ -1,7 +1,9 @@
 /* A service built the seed framework's way: CSEM + CPActive, transcribed to C from the
- * tutorial (st_procinfo, AddPInfo, UptATime, the destructor). Registers as NAME with a 30 s
- * timeout in the table at KEY, prints "slot N", beats time(0) every 2 ms until its stdin
- * closes, then zeroes its record and prints "freed". Used by tests/it/seed.rs. */
+ * tutorial (st_procinfo, AddPInfo, UptATime, the destructor). Registers as NAME with a
+ * TIMEOUT (seconds, default 30) in the table at KEY, prints "slot N", beats time(0) every 2 ms
+ * until its stdin closes, then zeroes its record and prints "freed". With "hang" after the
+ * timeout, it stops beating at once (a hung service) and waits for its stdin to close.
+ * Used by tests/it/seed.rs. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
@@ -45,10 +47,11 @@ static void csem_op(int id, short op) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s KEY NAME\n", argv[0]);
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s KEY NAME [TIMEOUT [hang]]\n", argv[0]);
         return 2;
     }
+    int hang = argc > 4 && strcmp(argv[4], "hang") == 0;
     key_t key = (key_t)strtoul(argv[1], NULL, 0);
     /* CPActive::AddPInfo */
     int shmid = shmget(key, MAXNUMP * sizeof(struct st_procinfo), 0640 | IPC_CREAT);
@@ -60,7 +63,7 @@ int main(int argc, char **argv) {
     struct st_procinfo info = {0};
     info.pid = getpid();
     snprintf(info.pname, sizeof info.pname, "%s", argv[2]);
-    info.timeout = 30;
+    info.timeout = argc > 3 ? atoi(argv[3]) : 30;
     info.atime = time(0);
     int pos = -1;
     for (int i = 0; i < MAXNUMP; i++)
@@ -76,7 +79,7 @@ int main(int argc, char **argv) {
     fflush(stdout);
     struct pollfd in = {0, POLLIN, 0};
     for (;;) {
-        shm[pos].atime = time(0); /* CPActive::UptATime */
+        if (!hang) shm[pos].atime = time(0); /* CPActive::UptATime */
         if (poll(&in, 1, 2) > 0) {
             char buf[64];
             if (read(0, buf, sizeof buf) <= 0) break;

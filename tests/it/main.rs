@@ -7,6 +7,7 @@
 
 mod check;
 mod containment;
+mod hang;
 mod harness;
 mod run_handoff;
 mod run_periodic;

@@ -63,3 +63,49 @@ fn records_of_dead_seed_services_are_freed() {
     assert_eq!(freed[0].name, "doomed");
     assert!(table.snapshot().is_empty());
 }
+
+/// The watchdog's decisions over the seed's layout: a seed-style C service that stops beating
+/// is overdue once `time(0) - atime` reaches its timeout, its pid is taken for the same process
+/// (it started before its last beat), so it is to be stopped; the same record read as if its pid
+/// belonged to a process started later is freed instead, and once the service is gone, too.
+#[test]
+fn a_hung_seed_service_is_found_by_the_watchdog_decisions() {
+    use nonstop_watchdog::{Action, Beat, Check, FreeReason, Identity, Protected};
+
+    let key = TestKey::new();
+    let mut client = Proc::spawn(Command::new(c_program("seed_client")).args([
+        key.arg().as_str(),
+        "stuck",
+        "1",
+        "hang",
+    ]));
+    client.line(10 * SECOND);
+    let table = SeedTable::open(key.key(), &SeedOptions::default()).unwrap();
+    let slot = table.snapshot().pop().unwrap();
+    assert_eq!(slot.pid, client.pid());
+    let beat = Beat::from(&slot);
+    let now_ns = || clock::wall_seconds() as u64 * 1_000_000_000;
+    // Not yet: it registered less than its 1 s timeout ago (in whole seconds).
+    assert!(
+        crate::harness::wait_until(5 * SECOND, || nonstop_watchdog::check(&beat, now_ns())
+            == Check::Overdue),
+        "never overdue: {slot:?}"
+    );
+    let started = nonstop_ipc::started_at(client.pid()).unwrap();
+    let identity = Identity::for_seed(started, slot.atime as u64);
+    assert_eq!(identity, Identity::Same);
+    let protected = Protected::new(std::process::id() as i32, []);
+    match nonstop_watchdog::act(&beat, now_ns(), identity, &protected) {
+        Action::Stop { age } => assert!(age >= SECOND, "{age:?}"),
+        other => panic!("{other:?}"),
+    }
+    let later = Identity::for_seed(Some(slot.atime as u64 + 10), slot.atime as u64);
+    assert_eq!(
+        nonstop_watchdog::act(&beat, now_ns(), later, &protected),
+        Action::Free(FreeReason::Recycled)
+    );
+    client.sigkill();
+    client.wait(10 * SECOND);
+    let gone = Identity::for_seed(nonstop_ipc::started_at(slot.pid).unwrap(), 0);
+    assert_eq!(gone, Identity::Gone);
+}

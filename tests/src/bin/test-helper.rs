@@ -13,6 +13,9 @@
 //! - `hold KEY`: takes the lock, prints `locked`, and waits to be killed.
 //! - `open-as-nobody KEY`: switches to uid/gid 65534 (when root), then attaches the table and
 //!   prints `opened` or `error MESSAGE`.
+//! - `beat INTERVAL_MS COUNT`: a task with `heartbeat:` using the Rust client
+//!   (`Heartbeat::from_env`): prints `beating KEY:SLOT`, beats COUNT times (-1: forever)
+//!   every INTERVAL_MS, then hangs.
 //! - `register KEY SLOTS NAME`: opens-or-creates the table, waits for a line on stdin,
 //!   registers, prints `slot N`, beats until stdin closes, then frees and prints `freed`.
 
@@ -36,6 +39,25 @@ fn main() -> ExitCode {
 fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     if args.first().map(String::as_str) == Some("probe") {
         return probe();
+    }
+    if args.first().map(String::as_str) == Some("beat") {
+        let interval: u64 = args.get(1).ok_or("missing INTERVAL_MS")?.parse()?;
+        let count: i64 = args.get(2).ok_or("missing COUNT")?.parse()?;
+        let heartbeat = nonstop_ipc::Heartbeat::from_env()?;
+        say(&format!(
+            "beating {}:{}",
+            heartbeat.key(),
+            heartbeat.index()
+        ))?;
+        let mut beats = 0;
+        while count < 0 || beats < count {
+            heartbeat.beat();
+            beats += 1;
+            std::thread::sleep(Duration::from_millis(interval));
+        }
+        loop {
+            std::thread::park();
+        }
     }
     let key: Key = args.get(1).ok_or("missing KEY")?.parse()?;
     match args.first().map(String::as_str) {
