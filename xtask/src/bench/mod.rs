@@ -1,26 +1,30 @@
 //! `cargo xtask bench`: every benchmark, in release mode. Each prints its own ratios against
 //! a baseline measured in the same run.
 //!
-//! - heartbeat beat (`ipc/benches/beat.rs`): against the seed's locked and unlocked beats;
+//! - heartbeat beat (`ipc/benches/beat.rs`): against the seed's locked and unlocked beats; the
+//!   same from C (`tests/c/bench_beat.c`) against the seed's store;
 //! - spawn (`scheduler/benches/spawn.rs`): what starting a task in its cgroup costs, against
 //!   the same start without one;
 //! - runner (`runner.rs` here): crash-to-restart latency, starting and stopping 100 tasks,
-//!   memory and idle wake-ups, against C programs that only fork and exec.
+//!   memory and idle wake-ups, against C programs that only fork and exec;
+//! - watch (`watch.rs` here): hang detection latency and the cost of watching 1000 services.
 
 mod runner;
+mod watch;
 
 use anyhow::{Result, bail};
 
 use crate::{cargo, exec};
 
-/// Runs every benchmark, or only the one named (`beat`, `spawn` or `runner`).
+/// Runs every benchmark, or only the one named (`beat`, `spawn`, `runner` or `watch`).
 pub fn run(only: Option<&str>) -> Result<()> {
-    let (beat, spawn, runner) = match only {
-        None => (true, true, true),
-        Some("beat") => (true, false, false),
-        Some("spawn") => (false, true, false),
-        Some("runner") => (false, false, true),
-        Some(other) => bail!("unknown benchmark {other:?}: expected beat, spawn or runner"),
+    let (beat, spawn, runner, watch) = match only {
+        None => (true, true, true, true),
+        Some("beat") => (true, false, false, false),
+        Some("spawn") => (false, true, false, false),
+        Some("runner") => (false, false, true, false),
+        Some("watch") => (false, false, false, true),
+        Some(other) => bail!("unknown benchmark {other:?}: expected beat, spawn, runner or watch"),
     };
     if beat {
         exec(cargo().args([
@@ -32,12 +36,22 @@ pub fn run(only: Option<&str>) -> Result<()> {
             "--bench",
             "beat",
         ]))?;
+        // The same beat from C (the header), against the seed's store.
+        let dir = crate::root().join("target/bench");
+        std::fs::create_dir_all(&dir)?;
+        exec(&mut std::process::Command::new(runner::compile(
+            &dir,
+            "bench_beat",
+        )?))?;
     }
     if spawn {
         exec(cargo().args(["bench", "-p", "nonstop-scheduler", "--bench", "spawn"]))?;
     }
     if runner {
         runner::run()?;
+    }
+    if watch {
+        watch::run()?;
     }
     Ok(())
 }

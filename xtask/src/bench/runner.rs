@@ -30,17 +30,7 @@ const TASKS: usize = 100;
 const START_STOP_ROUNDS: usize = 5;
 
 pub fn run() -> Result<()> {
-    exec(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "nonstop-runner",
-        "-p",
-        "nonstop-supervisor",
-        "--bins",
-    ]))?;
-    let dir = root().join("target/bench");
-    fs::create_dir_all(&dir)?;
+    let dir = build()?;
     let task = compile(&dir, "bench_task")?;
     let floor = compile(&dir, "bench_floor")?;
     let nonstop = root().join("target/release/nonstop");
@@ -131,12 +121,30 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
-fn compile(dir: &Path, name: &str) -> Result<PathBuf> {
+/// Builds the runner in release mode; returns the benchmarks' directory.
+pub(super) fn build() -> Result<PathBuf> {
+    exec(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "nonstop-runner",
+        "-p",
+        "nonstop-supervisor",
+        "--bins",
+    ]))?;
+    let dir = root().join("target/bench");
+    fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+pub(super) fn compile(dir: &Path, name: &str) -> Result<PathBuf> {
     let out = dir.join(name);
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     exec(
         Command::new(cc)
-            .args(["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-o"])
+            .args(["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-I"])
+            .arg(root().join("ipc/include"))
+            .arg("-o")
             .arg(&out)
             .arg(root().join(format!("tests/c/{name}.c"))),
     )?;
@@ -284,7 +292,7 @@ fn idle_switches(dir: &Path, nonstop: &Path, task: &Path) -> Result<u64> {
     Ok(after.saturating_sub(before))
 }
 
-fn start_runner(nonstop: &Path, pipeline: &Path, log: &Path) -> Result<Child> {
+pub(super) fn start_runner(nonstop: &Path, pipeline: &Path, log: &Path) -> Result<Child> {
     let log = fs::File::create(log)?;
     Command::new(nonstop)
         .arg("run")
@@ -296,7 +304,7 @@ fn start_runner(nonstop: &Path, pipeline: &Path, log: &Path) -> Result<Child> {
         .context("cannot start nonstop")
 }
 
-fn stop_runner(runner: &mut Child) -> Result<()> {
+pub(super) fn stop_runner(runner: &mut Child) -> Result<()> {
     kill(Pid::from_raw(runner.id() as i32), Signal::SIGTERM)?;
     runner.wait()?;
     Ok(())
@@ -305,7 +313,7 @@ fn stop_runner(runner: &mut Child) -> Result<()> {
 /// Polls `done` every 20 ms. Slowly on purpose: every measurement is a timestamp the tasks
 /// write themselves, so polling only decides when to stop, and a busy poller would take CPU
 /// from the supervisor under test (the floor is waited for with a blocking waitpid).
-fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+pub(super) fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if done() {
@@ -324,7 +332,7 @@ fn vm_rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-fn voluntary_switches(pid: u32) -> u64 {
+pub(super) fn voluntary_switches(pid: u32) -> u64 {
     let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
         return 0;
     };
@@ -339,7 +347,7 @@ fn voluntary_switches(pid: u32) -> u64 {
         .sum()
 }
 
-fn percentile(v: &mut [u64], p: usize) -> u64 {
+pub(super) fn percentile(v: &mut [u64], p: usize) -> u64 {
     v.sort_unstable();
     v[(v.len() * p / 100).min(v.len() - 1)]
 }
@@ -348,6 +356,6 @@ fn us(ns: u64) -> f64 {
     ns as f64 / 1000.0
 }
 
-fn ms(ns: u64) -> f64 {
+pub(super) fn ms(ns: u64) -> f64 {
     ns as f64 / 1_000_000.0
 }
