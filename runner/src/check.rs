@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use nonstop_core::Duration;
 use nonstop_scheduler::policy::Restart;
+use nonstop_scheduler::probe::ProbeCheck;
 use nonstop_scheduler::task::{Kind, TaskSpec};
 
 use crate::pipeline;
@@ -79,6 +80,19 @@ pub fn summary(task: &TaskSpec) -> String {
         Some(h) => format!(", heartbeat {}", Duration(h.timeout)),
         None => String::new(),
     };
+    let probe = match &task.probe {
+        Some(p) => {
+            let what = match &p.check {
+                ProbeCheck::Tcp(addr) => format!("tcp {addr}"),
+                ProbeCheck::Http { host, path, .. } => format!("http://{host}{path}"),
+                ProbeCheck::Exec(spec) => {
+                    format!("exec {}", quote(&spec.program.to_string_lossy()))
+                }
+            };
+            format!(", probe {what} every {}", Duration(p.every))
+        }
+        None => String::new(),
+    };
     let after = if task.after.is_empty() {
         String::new()
     } else {
@@ -88,7 +102,7 @@ pub fn summary(task: &TaskSpec) -> String {
         .chain(task.spawn.args.iter().map(|a| a.as_os_str()))
         .map(|word| quote(&word.to_string_lossy()))
         .collect();
-    format!("{kind}{heartbeat}{after}: {}", command.join(" "))
+    format!("{kind}{heartbeat}{probe}{after}: {}", command.join(" "))
 }
 
 /// `word` as a shell would need it to read it back as one word: as is if it is plain, else in

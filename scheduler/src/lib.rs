@@ -18,6 +18,7 @@ pub mod cgroup;
 mod error;
 pub mod order;
 pub mod policy;
+pub mod probe;
 pub mod schedule;
 // Starting a child is a clone and raw system calls up to execve, and the guard is a fork:
 // `unsafe`, allowed here only.

@@ -10,6 +10,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::policy::{Backoff, BackoffState, CrashLoop, CrashLoopState, Restart};
+use crate::probe::ProbeSpec;
 use crate::schedule::{Now, Schedule};
 use crate::spawn::SpawnSpec;
 
@@ -33,6 +34,8 @@ pub struct TaskSpec {
     pub after: Vec<String>,
     /// Its heartbeat: hung when it does not beat in time.
     pub heartbeat: Option<HeartbeatSpec>,
+    /// Its probe: hung when enough probes fail in a row.
+    pub probe: Option<ProbeSpec>,
 }
 
 /// `heartbeat:` of a task: each instance gets a slot in the pipeline's table, and is hung
@@ -275,9 +278,19 @@ pub struct Task {
     /// The main process exited with this while others of the task still run
     /// ([`Task::on_main_exit`]); recorded when they are gone ([`Task::on_gone`]).
     main_exit: Option<Exit>,
-    /// Whether the running instance is ready: at once for a task without a heartbeat; at its
-    /// program's first beat ([`Task::on_ready`]) for one with.
-    ready: bool,
+    /// What the running instance still has to show before it is ready ([`Readiness`] bits):
+    /// nothing for a task without a heartbeat or probe; its program's first beat, its first
+    /// healthy probe, or both ([`Task::on_ready`]).
+    pending: u8,
+}
+
+/// What shows that an instance is ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Its program's first heartbeat.
+    Heartbeat = 1,
+    /// Its first healthy probe.
+    Probe = 2,
 }
 
 impl Task {
@@ -294,23 +307,28 @@ impl Task {
             successes: 0,
             starts: 0,
             main_exit: None,
-            ready: false,
+            pending: 0,
         }
     }
 
     /// Whether the running instance is ready (see [`Task::satisfies_dependents`]).
     pub fn ready(&self) -> bool {
-        self.ready
+        self.pending == 0
     }
 
-    /// The running instance showed it is ready (its program's first heartbeat). Returns
-    /// whether that is news.
-    pub fn on_ready(&mut self) -> bool {
-        let news = matches!(self.phase, Phase::Running { .. }) && !self.ready;
-        if news {
-            self.ready = true;
+    /// Whether the running instance still waits for `what` to be ready.
+    pub fn awaits(&self, what: Readiness) -> bool {
+        self.pending & what as u8 != 0
+    }
+
+    /// The running instance showed `what` (its program's first heartbeat, its first healthy
+    /// probe). Returns whether that made it ready.
+    pub fn on_ready(&mut self, what: Readiness) -> bool {
+        if !matches!(self.phase, Phase::Running { .. }) || !self.awaits(what) {
+            return false;
         }
-        news
+        self.pending &= !(what as u8);
+        self.pending == 0
     }
 
     /// Where it is.
@@ -335,7 +353,7 @@ impl Task {
     pub fn satisfies_dependents(&self) -> bool {
         match self.spec.kind {
             Kind::Resident(_) => match self.phase {
-                Phase::Running { .. } => self.ready,
+                Phase::Running { .. } => self.ready(),
                 Phase::Exited(exit) => exit.success(),
                 _ => false,
             },
@@ -449,7 +467,13 @@ impl Task {
     /// The process for [`Due::Start`] started as `pid`.
     pub fn on_started(&mut self, pid: Pid, now: Now) {
         self.starts += 1;
-        self.ready = self.spec.heartbeat.is_none();
+        self.pending = 0;
+        if self.spec.heartbeat.is_some() {
+            self.pending |= Readiness::Heartbeat as u8;
+        }
+        if self.spec.probe.is_some() {
+            self.pending |= Readiness::Probe as u8;
+        }
         self.phase = Phase::Running {
             pid,
             since: now.mono,

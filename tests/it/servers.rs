@@ -16,7 +16,7 @@ use crate::harness::{KillOnDrop, PipelineDir, Runner, alive, pid_of, wait_until}
 const SECOND: Duration = Duration::from_secs(1);
 
 /// A TCP port nobody listens on now.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
 }

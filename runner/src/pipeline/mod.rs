@@ -7,6 +7,7 @@
 //! `file:line:column`, the field path and what is wrong; all of them are reported at once.
 
 mod locate;
+mod probe;
 mod raw;
 mod task;
 

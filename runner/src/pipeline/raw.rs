@@ -86,6 +86,20 @@ pub struct Task {
     pub umask: Option<Umask>,
     pub limits: Option<Limits>,
     pub heartbeat: Option<TaskHeartbeat>,
+    pub probe: Option<Probe>,
+}
+
+/// A task's `probe:`: one of `exec`, `tcp`, `http`, and how often.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Probe {
+    pub exec: Option<Vec<String>>,
+    pub tcp: Option<String>,
+    pub http: Option<String>,
+    pub every: Option<Duration>,
+    pub timeout: Option<Duration>,
+    pub failures: Option<u32>,
+    pub start: Option<Duration>,
 }
 
 /// A task's `heartbeat:`: `DURATION` (the timeout) or `{ timeout: DURATION, start: DURATION }`.

@@ -270,27 +270,33 @@ fn check_task(
         .heartbeat
         .and_then(|h| task_heartbeat(ctx, &field("heartbeat"), h));
 
+    let spawn = SpawnSpec {
+        program,
+        args,
+        env,
+        clear_env: t.clear_env,
+        cwd: Some(cwd),
+        credentials,
+        umask: t.umask.map(|u| u.0),
+        limits,
+    };
+    let probe = t
+        .probe
+        .and_then(|p| super::probe::check(ctx, &field("probe"), p, &spawn, search_path.as_deref()));
+
     if ctx.errors.len() > errors_before {
         return None;
     }
     Some(TaskSpec {
         name: name.to_owned(),
-        spawn: SpawnSpec {
-            program,
-            args,
-            env,
-            clear_env: t.clear_env,
-            cwd: Some(cwd),
-            credentials,
-            umask: t.umask.map(|u| u.0),
-            limits,
-        },
+        spawn,
         kind: kind?,
         backoff,
         crash_loop,
         stop,
         after: t.after,
         heartbeat,
+        probe,
     })
 }
 
@@ -457,7 +463,11 @@ fn periodic_only(ctx: &mut Ctx, path: &str, t: &raw::Task) {
 
 /// The program as execve will find it: a path relative to the task's directory, or a name in
 /// `PATH`. It must exist and be executable. Messages name it as written.
-fn resolve_program(program: &str, cwd: &Path, search: Option<&str>) -> Result<PathBuf, String> {
+pub(super) fn resolve_program(
+    program: &str,
+    cwd: &Path,
+    search: Option<&str>,
+) -> Result<PathBuf, String> {
     if program.is_empty() {
         return Err("the program name is empty".into());
     }
@@ -730,6 +740,7 @@ mod tests {
             stop: StopSpec::default(),
             after: after.to_vec(),
             heartbeat: None,
+            probe: None,
         }
     }
 

@@ -20,6 +20,7 @@ fn spec(name: &str, restart: Restart, after: &[&str]) -> TaskSpec {
         stop: StopSpec::default(),
         after: after.iter().map(|s| s.to_string()).collect(),
         heartbeat: None,
+        probe: None,
     }
 }
 

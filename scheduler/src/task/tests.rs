@@ -51,6 +51,7 @@ fn spec(kind: Kind) -> TaskSpec {
         },
         after: vec![],
         heartbeat: None,
+        probe: None,
     }
 }
 
@@ -450,20 +451,32 @@ fn a_hung_instance_is_stopped_then_killed_and_counts_as_a_failure() {
 }
 
 #[test]
-fn with_a_heartbeat_dependents_wait_for_the_first_beat_of_each_instance() {
+fn with_a_heartbeat_and_a_probe_dependents_wait_for_both_in_each_instance() {
     let c = Clock::new();
     let mut s = spec(Kind::Resident(Restart::Always));
     s.heartbeat = Some(HeartbeatSpec {
         timeout: Duration::from_secs(1),
         start: Duration::from_secs(1),
     });
+    s.probe = Some(crate::probe::ProbeSpec {
+        check: crate::probe::ProbeCheck::Tcp(([127, 0, 0, 1], 1).into()),
+        every: Duration::from_secs(1),
+        timeout: Duration::from_secs(1),
+        failures: 3,
+        start: Duration::from_secs(60),
+    });
     let mut t = Task::new(s);
-    assert!(!t.on_ready(), "not running");
+    assert!(!t.on_ready(Readiness::Heartbeat), "not running");
     t.activate(c.at(0));
     t.on_started(pid(7), c.at(0));
     assert!(!t.satisfies_dependents(), "running, not ready");
-    assert!(t.on_ready());
-    assert!(!t.on_ready(), "once");
+    assert!(
+        !t.on_ready(Readiness::Heartbeat),
+        "the probe is still awaited"
+    );
+    assert!(!t.on_ready(Readiness::Heartbeat), "once");
+    assert!(!t.satisfies_dependents());
+    assert!(t.on_ready(Readiness::Probe));
     assert!(t.satisfies_dependents());
     t.on_exit(Exit::Code(1), c.at(10));
     t.on_deadline(c.at(1000));

@@ -147,6 +147,23 @@ impl EventLoop {
         )
     }
 
+    /// Watches a probe's connecting socket: reported when it is connected (writable) or
+    /// failed (`EPOLLERR`, `EPOLLHUP`, reported whatever is asked).
+    pub fn watch_connect(&self, fd: &impl AsFd) -> nix::Result<()> {
+        let raw = fd.as_fd().as_raw_fd();
+        self.epoll.add(
+            fd.as_fd(),
+            EpollEvent::new(EpollFlags::EPOLLOUT, raw as u64),
+        )
+    }
+
+    /// Watches a probe's connected socket for its reply instead.
+    pub fn watch_reply(&self, fd: &impl AsFd) -> nix::Result<()> {
+        let raw = fd.as_fd().as_raw_fd();
+        let mut event = EpollEvent::new(EpollFlags::EPOLLIN, raw as u64);
+        self.epoll.modify(fd.as_fd(), &mut event)
+    }
+
     /// Whether a signal waits in the signalfd (without taking it): a long run of starts checks
     /// this between two starts, so that SIGTERM is not kept waiting behind them.
     pub fn signal_pending(&self) -> bool {

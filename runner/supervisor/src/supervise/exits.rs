@@ -44,6 +44,8 @@ impl Supervisor {
     pub(super) fn on_reaped(&mut self, pid: Pid, exit: Exit) {
         if let Some(i) = self.by_pid.remove(&pid) {
             self.on_main_exit(i, pid, exit);
+        } else if self.probe_pids.contains_key(&pid) {
+            self.on_probe_exit(pid, exit);
         } else if let Some((task, file)) = self.compressors.remove(&pid) {
             if !exit.success() {
                 warn!("compressing {} failed ({exit})", file.display());
@@ -73,6 +75,8 @@ impl Supervisor {
         if let (Some(slot), Some(watch)) = (entry.slot, &self.watch) {
             watch.vacate(slot);
         }
+        self.stop_probing(i);
+        let entry = &mut self.entries[i];
         let rest = match &entry.cgroup {
             // Usually empty: one read of an open file; listing the rest only if there is one.
             Some(cgroup) if cgroup.populated().unwrap_or(true) => cgroup.pids().unwrap_or_default(),

@@ -14,6 +14,7 @@ mod contain;
 mod events;
 mod exits;
 mod output;
+mod probe;
 mod signals;
 mod stop;
 mod watch;
@@ -33,7 +34,7 @@ use nonstop_scheduler::cgroup::Cgroup;
 use nonstop_scheduler::order::{Agenda, Gate, Order};
 use nonstop_scheduler::schedule::Now;
 use nonstop_scheduler::spawn::{self, guard::Guard};
-use nonstop_scheduler::task::{Due, Exit, Phase, Task};
+use nonstop_scheduler::task::{Due, Exit, Phase, Readiness, Task};
 use tracing::{debug, error, info, warn};
 
 use crate::lock::Lock;
@@ -126,6 +127,10 @@ struct Entry {
     cgroup: Option<Cgroup>,
     /// Its slot in the heartbeat table (`heartbeat:`), reserved for the runner's life.
     slot: Option<u32>,
+    /// The running instance's probes (`probe:`).
+    probe: Option<probe::ProbeRun>,
+    /// An exec probe's command, prepared once.
+    probe_prepared: Option<spawn::Prepared>,
 }
 
 impl Entry {
@@ -183,6 +188,12 @@ struct Supervisor {
     lock: Lock,
     /// The heartbeat table and hang detection, if the pipeline has a table.
     watch: Option<Watch>,
+    /// Sockets of tcp and http probes in flight → their task.
+    probe_fds: HashMap<RawFd, usize>,
+    /// Processes of exec probes in flight → their task.
+    probe_pids: HashMap<Pid, usize>,
+    /// `/dev/null`, the output of exec probes (if any task has one).
+    devnull: Option<OwnedFd>,
 }
 
 impl Supervisor {
@@ -211,17 +222,7 @@ impl Supervisor {
             let mut spec = spec;
             let mut spawn_spec = std::mem::take(&mut spec.spawn);
             spec.spawn.program = spawn_spec.program.clone();
-            if !spawn_spec
-                .limits
-                .iter()
-                .any(|l| l.resource == Resource::RLIMIT_NOFILE)
-            {
-                spawn_spec.limits.push(spawn::Limit {
-                    resource: Resource::RLIMIT_NOFILE,
-                    soft: inherited_nofile.0,
-                    hard: inherited_nofile.1,
-                });
-            }
+            with_nofile(&mut spawn_spec, inherited_nofile);
             let slot = match (&mut watch, spec.heartbeat) {
                 (Some(watch), Some(heartbeat)) => {
                     let (slot, env) = watch.reserve(i, &spec.name, heartbeat)?;
@@ -229,6 +230,15 @@ impl Supervisor {
                         .env
                         .push((nonstop_ipc::heartbeat::ENV.into(), env.into()));
                     Some(slot)
+                }
+                _ => None,
+            };
+            let probe_prepared = match spec.probe.as_mut().map(|p| &mut p.check) {
+                Some(nonstop_scheduler::probe::ProbeCheck::Exec(probe_spawn)) => {
+                    with_nofile(probe_spawn, inherited_nofile);
+                    Some(spawn::Prepared::new(probe_spawn).with_context(|| {
+                        format!("cannot prepare the probe of task {}", spec.name)
+                    })?)
                 }
                 _ => None,
             };
@@ -248,8 +258,21 @@ impl Supervisor {
                 blocked_logged: false,
                 cgroup: None,
                 slot,
+                probe: None,
+                probe_prepared,
             });
         }
+        let devnull = if entries.iter().any(|e| e.probe_prepared.is_some()) {
+            Some(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open("/dev/null")
+                    .context("cannot open /dev/null")?
+                    .into(),
+            )
+        } else {
+            None
+        };
         let guard = start_guard(&containment, &lock, &[], entries.len())?;
         Ok(Supervisor {
             agenda: Agenda::all(entries.len()),
@@ -268,6 +291,9 @@ impl Supervisor {
             guard: Some(guard),
             lock,
             watch,
+            probe_fds: HashMap::new(),
+            probe_pids: HashMap::new(),
+            devnull,
         })
     }
 
@@ -326,12 +352,17 @@ impl Supervisor {
 
     fn next_deadline(&self) -> Option<Instant> {
         let tasks = self.entries.iter().filter_map(|e| e.task.deadline());
+        let probes = self
+            .entries
+            .iter()
+            .filter_map(|e| e.probe.as_ref().map(probe::ProbeRun::deadline));
         let watch = self.watch.as_ref().and_then(Watch::deadline);
-        tasks.chain(watch).min()
+        tasks.chain(probes).chain(watch).min()
     }
 
     fn handle_deadlines(&mut self, now: Now) {
         self.sweep(now);
+        self.drive_probes(now);
         for i in 0..self.entries.len() {
             while self.entries[i]
                 .task
@@ -396,8 +427,11 @@ impl Supervisor {
                 .map(|&d| {
                     let task = &self.entries[d].task;
                     match task.phase() {
-                        Phase::Running { .. } if !task.ready() => {
+                        Phase::Running { .. } if task.awaits(Readiness::Heartbeat) => {
                             format!("{} (running, no heartbeat yet)", task.spec.name)
+                        }
+                        Phase::Running { .. } if task.awaits(Readiness::Probe) => {
+                            format!("{} (running, no healthy probe yet)", task.spec.name)
                         }
                         _ => task.spec.name.clone(),
                     }
@@ -454,6 +488,12 @@ impl Supervisor {
                 self.by_pid.insert(pid, i);
                 entry.task.on_started(pid, now);
                 info!(task = %entry.name(), pid = pid.as_raw(), "started");
+                entry.probe = entry
+                    .task
+                    .spec
+                    .probe
+                    .as_ref()
+                    .map(|p| probe::ProbeRun::new(p, now.mono));
                 let awaited = !self.order.dependents(i).is_empty();
                 if let (Some((slot, registered)), Some(watch)) = (armed, &mut self.watch)
                     && let Err(e) = watch.occupy(slot, pid, registered, awaited)
@@ -477,6 +517,18 @@ impl Supervisor {
         self.agenda.changed(i, &self.order);
     }
 
+    /// Task `i`'s running instance showed `what` (`how`, for the log): if that makes it
+    /// ready, the tasks after it may start.
+    fn on_ready(&mut self, i: usize, what: Readiness, how: &str) {
+        let entry = &mut self.entries[i];
+        if entry.task.on_ready(what) {
+            info!(task = %entry.name(), "ready: {how}");
+            self.agenda.changed(i, &self.order);
+        } else {
+            debug!(task = %entry.name(), "{how}; not ready yet");
+        }
+    }
+
     /// With cgroups, task `i`'s cgroup, made at its first start (between the starts of other
     /// tasks, so that making a hundred overlaps with the tasks already starting) and kept, with
     /// its `cgroup.events` watched, for the runner's life.
@@ -495,6 +547,22 @@ impl Supervisor {
         self.watches.insert(cgroup.events().as_raw_fd(), i);
         entry.cgroup = Some(cgroup);
         Ok(())
+    }
+}
+
+/// Gives `spec` the soft `nofile` limit the runner was started with, unless it sets its own
+/// (the runner raises its own).
+fn with_nofile(spec: &mut spawn::SpawnSpec, inherited: (u64, u64)) {
+    if !spec
+        .limits
+        .iter()
+        .any(|l| l.resource == Resource::RLIMIT_NOFILE)
+    {
+        spec.limits.push(spawn::Limit {
+            resource: Resource::RLIMIT_NOFILE,
+            soft: inherited.0,
+            hard: inherited.1,
+        });
     }
 }
 

@@ -11,13 +11,15 @@ use tracing::{debug, error, warn};
 use super::Supervisor;
 
 impl Supervisor {
-    /// A watched descriptor is ready: a task's output (copied to its log), or its
-    /// `cgroup.events` (it may have emptied).
+    /// A watched descriptor is ready: a task's output (copied to its log), its
+    /// `cgroup.events` (it may have emptied), or a probe's socket.
     pub(super) fn on_readable(&mut self, fd: RawFd) {
         if let Some(&i) = self.pipes.get(&fd) {
             self.drain(i);
         } else if let Some(&i) = self.watches.get(&fd) {
             self.on_cgroup_event(i);
+        } else if self.probe_fds.contains_key(&fd) {
+            self.on_probe_event(fd, nonstop_scheduler::schedule::Now::read());
         }
     }
 

@@ -21,7 +21,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use nonstop_ipc::{HeartbeatTable, PidFd, ProcessId, SlotInfo, TableOptions};
 use nonstop_scheduler::schedule::Now;
-use nonstop_scheduler::task::{HeartbeatSpec, StopSpec};
+use nonstop_scheduler::task::{HeartbeatSpec, Readiness, StopSpec};
 use nonstop_watchdog::{Action, Beat, Check, Identity, Protected};
 use tracing::{debug, error, info, warn};
 
@@ -247,7 +247,7 @@ impl Supervisor {
             let beat = Beat::from(&slot);
             let owner = watch.owners.get(&slot.index).copied();
             if let Some(i) = owner
-                && !self.entries[i].task.ready()
+                && self.entries[i].task.awaits(Readiness::Heartbeat)
             {
                 if beat.beaten {
                     ready.push(i);
@@ -262,10 +262,7 @@ impl Supervisor {
         }
         watch.next = Some(instant_of(next));
         for i in ready {
-            if self.entries[i].task.on_ready() {
-                info!(task = %self.entries[i].name(), "ready: first heartbeat");
-                self.agenda.changed(i, &self.order);
-            }
+            self.on_ready(i, Readiness::Heartbeat, "first heartbeat");
         }
         for (owner, slot, beat) in hung {
             self.on_overdue(owner, &slot, &beat, now, now_ns);
@@ -314,26 +311,37 @@ impl Supervisor {
         };
         // One of ours: the slot waits for the next instance whatever happens now.
         watch.vacate(slot.index);
-        let entry = &mut self.entries[i];
-        let running = entry.task.phase().pid();
-        if running != Some(Pid::from_raw(slot.process.pid)) {
+        let entry = &self.entries[i];
+        if entry.task.phase().pid() != Some(Pid::from_raw(slot.process.pid)) {
             debug!(task = %entry.name(), pid = slot.process.pid, "heartbeat slot {} names an instance that is gone", slot.index);
             return;
         }
         let first = if beat.beaten { "" } else { " since it started" };
+        let what = format!(
+            "no heartbeat for {}{first} (timeout {})",
+            human(beat.age(now_ns)),
+            human(slot.timeout)
+        );
+        self.on_hung_task(i, &what, now);
+    }
+}
+
+impl Supervisor {
+    /// Task `i`'s instance is hung (`what` says how it was found): stopped like any stop,
+    /// with SIGCONT so that a stopped process gets the signal; its exit counts as a failure.
+    pub(super) fn on_hung_task(&mut self, i: usize, what: &str, now: Now) {
+        let entry = &mut self.entries[i];
         match entry.task.on_hung(now) {
             Some((pid, signal)) => {
                 warn!(
                     task = %entry.name(), pid = pid.as_raw(),
-                    "hung: no heartbeat for {}{first} (timeout {}); sending {} and SIGCONT, \
-                     SIGKILL after {}",
-                    human(beat.age(now_ns)), human(slot.timeout), signal.as_str(),
-                    human(entry.task.spec.stop.grace)
+                    "hung: {what}; sending {} and SIGCONT, SIGKILL after {}",
+                    signal.as_str(), human(entry.task.spec.stop.grace)
                 );
                 self.signal_task(i, pid, signal);
                 self.signal_task(i, pid, Signal::SIGCONT);
             }
-            None => debug!(task = %entry.name(), "overdue heartbeat while already stopping"),
+            None => debug!(task = %entry.name(), "hung ({what}) while already stopping"),
         }
     }
 }
