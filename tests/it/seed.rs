@@ -109,3 +109,31 @@ fn a_hung_seed_service_is_found_by_the_watchdog_decisions() {
     let gone = Identity::for_seed(nonstop_ipc::started_at(slot.pid).unwrap(), 0);
     assert_eq!(gone, Identity::Gone);
 }
+
+#[test]
+fn nonstop_ps_lists_a_seed_table() {
+    let key = TestKey::new();
+    let mut client =
+        Proc::spawn(Command::new(c_program("seed_client")).args([key.arg().as_str(), "legacy"]));
+    client.line(10 * SECOND);
+    let out = Command::new(crate::harness::nonstop())
+        .args(["ps", "--layout", "seed", "--key", &key.arg()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = text
+        .lines()
+        .find(|l| l.contains("legacy"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let words: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(words[1], client.pid().to_string(), "{row}");
+    assert_eq!(words[3], "30s", "{row}");
+    assert_eq!(words[5], "ok", "{row}");
+    client.close_stdin();
+    assert!(client.wait(10 * SECOND).success());
+}

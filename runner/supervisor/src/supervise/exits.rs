@@ -170,7 +170,12 @@ impl Supervisor {
     ) {
         let name = self.entries[i].name();
         let pid = ran.map_or(0, |(p, _)| p.as_raw());
-        let ran = ran.map_or(String::new(), |(_, r)| format!(" after {}", human(r)));
+        let hung = if self.entries[i].hung {
+            ", stopped as hung (a failure)"
+        } else {
+            ""
+        };
+        let ran = ran.map_or(String::new(), |(_, r)| format!(" after {}{hung}", human(r)));
         match after {
             AfterExit::Restart { delay } => {
                 warn!(task = %name, pid, "exited with {exit}{ran}; restarting in {}", human(delay));

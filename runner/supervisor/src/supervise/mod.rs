@@ -129,6 +129,8 @@ struct Entry {
     slot: Option<u32>,
     /// The running instance's probes (`probe:`).
     probe: Option<probe::ProbeRun>,
+    /// Whether the current instance was stopped as hung (said when its exit is logged).
+    hung: bool,
     /// An exec probe's command, prepared once.
     probe_prepared: Option<spawn::Prepared>,
 }
@@ -259,6 +261,7 @@ impl Supervisor {
                 cgroup: None,
                 slot,
                 probe: None,
+                hung: false,
                 probe_prepared,
             });
         }
@@ -487,6 +490,7 @@ impl Supervisor {
             Ok(pid) => {
                 self.by_pid.insert(pid, i);
                 entry.task.on_started(pid, now);
+                entry.hung = false;
                 info!(task = %entry.name(), pid = pid.as_raw(), "started");
                 entry.probe = entry
                     .task

@@ -78,6 +78,15 @@ impl Watch {
         let previous = table.claim(me)?;
         if let Some(dead) = previous {
             info!(key = %config.key, "took over the heartbeat table of a runner that died (pid {})", dead.pid);
+            // Its tasks' instances died with it (containment): their slots go now, not at
+            // their deadlines, and are not in the way of this runner's reservations.
+            match table.free_dead() {
+                Ok(freed) if !freed.is_empty() => {
+                    info!(key = %config.key, "freed {} slots of processes that are gone", freed.len());
+                }
+                Ok(_) => {}
+                Err(e) => warn!(key = %config.key, "cannot free the slots of dead processes: {e}"),
+            }
         }
         info!(key = %config.key, slots = config.slots, "heartbeat table ready");
         Ok(Watch {
@@ -333,6 +342,7 @@ impl Supervisor {
         let entry = &mut self.entries[i];
         match entry.task.on_hung(now) {
             Some((pid, signal)) => {
+                entry.hung = true;
                 warn!(
                     task = %entry.name(), pid = pid.as_raw(),
                     "hung: {what}; sending {} and SIGCONT, SIGKILL after {}",
