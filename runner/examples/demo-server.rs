@@ -1,6 +1,7 @@
 //! The demo's resident server (`examples/demo.yaml`): answers each TCP connection on
-//! 127.0.0.1:PORT with one line, and beats in nonstop's heartbeat table when the runner gives
-//! it one (`NONSTOP_HEARTBEAT_KEY`). Try `nc 127.0.0.1 5005` while the demo runs.
+//! 127.0.0.1:PORT with one line, and beats in the slot the runner gave it
+//! (`NONSTOP_HEARTBEAT`, a task with `heartbeat:`). Try `nc 127.0.0.1 5005` while the demo
+//! runs.
 //!
 //! Usage: `demo-server --port PORT`
 
@@ -8,7 +9,7 @@ use std::io::Write;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use nonstop_ipc::{HeartbeatTable, Key, TableOptions};
+use nonstop_ipc::Heartbeat;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -23,19 +24,17 @@ fn main() -> anyhow::Result<()> {
     listener.set_nonblocking(true)?;
     println!("demo-server: listening on 127.0.0.1:{port}");
 
-    let table = match std::env::var("NONSTOP_HEARTBEAT_KEY") {
-        Ok(key) => Some(HeartbeatTable::open(
-            key.parse::<Key>()?,
-            &TableOptions::default(),
-        )?),
-        Err(_) => None,
-    };
-    let registration = match &table {
-        Some(t) => Some(t.register("demo-server", Duration::from_secs(10))?),
+    // Outside the runner (no NONSTOP_HEARTBEAT), it just serves.
+    let heartbeat = match std::env::var_os(nonstop_ipc::heartbeat::ENV) {
+        Some(_) => Some(Heartbeat::from_env()?),
         None => None,
     };
-    if registration.is_some() {
-        println!("demo-server: beating in the heartbeat table");
+    if let Some(h) = &heartbeat {
+        println!(
+            "demo-server: beating in slot {} of the table at {}",
+            h.index(),
+            h.key()
+        );
     }
 
     let mut served = 0u64;
@@ -51,8 +50,8 @@ fn main() -> anyhow::Result<()> {
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 // One unit of "work" a second: beat, then wait for the next visitor.
-                if let Some(r) = &registration {
-                    r.beat();
+                if let Some(h) = &heartbeat {
+                    h.beat();
                 }
                 std::thread::sleep(Duration::from_millis(200));
             }
