@@ -12,6 +12,7 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -108,6 +109,14 @@ impl Cgroup {
         )
         .map_err(|e| Error::cgroup("open", path, e.into()))?;
         Cgroup::with_dir(path.to_path_buf(), dir)
+    }
+
+    /// Removes the empty cgroup `name` directly below this one (an `rmdir` through this
+    /// cgroup's descriptor).
+    pub fn remove_child(&self, name: &[u8]) -> Result<(), Error> {
+        let name = std::ffi::OsStr::from_bytes(name);
+        nix::unistd::unlinkat(&self.dir, name, nix::unistd::UnlinkatFlags::RemoveDir)
+            .map_err(|e| Error::cgroup("remove", self.path.join(name), e.into()))
     }
 
     /// Creates (or opens, if it exists) the cgroup `name` below this one, by descriptor: no

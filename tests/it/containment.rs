@@ -323,3 +323,35 @@ fn without_a_writable_cgroup_the_runner_falls_back_to_process_groups_and_says_so
         "the task outlived its runner"
     );
 }
+
+/// Tasks started into their cgroups run where the runner may run: the runner pins itself to
+/// its CPU for each clone only (`scheduler/src/spawn/affinity.rs`), the child undoes it before
+/// `execve`, and the runner too after the clone.
+#[test]
+fn tasks_started_in_cgroups_keep_the_runners_cpus_and_so_does_the_runner() {
+    let allowed = |pid: i32| -> String {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let p = PipelineDir::new(
+        "containment: cgroup\ntasks:\n  a:\n    command: [sleep, \"1000\"]\n  \
+         b:\n    command: [sleep, \"1000\"]\n  c:\n    command: [sleep, \"1000\"]\n",
+    );
+    let mut runner = Runner::start(&p);
+    let pids: Vec<i32> = ["task=a", "task=b", "task=c"]
+        .iter()
+        .map(|t| pid_of(&runner.wait_for(&["started", t], 10 * SECOND)))
+        .collect();
+    let _cleanup = KillOnDrop(pids.clone());
+    let mine = allowed(std::process::id() as i32);
+    assert_eq!(allowed(runner.pid()), mine, "the runner stayed pinned");
+    for pid in pids {
+        assert_eq!(allowed(pid), mine, "task {pid} was left pinned");
+    }
+    assert!(runner.terminate(10 * SECOND).success());
+}

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::Error;
 
+mod affinity;
 mod clone3;
 pub mod guard;
 mod slots;
@@ -141,7 +142,10 @@ pub fn spawn_prepared(
         }
         None => None,
     };
+    // Into a new cgroup, the child would be sent to another CPU: see `affinity`.
+    let pinned = cgroup.and_then(|_| affinity::pin());
     let args = ChildArgs {
+        affinity: pinned.as_ref().map(|p| (p.original, p.len)),
         prepared,
         program_fd,
         stdin: slots.stdin.as_raw_fd(),
@@ -208,6 +212,7 @@ pub fn spawn_prepared(
         _ => io::Error::from_raw_os_error(0),
     };
     set_signal_mask(saved);
+    drop(pinned);
     if pid < 0 {
         let stage = if cgroup.is_some() {
             "starting it in its cgroup (clone3)"
@@ -309,7 +314,7 @@ fn key_value(key: &std::ffi::OsStr, value: &std::ffi::OsStr) -> Vec<u8> {
 }
 
 /// What failed in the child, by the index it reports.
-const STAGES: [&str; 9] = [
+const STAGES: [&str; 10] = [
     "starting it",
     "redirecting its standard streams",
     "creating its process group",
@@ -319,6 +324,7 @@ const STAGES: [&str; 9] = [
     "tying it to the runner",
     "executing the program",
     "the runner died",
+    "restoring its CPU affinity",
 ];
 
 /// A [`SpawnSpec`] turned into everything the child uses (NUL-terminated strings, argv and
@@ -499,6 +505,8 @@ struct ChildArgs<'a> {
     unshare_below: Option<RawFd>,
     runner: nix::libc::pid_t,
     reset_signals: &'a [nix::libc::c_int],
+    /// The parent's own CPU mask, while the parent is pinned for the clone (see `affinity`).
+    affinity: Option<(affinity::CpuMask, usize)>,
     error: AtomicI32,
     stage: AtomicI32,
 }
@@ -624,6 +632,11 @@ extern "C" fn child_main(arg: *mut nix::libc::c_void) -> nix::libc::c_int {
             *__errno_location() = ESRCH;
             fail(8);
         }
+    }
+    if let Some((mask, len)) = &a.affinity
+        && !affinity::restore(mask, *len)
+    {
+        fail(9);
     }
     close_inherited_on_exec();
     set_signal_mask(0);

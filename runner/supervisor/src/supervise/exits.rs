@@ -155,7 +155,14 @@ impl Supervisor {
             && let Some(cgroup) = self.entries[i].cgroup.take()
         {
             self.watches.remove(&cgroup.events().as_raw_fd());
-            if let Err(e) = cgroup.remove() {
+            // The guard removes it on its own CPU while this loop goes on with the other
+            // tasks' exits; without a guard, here.
+            let name = cgroup.path().file_name().and_then(|n| n.to_str());
+            let handed = match (&mut self.guard, name) {
+                (Some(guard), Some(name)) => guard.remove_cgroup(name),
+                _ => false,
+            };
+            if !handed && let Err(e) = cgroup.remove() {
                 warn!(task = %self.entries[i].name(), "{e}");
             }
         }

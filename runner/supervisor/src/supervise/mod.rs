@@ -300,19 +300,21 @@ impl Supervisor {
         })
     }
 
-    /// After the loop, every task stopped: removes the pipeline's cgroups (empty now) and
-    /// dismisses the guard, waiting for it, so that when this process ends nothing of the
-    /// pipeline is left, the lock included.
+    /// After the loop, every task stopped: dismisses the guard, waiting for it (it removes the
+    /// task cgroups it was handed first), then removes the pipeline's cgroup and whatever is
+    /// left below it, so that when this process ends nothing of the pipeline is left, the
+    /// lock included.
     fn tear_down(&mut self) {
-        if let Containment::Cgroups(pipeline) = &self.containment
-            && let Err(e) = pipeline.remove()
-        {
-            warn!("{e}");
-        }
+        // The guard first: it removes the task cgroups it was handed before it exits.
         if let Some(guard) = self.guard.take() {
             let pid = guard.pid();
             guard.dismiss();
             let _ = nix::sys::wait::waitpid(pid, None);
+        }
+        if let Containment::Cgroups(pipeline) = &self.containment
+            && let Err(e) = pipeline.remove()
+        {
+            warn!("{e}");
         }
         debug!("releasing {}", self.lock.path().display());
     }

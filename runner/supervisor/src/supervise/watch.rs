@@ -348,8 +348,8 @@ impl Supervisor {
                     "hung: {what}; sending {} and SIGCONT, SIGKILL after {}",
                     signal.as_str(), human(entry.task.spec.stop.grace)
                 );
+                // SIGCONT follows (`signal_task`), so that a stopped process gets it.
                 self.signal_task(i, pid, signal);
-                self.signal_task(i, pid, Signal::SIGCONT);
             }
             None => debug!(task = %entry.name(), "hung ({what}) while already stopping"),
         }
