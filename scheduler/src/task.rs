@@ -34,8 +34,8 @@ pub struct TaskSpec {
     pub after: Vec<String>,
     /// Its heartbeat: hung when it does not beat in time.
     pub heartbeat: Option<HeartbeatSpec>,
-    /// Its probe: hung when enough probes fail in a row.
-    pub probe: Option<ProbeSpec>,
+    /// Its probe: hung when enough probes fail in a row (boxed: most tasks have none).
+    pub probe: Option<Box<ProbeSpec>>,
 }
 
 /// `heartbeat:` of a task: each instance gets a slot in the pipeline's table, and is hung

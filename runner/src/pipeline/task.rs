@@ -282,7 +282,8 @@ fn check_task(
     };
     let probe = t
         .probe
-        .and_then(|p| super::probe::check(ctx, &field("probe"), p, &spawn, search_path.as_deref()));
+        .and_then(|p| super::probe::check(ctx, &field("probe"), p, &spawn, search_path.as_deref()))
+        .map(Box::new);
 
     if ctx.errors.len() > errors_before {
         return None;

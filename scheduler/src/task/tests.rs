@@ -458,13 +458,13 @@ fn with_a_heartbeat_and_a_probe_dependents_wait_for_both_in_each_instance() {
         timeout: Duration::from_secs(1),
         start: Duration::from_secs(1),
     });
-    s.probe = Some(crate::probe::ProbeSpec {
+    s.probe = Some(Box::new(crate::probe::ProbeSpec {
         check: crate::probe::ProbeCheck::Tcp(([127, 0, 0, 1], 1).into()),
         every: Duration::from_secs(1),
         timeout: Duration::from_secs(1),
         failures: 3,
         start: Duration::from_secs(60),
-    });
+    }));
     let mut t = Task::new(s);
     assert!(!t.on_ready(Readiness::Heartbeat), "not running");
     t.activate(c.at(0));

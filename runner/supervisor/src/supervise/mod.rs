@@ -131,8 +131,8 @@ struct Entry {
     probe: Option<probe::ProbeRun>,
     /// Whether the current instance was stopped as hung (said when its exit is logged).
     hung: bool,
-    /// An exec probe's command, prepared once.
-    probe_prepared: Option<spawn::Prepared>,
+    /// An exec probe's command, prepared once (boxed: most tasks have none).
+    probe_prepared: Option<Box<spawn::Prepared>>,
 }
 
 impl Entry {
@@ -238,9 +238,9 @@ impl Supervisor {
             let probe_prepared = match spec.probe.as_mut().map(|p| &mut p.check) {
                 Some(nonstop_scheduler::probe::ProbeCheck::Exec(probe_spawn)) => {
                     with_nofile(probe_spawn, inherited_nofile);
-                    Some(spawn::Prepared::new(probe_spawn).with_context(|| {
-                        format!("cannot prepare the probe of task {}", spec.name)
-                    })?)
+                    Some(Box::new(spawn::Prepared::new(probe_spawn).with_context(
+                        || format!("cannot prepare the probe of task {}", spec.name),
+                    )?))
                 }
                 _ => None,
             };

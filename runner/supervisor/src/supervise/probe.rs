@@ -191,8 +191,12 @@ impl Supervisor {
         let Some(&i) = self.probe_fds.get(&fd) else {
             return;
         };
-        let Some(spec) = self.entries[i].task.spec.probe.clone() else {
-            return;
+        let request = match self.entries[i].task.spec.probe.as_deref().map(|p| &p.check) {
+            Some(ProbeCheck::Http { host, path, .. }) => Some(format!(
+                "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: nonstop-probe\r\n\
+                 Connection: close\r\n\r\n"
+            )),
+            _ => None,
         };
         let Some(ProbeRun {
             io:
@@ -210,12 +214,8 @@ impl Supervisor {
             match getsockopt(&*socket, sockopt::SocketError) {
                 Ok(0) => {
                     *connected = true;
-                    match &spec.check {
-                        ProbeCheck::Http { host, path, .. } => {
-                            let request = format!(
-                                "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: nonstop-probe\r\n\
-                                 Connection: close\r\n\r\n"
-                            );
+                    match &request {
+                        Some(request) => {
                             match send(
                                 socket.as_raw_fd(),
                                 request.as_bytes(),
@@ -233,7 +233,7 @@ impl Supervisor {
                                 }
                             }
                         }
-                        _ => Some(Ok(())),
+                        None => Some(Ok(())),
                     }
                 }
                 Ok(errno) => Some(Err(format!(
