@@ -95,7 +95,11 @@ pub fn supervise(shown: &str, pipeline: Pipeline, nonstop: OwnedFd) -> anyhow::R
         watch,
     )?;
     info!(tasks = supervisor.entries.len(), pipeline = %shown, "running");
-    supervisor.run()?;
+    // Log lines are written together, once per turn of the loop (see `log`).
+    crate::log::batch();
+    let result = supervisor.run();
+    crate::log::unbatch();
+    result?;
     supervisor.tear_down();
     if let Some(watch) = supervisor.watch.take() {
         watch.close(me);
@@ -339,6 +343,7 @@ impl Supervisor {
                 // Starts were cut short to take a signal: come back at once.
                 Some(Duration::ZERO)
             };
+            crate::log::flush();
             for event in self.events.wait(timeout)? {
                 match event {
                     Event::Signal(signal) => self.on_signal(signal),
@@ -402,9 +407,11 @@ impl Supervisor {
     }
 
     /// Looks at every task on the agenda: starts waiting tasks whose dependencies are
-    /// satisfied or, during shutdown, stops tasks whose dependents have stopped. Stops early,
-    /// leaving the rest on the agenda, when a signal is pending, so that a SIGTERM is taken
-    /// between two of a thousand starts.
+    /// satisfied or, during shutdown, stops tasks whose dependents have stopped. While
+    /// starting, it stops early, leaving the rest on the agenda, when a signal is pending, so
+    /// that a SIGTERM is taken between two of a thousand starts. While stopping it does not:
+    /// a stop only sends a signal, and going back to the loop at each task's SIGCHLD made the
+    /// stops one after the other, each waiting for the previous task's exit.
     fn work_agenda(&mut self, now: Now) {
         while let Some(i) = self.agenda.pop() {
             let changed = if self.shutdown.is_some() {
@@ -414,7 +421,7 @@ impl Supervisor {
             };
             if changed {
                 self.agenda.changed(i, &self.order);
-                if self.events.signal_pending() {
+                if self.shutdown.is_none() && self.events.signal_pending() {
                     return;
                 }
             }

@@ -157,6 +157,8 @@ pub(super) fn start_guard(
     groups: &[Pid],
     tasks: usize,
 ) -> anyhow::Result<Guard> {
+    // The guard is forked: lines kept for the log would be written twice.
+    crate::log::flush();
     let cgroup = match containment {
         Containment::Cgroups(c) => Some(c),
         Containment::Groups => None,
