@@ -106,6 +106,16 @@ impl SeedTable {
     /// Attaches the table at `key` (the seed uses [`Key::SEED`]), creating the segment and the
     /// semaphore if they do not exist.
     pub fn open_or_create(key: Key, options: &SeedOptions) -> Result<SeedTable> {
+        SeedTable::attach(key, options, true)
+    }
+
+    /// Attaches the existing table at `key`; creates nothing (for readers such as
+    /// `nonstop ps`). The segment must be exactly the seed's size.
+    pub fn open(key: Key, options: &SeedOptions) -> Result<SeedTable> {
+        SeedTable::attach(key, options, false)
+    }
+
+    fn attach(key: Key, options: &SeedOptions, create: bool) -> Result<SeedTable> {
         let sem_options = SemOptions {
             mode: options.mode,
             // The seed's CSEM sets the value with SETVAL but makes no semop, so `sem_otime`
@@ -113,32 +123,21 @@ impl SeedTable {
             init_timeout: Duration::from_millis(50),
             ..SemOptions::default()
         };
-        let sem = match Semaphore::open_or_create(key, &sem_options) {
+        let sem = if create {
+            Semaphore::open_or_create(key, &sem_options)
+        } else {
+            Semaphore::open(key, &sem_options)
+        };
+        let sem = match sem {
             Err(Error::Uninitialised { .. }) => Semaphore::open_unchecked(key, &sem_options)?,
             other => other?,
         };
         let size = SEED_SLOTS * SEED_RECORD_SIZE;
-        let (shm, _) = SharedMemory::open_or_create(key, size, options.mode)?;
-        Ok(SeedTable {
-            shm,
-            sem,
-            lock_timeout: options.lock_timeout,
-        })
-    }
-
-    /// Attaches the existing table at `key`; creates nothing (for readers such as
-    /// `nonstop ps`). The segment must be exactly the seed's size.
-    pub fn open(key: Key, options: &SeedOptions) -> Result<SeedTable> {
-        let sem_options = SemOptions {
-            mode: options.mode,
-            init_timeout: Duration::from_millis(50),
-            ..SemOptions::default()
+        let shm = if create {
+            SharedMemory::open_or_create(key, size, options.mode)?.0
+        } else {
+            SharedMemory::open(key, size)?
         };
-        let sem = match Semaphore::open(key, &sem_options) {
-            Err(Error::Uninitialised { .. }) => Semaphore::open_unchecked(key, &sem_options)?,
-            other => other?,
-        };
-        let shm = SharedMemory::open(key, SEED_SLOTS * SEED_RECORD_SIZE)?;
         Ok(SeedTable {
             shm,
             sem,
