@@ -389,3 +389,48 @@ fn five_hundred_services_beating_in_time_see_no_false_kill() {
     assert!(hung.is_empty(), "{} false kills: {hung:#?}", hung.len());
     assert!(runner.terminate(30 * SECOND).success());
 }
+
+/// `ipcrm` of the table under a running runner: said once, hang detection stops, the tasks run
+/// on and the runner stops cleanly.
+#[test]
+fn a_table_removed_under_the_runner_is_said_once_and_the_tasks_run_on() {
+    let key = TestKey::new();
+    let beater = c_program("task_beater");
+    let p = pipeline(
+        &key,
+        &format!(
+            "  flaky:\n    command: [{}, \"10\", \"3\"]\n    heartbeat: 100ms\n    \
+             backoff: {{ initial: 50ms, max: 50ms }}\n    crash_loop: {{ max: 1000, within: 1m }}\n",
+            beater.display()
+        ),
+    );
+    let mut runner = Runner::start(&p);
+    runner.wait_for(&["hung", "task=flaky"], 10 * SECOND);
+    HeartbeatTable::open(key.key(), &TableOptions::default())
+        .unwrap()
+        .remove()
+        .unwrap();
+    runner.wait_for(
+        &["the heartbeat table was removed while in use"],
+        10 * SECOND,
+    );
+    // The task cannot find its slot any more (exit 3) and is restarted; nothing more is said
+    // of the table.
+    runner.wait_for(&["exited with status 3", "task=flaky"], 10 * SECOND);
+    std::thread::sleep(Duration::from_millis(500));
+    let lines = runner.drain().to_vec();
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("heartbeat table was removed"))
+            .count(),
+        1
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("cannot free") || l.contains("cannot watch")),
+        "{lines:#?}"
+    );
+    assert!(runner.terminate(10 * SECOND).success());
+}

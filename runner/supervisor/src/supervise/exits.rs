@@ -72,7 +72,7 @@ impl Supervisor {
     pub(super) fn on_main_exit(&mut self, i: usize, pid: Pid, exit: Exit) {
         let now = Now::read();
         let entry = &mut self.entries[i];
-        if let (Some(slot), Some(watch)) = (entry.slot, &self.watch) {
+        if let (Some(slot), Some(watch)) = (entry.slot, &mut self.watch) {
             watch.vacate(slot);
         }
         self.stop_probing(i);

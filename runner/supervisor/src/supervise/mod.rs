@@ -508,10 +508,8 @@ impl Supervisor {
                     .as_ref()
                     .map(|p| probe::ProbeRun::new(p, now.mono));
                 let awaited = !self.order.dependents(i).is_empty();
-                if let (Some((slot, registered)), Some(watch)) = (armed, &mut self.watch)
-                    && let Err(e) = watch.occupy(slot, pid, registered, awaited)
-                {
-                    error!(task = %entry.name(), pid = pid.as_raw(), "cannot watch its heartbeat: {e:#}");
+                if let (Some((slot, registered)), Some(watch)) = (armed, &mut self.watch) {
+                    watch.occupy(slot, pid, registered, awaited);
                 }
                 if entry.cgroup.is_none()
                     && let Some(guard) = &mut self.guard

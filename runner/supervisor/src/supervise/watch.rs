@@ -49,6 +49,8 @@ pub(super) struct Watch {
     pub(super) next: Option<Instant>,
     /// Processes that registered themselves, found hung and being stopped.
     foreign: Vec<ForeignStop>,
+    /// The table was removed under the runner (`ipcrm`): nothing is watched any more.
+    lost: bool,
 }
 
 /// A hung process that nonstop did not start: its stop signal was sent through its pidfd;
@@ -96,6 +98,7 @@ impl Watch {
             owners: HashMap::new(),
             next: Some(Instant::now()),
             foreign: Vec::new(),
+            lost: false,
         })
     }
 
@@ -119,30 +122,53 @@ impl Watch {
         self.table.arm(slot)
     }
 
+    /// A call on the table failed: said once and for all if the table was removed (then
+    /// nothing is watched any more: the runner's tasks can no longer find it), else logged.
+    fn failed(&mut self, what: &str, e: nonstop_ipc::Error) {
+        match e {
+            nonstop_ipc::Error::Removed { .. } => {
+                if !self.lost {
+                    error!(
+                        key = %self.table.key(),
+                        "the heartbeat table was removed while in use (ipcrm?): hang detection \
+                         by heartbeats stops, and tasks cannot find their slots, until the \
+                         runner is started again"
+                    );
+                    self.lost = true;
+                    self.next = None;
+                }
+            }
+            e => warn!("{what}: {e}"),
+        }
+    }
+
     /// The instance started as `pid`: its slot is watched, from `registered_ns`. With
     /// `awaited` (other tasks wait for it to be ready), its first beat is looked for every
     /// [`READY_POLL`] from now on.
-    pub(super) fn occupy(
-        &mut self,
-        slot: u32,
-        pid: Pid,
-        registered_ns: u64,
-        awaited: bool,
-    ) -> anyhow::Result<()> {
-        let process = ProcessId::of(pid.as_raw())?
-            .with_context(|| format!("pid {pid} has no /proc entry"))?;
-        let info = self.table.occupy(slot, process, registered_ns)?;
-        self.wake_by(Beat::from(&info).deadline_ns);
+    pub(super) fn occupy(&mut self, slot: u32, pid: Pid, registered_ns: u64, awaited: bool) {
+        if self.lost {
+            return;
+        }
+        let process = match ProcessId::of(pid.as_raw()) {
+            Ok(Some(process)) => process,
+            Ok(None) => return, // Already gone: its exit is on its way.
+            Err(e) => return self.failed(&format!("cannot watch the heartbeat of pid {pid}"), e),
+        };
+        match self.table.occupy(slot, process, registered_ns) {
+            Ok(info) => self.wake_by(Beat::from(&info).deadline_ns),
+            Err(e) => return self.failed(&format!("cannot watch the heartbeat of pid {pid}"), e),
+        }
         if awaited {
             self.wake_by(mono_ns().saturating_add(READY_POLL.as_nanos() as u64));
         }
-        Ok(())
     }
 
     /// The instance in `slot` is gone (or stopped as hung): the slot waits for the next one.
-    pub(super) fn vacate(&self, slot: u32) {
-        if let Err(e) = self.table.vacate(slot) {
-            warn!("cannot free heartbeat slot {slot}: {e}");
+    pub(super) fn vacate(&mut self, slot: u32) {
+        if !self.lost
+            && let Err(e) = self.table.vacate(slot)
+        {
+            self.failed(&format!("cannot free heartbeat slot {slot}"), e);
         }
     }
 
@@ -218,6 +244,9 @@ impl Watch {
     /// At exit: frees this runner's slots and removes the table if this runner is the one to,
     /// else leaves it without an owner.
     pub(super) fn close(self, me: ProcessId) {
+        if self.lost {
+            return;
+        }
         let key = self.table.key();
         if !self.remove {
             for &slot in self.owners.keys() {
@@ -245,7 +274,7 @@ impl Supervisor {
             return;
         };
         watch.kill_foreign(now.mono);
-        if watch.next.is_none_or(|next| next > now.mono) {
+        if watch.lost || watch.next.is_none_or(|next| next > now.mono) {
             return;
         }
         let now_ns = mono_ns();
@@ -304,7 +333,7 @@ impl Supervisor {
                     None => {
                         info!(pid = slot.process.pid, name = %slot.name, "heartbeat slot {} freed: {why}", slot.index);
                         if let Err(e) = watch.table.free(slot) {
-                            warn!("cannot free heartbeat slot {}: {e}", slot.index);
+                            watch.failed(&format!("cannot free heartbeat slot {}", slot.index), e);
                         }
                     }
                 }
@@ -314,7 +343,7 @@ impl Supervisor {
         let Some(i) = owner else {
             watch.stop_foreign(slot, age);
             if let Err(e) = watch.table.free(slot) {
-                warn!("cannot free heartbeat slot {}: {e}", slot.index);
+                watch.failed(&format!("cannot free heartbeat slot {}", slot.index), e);
             }
             return;
         };
