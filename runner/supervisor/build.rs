@@ -17,6 +17,15 @@ const INPUTS: [&str; 5] = [
 ];
 
 fn main() {
+    // Relative relocations packed (DT_RELR, glibc 2.36, binutils 2.38): the loader reads a
+    // few KiB instead of 60 KiB of `.rela.dyn`, which otherwise stay mapped for the life of
+    // the long-lived process (see BENCHMARKS.md, runner memory). Linux with glibc only; a
+    // linker that does not know the option warns and ignores it.
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
+        && std::env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("gnu")
+    {
+        println!("cargo::rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    }
     let here = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
     let mut hash = Fnv::default();
     for input in INPUTS {

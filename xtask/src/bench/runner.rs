@@ -27,7 +27,7 @@ use crate::{cargo, exec, root};
 const RESTARTS: u64 = 100;
 const ROUNDS: usize = 10;
 const TASKS: usize = 100;
-const START_STOP_ROUNDS: usize = 5;
+const START_STOP_ROUNDS: usize = 9;
 
 pub fn run() -> Result<()> {
     let dir = build()?;

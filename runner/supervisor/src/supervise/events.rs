@@ -147,6 +147,11 @@ impl EventLoop {
         )
     }
 
+    /// Stops watching `fd`.
+    pub fn unwatch(&self, fd: &impl AsFd) -> nix::Result<()> {
+        self.epoll.delete(fd.as_fd())
+    }
+
     /// Watches a probe's connecting socket: reported when it is connected (writable) or
     /// failed (`EPOLLERR`, `EPOLLHUP`, reported whatever is asked).
     pub fn watch_connect(&self, fd: &impl AsFd) -> nix::Result<()> {

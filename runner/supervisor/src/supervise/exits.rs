@@ -116,6 +116,28 @@ impl Supervisor {
                 processes(rest.len()), pids(&rest)
             ),
         }
+        if self.entries[i].task.lingering().is_some() {
+            self.watch_cgroup(i);
+        }
+    }
+
+    /// Task `i`'s main process is gone but others of its cgroup are not: watches its
+    /// `cgroup.events` until they are. Only then: a task whose last process is its main one
+    /// (nearly all, and every stop) costs no epoll registration, wake-up or removal. Looks
+    /// once more after registering, so an emptying in between is not missed.
+    fn watch_cgroup(&mut self, i: usize) {
+        let Some(cgroup) = &self.entries[i].cgroup else {
+            return;
+        };
+        let fd = cgroup.events().as_raw_fd();
+        if !self.watches.contains_key(&fd) {
+            if let Err(e) = self.events.watch_changes(&cgroup.events()) {
+                warn!(task = %self.entries[i].name(), "cannot watch {}: {e}", cgroup.events_path().display());
+                return;
+            }
+            self.watches.insert(fd, i);
+        }
+        self.on_cgroup_event(i);
     }
 
     /// A task's `cgroup.events` changed: if it waited for its last processes, they may be
@@ -136,6 +158,10 @@ impl Supervisor {
                 return;
             }
         }
+        if self.watches.remove(&cgroup.events().as_raw_fd()).is_some() {
+            let _ = self.events.unwatch(&cgroup.events());
+        }
+        let entry = &mut self.entries[i];
         let now = Now::read();
         let pid = entry.task.phase().pid();
         let ran = ran_for(&entry.task, now);
@@ -154,7 +180,6 @@ impl Supervisor {
         if after == AfterExit::Stopped
             && let Some(cgroup) = self.entries[i].cgroup.take()
         {
-            self.watches.remove(&cgroup.events().as_raw_fd());
             // The guard removes it on its own CPU while this loop goes on with the other
             // tasks' exits; without a guard, here.
             let name = cgroup.path().file_name().and_then(|n| n.to_str());

@@ -186,7 +186,8 @@ struct Supervisor {
     shutdown: Option<Shutdown>,
     /// How tasks are contained.
     containment: Containment,
-    /// The open `cgroup.events` of each task's cgroup (watched for changes) → the task.
+    /// The open `cgroup.events` of the task cgroups watched for changes (those whose main
+    /// process is gone while others are not) → the task.
     watches: HashMap<RawFd, usize>,
     /// Ends the pipeline's processes if this process dies; `None` once dismissed.
     guard: Option<Guard>,
@@ -541,8 +542,8 @@ impl Supervisor {
     }
 
     /// With cgroups, task `i`'s cgroup, made at its first start (between the starts of other
-    /// tasks, so that making a hundred overlaps with the tasks already starting) and kept, with
-    /// its `cgroup.events` watched, for the runner's life.
+    /// tasks, so that making a hundred overlaps with the tasks already starting) and kept for
+    /// the runner's life.
     fn make_cgroup(&mut self, i: usize) -> anyhow::Result<()> {
         let Containment::Cgroups(pipeline) = &self.containment else {
             return Ok(());
@@ -552,10 +553,6 @@ impl Supervisor {
             return Ok(());
         }
         let cgroup = pipeline.create_child(&format!("{}.task", entry.name()))?;
-        self.events
-            .watch_changes(&cgroup.events())
-            .with_context(|| format!("cannot watch {}", cgroup.events_path().display()))?;
-        self.watches.insert(cgroup.events().as_raw_fd(), i);
         entry.cgroup = Some(cgroup);
         Ok(())
     }
