@@ -39,6 +39,9 @@ use crate::cgroup::Cgroup;
 pub struct Guard {
     pid: Pid,
     tx: File,
+    /// Messages not written yet: they go together at [`Guard::flush`], once per turn of the
+    /// runner's loop, not one write (and one wake-up of the guard) per task started.
+    pending: Vec<u8>,
     /// Whether the runner has reported a failed message (it reports the first only).
     pub warned: bool,
 }
@@ -91,6 +94,7 @@ impl Guard {
                 Ok(Guard {
                     pid: child,
                     tx,
+                    pending: Vec::new(),
                     warned: false,
                 })
             }
@@ -103,35 +107,56 @@ impl Guard {
         self.pid
     }
 
-    /// Without cgroups: kill process group `pgid` if the runner dies. Returns false if
-    /// the message could not be written (the guard is stopped or gone).
-    pub fn add_group(&mut self, pgid: Pid) -> bool {
-        self.send(&format!("+{}\n", pgid.as_raw()))
+    /// Without cgroups: kill process group `pgid` if the runner dies. Told at the next
+    /// [`Guard::flush`]; a runner killed before it leaves that group to its parent-death
+    /// signal (the task's main process is the runner's child).
+    pub fn add_group(&mut self, pgid: Pid) {
+        self.queue(&format!("+{}\n", pgid.as_raw()));
     }
 
-    /// Without cgroups: process group `pgid` is gone; forget it.
-    pub fn remove_group(&mut self, pgid: Pid) -> bool {
-        self.send(&format!("-{}\n", pgid.as_raw()))
+    /// Without cgroups: process group `pgid` is gone; forget it (at the next flush).
+    pub fn remove_group(&mut self, pgid: Pid) {
+        self.queue(&format!("-{}\n", pgid.as_raw()));
     }
 
     /// With cgroups: remove `name`, an empty cgroup directly below the pipeline's. The guard
     /// does it on its own CPU while the runner goes on (an `rmdir` in cgroupfs costs 30 to
     /// 50 µs); one it cannot remove (not empty, a name too long for a message) is left to the
     /// runner's last sweep ([`Cgroup::remove`] of the pipeline's, after the guard is gone).
-    pub fn remove_cgroup(&mut self, name: &str) -> bool {
-        !name.contains('\n') && self.send(&format!("r{name}\n"))
+    pub fn remove_cgroup(&mut self, name: &str) {
+        if !name.contains('\n') {
+            self.queue(&format!("r{name}\n"));
+        }
     }
 
-    fn send(&mut self, message: &str) -> bool {
-        // One write of a few bytes to a pipe is atomic: a message is never cut. The pipe is
-        // non-blocking: a stopped guard with a full pipe fails the write, never the runner.
-        self.tx.write_all(message.as_bytes()).is_ok()
+    fn queue(&mut self, message: &str) {
+        self.pending.extend_from_slice(message.as_bytes());
+    }
+
+    /// Writes the messages queued since the last flush. Returns false if they could not all be
+    /// written (the guard is stopped, or its pipe is full): the pipe is non-blocking, so a
+    /// stuck guard never blocks the runner.
+    pub fn flush(&mut self) -> bool {
+        if self.pending.is_empty() {
+            return true;
+        }
+        // Whole lines per write: the guard reads lines, and a pipe write of up to PIPE_BUF
+        // bytes is never interleaved with another's.
+        let written = self.tx.write_all(&self.pending).is_ok();
+        self.pending.clear();
+        written
     }
 
     /// The runner has stopped every task and ends normally: the guard exits at once, without
     /// killing anything.
     pub fn dismiss(mut self) {
-        let _ = self.tx.write_all(b"exit\n");
+        self.queue("exit\n");
+        // Blocking for this last write: the guard reads until it sees it.
+        let _ = nix::fcntl::fcntl(
+            &self.tx,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+        );
+        self.flush();
     }
 }
 

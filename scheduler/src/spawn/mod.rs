@@ -143,7 +143,7 @@ pub fn spawn_prepared(
         None => None,
     };
     // Into a new cgroup, the child would be sent to another CPU: see `affinity`.
-    let pinned = cgroup.and_then(|_| affinity::pin());
+    let pinned = affinity::pin();
     let args = ChildArgs {
         affinity: pinned.as_ref().map(|p| (p.original, p.len)),
         prepared,

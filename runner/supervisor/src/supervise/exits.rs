@@ -12,7 +12,6 @@ use nonstop_scheduler::schedule::Now;
 use nonstop_scheduler::task::{AfterExit, Exit, MainExit, Phase, Task};
 use tracing::{debug, error, info, warn};
 
-use super::stop::guard_unreachable;
 use super::{Supervisor, human};
 
 impl Supervisor {
@@ -83,10 +82,8 @@ impl Supervisor {
             Some(_) => Vec::new(),
             None => {
                 let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
-                if let Some(guard) = &mut self.guard
-                    && !guard.remove_group(pid)
-                {
-                    guard_unreachable(guard);
+                if let Some(guard) = &mut self.guard {
+                    guard.remove_group(pid);
                 }
                 Vec::new()
             }
@@ -184,7 +181,10 @@ impl Supervisor {
             // tasks' exits; without a guard, here.
             let name = cgroup.path().file_name().and_then(|n| n.to_str());
             let handed = match (&mut self.guard, name) {
-                (Some(guard), Some(name)) => guard.remove_cgroup(name),
+                (Some(guard), Some(name)) => {
+                    guard.remove_cgroup(name);
+                    true
+                }
                 _ => false,
             };
             if !handed && let Err(e) = cgroup.remove() {

@@ -345,6 +345,11 @@ impl Supervisor {
                 Some(Duration::ZERO)
             };
             crate::log::flush();
+            if let Some(guard) = &mut self.guard
+                && !guard.flush()
+            {
+                guard_unreachable(guard);
+            }
             for event in self.events.wait(timeout)? {
                 match event {
                     Event::Signal(signal) => self.on_signal(signal),
@@ -514,9 +519,8 @@ impl Supervisor {
                 }
                 if entry.cgroup.is_none()
                     && let Some(guard) = &mut self.guard
-                    && !guard.add_group(pid)
                 {
-                    guard_unreachable(guard);
+                    guard.add_group(pid);
                 }
             }
             Err(e) => {
