@@ -190,6 +190,8 @@ impl Supervisor {
             if !handed && let Err(e) = cgroup.remove() {
                 warn!(task = %self.entries[i].name(), "{e}");
             }
+            // Its descriptors stay open until the runner exits (see `retired`).
+            self.retired.push(cgroup);
         }
     }
 
