@@ -1,4 +1,4 @@
-//! Keeping a child that starts in a new cgroup on its parent's CPU.
+//! Keeping a vfork child on its parent's CPU.
 //!
 //! When the first process enters an empty cgroup, the kernel reports `populated 1` in its
 //! `cgroup.events` at once, through a work item that wakes a kworker on the current CPU; that
@@ -8,8 +8,10 @@
 //! between CPUs (two cross-CPU wake-ups; costly in a VM): 150-250 µs more per first start into
 //! a new cgroup, measured in BENCHMARKS.md. For the length of the clone only, the parent is
 //! pinned to the CPU it runs on, so the child is created there too (a vfork child belongs
-//! where its suspended parent is); the child restores the parent's own mask first thing, and
-//! the kernel may still move it at `execve` (`sched_exec` balancing), as for any start.
+//! where its suspended parent is); the child restores the parent's own mask before `execve`,
+//! and the kernel may still move it then (`sched_exec` balancing), as for any start. Done for
+//! every start, with or without a cgroup: the fork balancing sends some children away
+//! without one too, less often.
 
 use nix::libc;
 

@@ -142,7 +142,7 @@ pub fn spawn_prepared(
         }
         None => None,
     };
-    // Into a new cgroup, the child would be sent to another CPU: see `affinity`.
+    // The child starts on this CPU, where this thread waits for it: see `affinity`.
     let pinned = affinity::pin();
     let args = ChildArgs {
         affinity: pinned.as_ref().map(|p| (p.original, p.len)),
