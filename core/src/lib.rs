@@ -3,8 +3,10 @@
 //! Today it holds the human-friendly quantities of pipeline files and plugin arguments:
 //! [`Duration`] (`250ms`, `5s`, `5m`, `2h`, `1.5d`, or a plain number of seconds) and
 //! [`ByteSize`] (`10M`, `512KiB`, or a plain number of bytes), both parsed from strings or
-//! YAML/JSON numbers with serde. The plugin ABI and the `Task` trait arrive with the plugin
-//! issues; see `ARCHITECTURE.md`. This crate makes no system calls.
+//! YAML/JSON numbers with serde; and the plugin SDK ([`plugin`]): the C ABI between the task
+//! host and a plugin library, the [`plugin::Task`] trait, and [`export_plugin!`]. This crate
+//! makes no system calls (a plugin reaches the runner through the function pointers the host
+//! lends it).
 //!
 //! ```
 //! use nonstop_core::Duration;
@@ -13,6 +15,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod plugin;
 mod quantity;
 
 pub use quantity::{ByteSize, Duration, ParseError};

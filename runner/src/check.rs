@@ -98,10 +98,24 @@ pub fn summary(task: &TaskSpec) -> String {
     } else {
         format!(", after {}", task.after.join(", "))
     };
-    let command: Vec<String> = std::iter::once(task.spawn.program.as_os_str())
-        .chain(task.spawn.args.iter().map(|a| a.as_os_str()))
-        .map(|word| quote(&word.to_string_lossy()))
-        .collect();
+    let command: Vec<String> = match &task.plugin {
+        // The task host's command line ends with the library and the arguments (JSON).
+        Some(library) => vec![
+            "plugin".into(),
+            quote(&library.to_string_lossy()),
+            quote(
+                &task
+                    .spawn
+                    .args
+                    .last()
+                    .map_or(String::new(), |a| a.to_string_lossy().into_owned()),
+            ),
+        ],
+        None => std::iter::once(task.spawn.program.as_os_str())
+            .chain(task.spawn.args.iter().map(|a| a.as_os_str()))
+            .map(|word| quote(&word.to_string_lossy()))
+            .collect(),
+    };
     format!("{kind}{heartbeat}{probe}{after}: {}", command.join(" "))
 }
 

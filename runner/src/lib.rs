@@ -7,7 +7,9 @@
 //!   `nonstop-supervisor` crate, beside this one) in the same process;
 //! - [`compress`]: `nonstop compress-log`, which the supervisor runs on rotated logs;
 //! - [`beat`]: `nonstop beat`, one heartbeat from a shell script;
-//! - [`ps`]: `nonstop ps`, a heartbeat table's slots and their states.
+//! - [`ps`]: `nonstop ps`, a heartbeat table's slots and their states;
+//! - [`plugin_host`]: `nonstop plugin-host`, the child process that loads a plugin and runs it;
+//! - [`plugins`]: `nonstop plugins`, the plugins found and what they say of themselves.
 //!
 //! The parsers and the compressor live here and only here: the supervisor crate does not
 //! depend on them, so the long-lived process never maps their code.
@@ -16,5 +18,7 @@ pub mod beat;
 pub mod check;
 pub mod compress;
 pub mod pipeline;
+pub mod plugin_host;
+pub mod plugins;
 pub mod ps;
 pub mod run;

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use nonstop_ipc::Key;
-use nonstop_runner::{beat, check, compress, ps, run};
+use nonstop_runner::{beat, check, compress, plugin_host, plugins, ps, run};
 
 /// Keeps Linux service programs running forever.
 #[derive(Debug, Parser)]
@@ -54,6 +54,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the plugins found (beside this executable, in ../lib/nonstop/plugins, and in the
+    /// pipeline's plugin_dirs): file, name, version, description.
+    Plugins {
+        /// Also search this pipeline's plugin_dirs.
+        #[arg(long, value_name = "FILE")]
+        pipeline: Option<PathBuf>,
+    },
+    /// Run a plugin's entry point (the task host; used by the runner and by check).
+    #[command(hide = true)]
+    PluginHost {
+        /// validate or run.
+        #[arg(value_enum)]
+        entry: plugin_host::Entry,
+        /// The plugin library.
+        library: PathBuf,
+        /// The task's arguments, as JSON.
+        args: String,
+    },
     /// Compress a rotated log file to FILE.gz (used by the runner itself).
     #[command(hide = true)]
     CompressLog {
@@ -72,6 +90,12 @@ fn main() -> ExitCode {
         Command::Run { file } => run::run(&file),
         Command::CompressLog { file } => compress::compress(&file),
         Command::Beat => beat::run(),
+        Command::Plugins { pipeline } => plugins::run(pipeline.as_deref()),
+        Command::PluginHost {
+            entry,
+            library,
+            args,
+        } => Ok(plugin_host::run(entry, &library, &args)),
         Command::Ps {
             key,
             pipeline,

@@ -36,6 +36,9 @@ pub struct TaskSpec {
     pub heartbeat: Option<HeartbeatSpec>,
     /// Its probe: hung when enough probes fail in a row (boxed: most tasks have none).
     pub probe: Option<Box<ProbeSpec>>,
+    /// For a plugin task, its library: `spawn` is then the task host (`nonstop plugin-host run
+    /// LIBRARY ARGS`), which the runner executes from its own binary.
+    pub plugin: Option<std::path::PathBuf>,
 }
 
 /// `heartbeat:` of a task: each instance gets a slot in the pipeline's table, and is hung

@@ -158,6 +158,61 @@ pub fn c_program(name: &str) -> PathBuf {
     out
 }
 
+/// Compiles `tests/c/NAME.c` as a shared library with `defines` (`-D` arguments), once per
+/// test run and set of defines, and returns it (`lib{NAME}{variant}.so`).
+pub fn c_library(name: &str, variant: &str, defines: &[&str]) -> PathBuf {
+    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    let mut built = BUILT.get_or_init(Default::default).lock().unwrap();
+    let key = format!("{name}{variant}");
+    if let Some(path) = built.get(&key) {
+        return path.clone();
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("lib{key}.so"));
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let output = Command::new(&cc)
+        .args([
+            "-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", "-shared", "-fPIC",
+        ])
+        .args(defines)
+        .arg(root.join("c").join(format!("{name}.c")))
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the C compiler {cc:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{cc} failed on {name}.c:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    built.insert(key, out.clone());
+    out
+}
+
+/// The test plugin `tests/plugins/misbehave` (a cdylib), built once per test run by cargo,
+/// in the profile of this test binary.
+pub fn misbehave_plugin() -> PathBuf {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .args(["build", "--quiet", "-p", "nonstop-test-misbehave"])
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        assert!(
+            build.status().unwrap().success(),
+            "building the misbehave plugin failed"
+        );
+        profile_dir.join("libmisbehave.so")
+    })
+    .clone()
+}
+
 /// The `nonstop` binary, built once per test run by the cargo running the tests, in the same
 /// profile (only the runner's own tests get `CARGO_BIN_EXE_nonstop`), with
 /// `nonstop-supervisor` beside it.

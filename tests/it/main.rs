@@ -9,6 +9,7 @@ mod check;
 mod containment;
 mod hang;
 mod harness;
+mod plugin;
 mod probe;
 mod run_handoff;
 mod run_periodic;

@@ -7,6 +7,7 @@
 //! `file:line:column`, the field path and what is wrong; all of them are reported at once.
 
 mod locate;
+pub mod plugin;
 mod probe;
 mod raw;
 mod task;
@@ -75,6 +76,17 @@ const TOP_LEVEL: &[&str] = &[
     "tasks",
 ];
 
+/// The `plugin_dirs` of the pipeline in `file` (for `nonstop plugins`), read without checking
+/// the rest.
+pub fn plugin_dirs_of(file: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(file)?;
+    let value: Value = serde_yaml::from_str(&text)?;
+    Ok(match value.get("plugin_dirs") {
+        Some(dirs) => serde_yaml::from_value(dirs.clone())?,
+        None => Vec::new(),
+    })
+}
+
 /// The largest pipeline file read: a chain of 200,000 tasks is 10 MiB.
 pub const MAX_FILE: u64 = 64 << 20;
 
@@ -139,6 +151,7 @@ pub fn parse(text: &str, dir: &Path) -> Result<Checked, Vec<Diagnostic>> {
     };
 
     let (mut heartbeat, mut logs, mut tasks, mut containment) = (None, None, None, None);
+    let mut plugin_dirs: Vec<PathBuf> = Vec::new();
     for (key, value) in top {
         let Some(name) = key.as_str().map(str::to_owned) else {
             ctx.error("", format!("top-level keys must be strings, found {key:?}"));
@@ -147,7 +160,9 @@ pub fn parse(text: &str, dir: &Path) -> Result<Checked, Vec<Diagnostic>> {
         match name.as_str() {
             "heartbeat" => heartbeat = ctx.section::<raw::Heartbeat>("heartbeat", value),
             "plugin_dirs" => {
-                ctx.section::<Vec<PathBuf>>("plugin_dirs", value);
+                plugin_dirs = ctx
+                    .section::<Vec<PathBuf>>("plugin_dirs", value)
+                    .unwrap_or_default();
             }
             "control" => {
                 if ctx.section::<raw::Control>("control", value).is_some() {
@@ -210,7 +225,10 @@ pub fn parse(text: &str, dir: &Path) -> Result<Checked, Vec<Diagnostic>> {
             ctx.error("tasks", "no tasks: a pipeline needs at least one task");
             Vec::new()
         }
-        Some(Value::Mapping(map)) => task::check_all(&mut ctx, map, dir, heartbeat),
+        Some(Value::Mapping(map)) => {
+            let plugin_dirs = plugin::search_dirs(&plugin_dirs, dir);
+            task::check_all(&mut ctx, map, dir, heartbeat, &plugin_dirs)
+        }
         Some(other) => {
             ctx.error(
                 "tasks",

@@ -20,6 +20,7 @@ pub(super) fn check_all(
     map: Mapping,
     dir: &Path,
     heartbeat: Option<HeartbeatConfig>,
+    plugin_dirs: &[PathBuf],
 ) -> Vec<TaskSpec> {
     let mut names = HashSet::new();
     let mut raws = Vec::new();
@@ -61,7 +62,7 @@ pub(super) fn check_all(
     }
     let specs: Vec<TaskSpec> = raws
         .into_iter()
-        .filter_map(|(name, raw)| check_task(ctx, &name, raw, dir, heartbeat, &names))
+        .filter_map(|(name, raw)| check_task(ctx, &name, raw, dir, heartbeat, &names, plugin_dirs))
         .collect();
     check_cycles(ctx, &specs);
     specs
@@ -92,11 +93,13 @@ fn check_task(
     dir: &Path,
     heartbeat: Option<HeartbeatConfig>,
     names: &HashSet<String>,
+    plugin_dirs: &[PathBuf],
 ) -> Option<TaskSpec> {
     let path = format!("tasks.{name}");
     let field = |f: &str| format!("{path}.{f}");
     let errors_before = ctx.errors.len();
 
+    let mut plugin_library = None;
     let command = match (&t.command, &t.plugin) {
         (Some(_), Some(_)) => {
             ctx.error_at_key(
@@ -113,14 +116,12 @@ fn check_task(
             None
         }
         (None, Some(plugin)) => {
-            ctx.error(
-                &field("plugin"),
-                format!(
-                    "plugin tasks are not supported by this build yet (plugin \"{plugin}\"); \
-                     run a program with `command`"
-                ),
-            );
-            None
+            plugin_command(ctx, &path, plugin, t.args.as_ref(), dir, plugin_dirs).map(
+                |(library, command)| {
+                    plugin_library = Some(library);
+                    command
+                },
+            )
         }
         (Some(command), None) => Some(command.clone()),
     };
@@ -298,7 +299,66 @@ fn check_task(
         after: t.after,
         heartbeat,
         probe,
+        plugin: plugin_library,
     })
+}
+
+/// A plugin task's command: the task host (`nonstop plugin-host run LIBRARY ARGS`, the
+/// runner's own binary) with the library found for `plugin` and `args` as JSON, once a
+/// child has validated them. Errors point at `plugin` or at the argument at fault.
+fn plugin_command(
+    ctx: &mut Ctx,
+    path: &str,
+    plugin: &str,
+    args: Option<&serde_yaml::Value>,
+    dir: &Path,
+    plugin_dirs: &[PathBuf],
+) -> Option<(PathBuf, Vec<String>)> {
+    let library = match super::plugin::locate(plugin, plugin_dirs, dir) {
+        Ok(library) => library,
+        Err(why) => {
+            ctx.error(&format!("{path}.plugin"), why);
+            return None;
+        }
+    };
+    let json = match args {
+        None => "{}".to_owned(),
+        Some(value) => match serde_json::to_string(value) {
+            Ok(json) => json,
+            Err(e) => {
+                ctx.error(
+                    &format!("{path}.args"),
+                    format!("cannot be passed to a plugin: {e}"),
+                );
+                return None;
+            }
+        },
+    };
+    if let Err((at, message)) = super::plugin::validate(&library, &json) {
+        let at = match (at.is_empty(), args.is_some()) {
+            (true, _) => format!("{path}.plugin"),
+            (false, true) => format!("{path}.args.{at}"),
+            (false, false) => format!("{path}.args"),
+        };
+        let message = super::serde_message(&message);
+        if message.starts_with("unknown field") {
+            ctx.error_at_key(&at, message);
+        } else {
+            ctx.error(&at, message);
+        }
+        return None;
+    }
+    let exe = std::env::current_exe().ok()?;
+    Some((
+        library.clone(),
+        vec![
+            exe.to_string_lossy().into_owned(),
+            "plugin-host".into(),
+            "run".into(),
+            library.to_string_lossy().into_owned(),
+            json,
+        ],
+    ))
 }
 
 /// Shortest heartbeat timeout: the coarse clock of the beats ticks every 1 to 4 ms.
@@ -742,6 +802,7 @@ mod tests {
             after: after.to_vec(),
             heartbeat: None,
             probe: None,
+            plugin: None,
         }
     }
 

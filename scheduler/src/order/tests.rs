@@ -21,6 +21,7 @@ fn spec(name: &str, restart: Restart, after: &[&str]) -> TaskSpec {
         after: after.iter().map(|s| s.to_string()).collect(),
         heartbeat: None,
         probe: None,
+        plugin: None,
     }
 }
 

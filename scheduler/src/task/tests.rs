@@ -52,6 +52,7 @@ fn spec(kind: Kind) -> TaskSpec {
         after: vec![],
         heartbeat: None,
         probe: None,
+        plugin: None,
     }
 }
 

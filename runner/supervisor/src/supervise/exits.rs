@@ -210,6 +210,11 @@ impl Supervisor {
             ""
         };
         let ran = ran.map_or(String::new(), |(_, r)| format!(" after {}{hung}", human(r)));
+        // A plugin task's crash is its library's: say which.
+        let ran = match (&self.entries[i].task.spec.plugin, exit) {
+            (Some(library), Exit::Signal(_)) => format!("{ran} (plugin {})", library.display()),
+            _ => ran,
+        };
         match after {
             AfterExit::Restart { delay } => {
                 warn!(task = %name, pid, "exited with {exit}{ran}; restarting in {}", human(delay));

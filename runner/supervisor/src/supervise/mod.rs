@@ -258,8 +258,13 @@ impl Supervisor {
                 }
                 _ => None,
             };
-            let prepared = spawn::Prepared::new(&spawn_spec)
-                .with_context(|| format!("cannot prepare the command of task {}", spec.name))?;
+            // A plugin task's command is the task host: this runner's own `nonstop`, executed
+            // from the descriptor opened at start, as `compress-log` is.
+            let prepared = match spec.plugin {
+                Some(_) => spawn::Prepared::new_at(&spawn_spec, nonstop.as_raw_fd()),
+                None => spawn::Prepared::new(&spawn_spec),
+            }
+            .with_context(|| format!("cannot prepare the command of task {}", spec.name))?;
             let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
                 .context("cannot create an output pipe")?;
             events.watch(&read).context("cannot watch an output pipe")?;

@@ -1,0 +1,214 @@
+//! Plugin tasks through the real runner: a real `cdylib` built by cargo
+//! (`tests/plugins/misbehave`) that behaves or misbehaves on request, plugins written in C,
+//! and libraries that are not plugins. The runner lives through all of it.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::{PipelineDir, Runner, c_library, misbehave_plugin, nonstop};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+fn check(p: &PipelineDir) -> (bool, String) {
+    let out = Command::new(nonstop())
+        .args(["check", "pipeline.yaml"])
+        .current_dir(p.dir.path())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn check_validates_plugin_args_in_a_child_and_points_at_the_argument() {
+    let lib = misbehave_plugin();
+    let p = PipelineDir::new(&format!(
+        "plugin_dirs: [{dir}]\ntasks:\n  \
+         limit:\n    plugin: misbehave\n    args:\n      limit: 11\n  \
+         typo:\n    plugin: misbehave\n    args: {{ lnies: 3 }}\n  \
+         wrong:\n    plugin: misbehave\n    args: {{ act: dance }}\n  \
+         panics:\n    plugin: misbehave\n    args: {{ panic_in_validate: true }}\n  \
+         missing:\n    plugin: nosuch\n  \
+         fine:\n    plugin: {lib}\n    args: {{ lines: 1 }}\n",
+        dir = lib.parent().unwrap().display(),
+        lib = lib.display(),
+    ));
+    let (ok, out) = check(&p);
+    assert!(!ok);
+    let lines: Vec<&str> = out.lines().collect();
+    let expect = [
+        "pipeline.yaml:6:14: tasks.limit.args.limit: 11 is more than 10",
+        "pipeline.yaml:9:13: tasks.typo.args.lnies: unknown field \"lnies\", expected one of \
+         act, lines, limit, panic_in_validate",
+        "pipeline.yaml:12:18: tasks.wrong.args.act: unknown variant \"dance\", expected one of \
+         ok, fail, panic, abort, segv, hang, beat",
+        "pipeline.yaml:14:13: tasks.panics.plugin: the plugin panicked in validate: validate \
+         was asked to panic",
+        "pipeline.yaml:17:13: tasks.missing.plugin: plugin \"nosuch\" not found: no \
+         libnosuch.so or libnonstop_nosuch.so in ",
+    ];
+    for (line, expected) in lines.iter().zip(expect) {
+        assert!(line.starts_with(expected), "{line}\n  expected {expected}");
+    }
+    assert_eq!(lines.len(), expect.len() + 1, "{out}");
+    assert!(out.ends_with("pipeline.yaml: 5 errors\n"), "{out}");
+}
+
+#[test]
+fn a_plugin_that_fails_panics_aborts_or_crashes_takes_only_its_task_host_down() {
+    let lib = misbehave_plugin();
+    let mut yaml = format!(
+        "plugin_dirs: [{}]\ntasks:\n  good:\n    plugin: misbehave\n    args: {{ lines: 3 }}\n    \
+         restart: never\n",
+        lib.parent().unwrap().display()
+    );
+    for act in ["fail", "panic", "abort", "segv"] {
+        yaml += &format!(
+            "  {act}:\n    plugin: misbehave\n    args: {{ act: {act} }}\n    restart: never\n"
+        );
+    }
+    yaml += "  hang:\n    plugin: misbehave\n    args: { act: hang }\n    every: 1m\n    \
+             timeout: 200ms\n    stop: { grace: 100ms }\n";
+    let p = PipelineDir::new(&yaml);
+    let mut runner = Runner::start(&p);
+    runner.wait_for(&["exited with status 0", "task=good"], 10 * SECOND);
+    runner.wait_for(&["exited with status 1", "task=fail"], 10 * SECOND);
+    runner.wait_for(&["exited with status 1", "task=panic"], 10 * SECOND);
+    let abort = runner.wait_for(&["exited with signal SIGABRT", "task=abort"], 10 * SECOND);
+    assert!(abort.contains("libmisbehave.so"), "{abort}");
+    let segv = runner.wait_for(&["exited with signal SIGSEGV", "task=segv"], 10 * SECOND);
+    assert!(segv.contains("(plugin "), "{segv}");
+    // SIGTERM is only a request to a plugin; one that does not look gets the SIGKILL.
+    runner.wait_for(&["run exceeded its timeout", "task=hang"], 10 * SECOND);
+    runner.wait_for(&["signal SIGKILL", "task=hang"], 10 * SECOND);
+    assert_eq!(
+        p.log("good"),
+        "misbehave: line 0\nmisbehave: line 1\nmisbehave: line 2\n"
+    );
+    assert!(p.log("fail").contains("asked to fail"), "{}", p.log("fail"));
+    assert!(
+        p.log("panic")
+            .contains("the plugin panicked: asked to panic"),
+        "{}",
+        p.log("panic")
+    );
+    // The runner is fine: it stops cleanly.
+    assert!(runner.terminate(10 * SECOND).success());
+}
+
+#[test]
+fn a_plugin_beats_through_its_context_and_stops_when_asked() {
+    let key = crate::harness::TestKey::new();
+    let lib = misbehave_plugin();
+    let p = PipelineDir::new(&format!(
+        "heartbeat: {{ key: {} }}\ntasks:\n  beater:\n    plugin: {}\n    args: {{ act: beat }}\n    \
+         heartbeat: 300ms\n    stop: {{ grace: 5s }}\n",
+        key.arg(),
+        lib.display()
+    ));
+    let mut runner = Runner::start(&p);
+    runner.wait_for(&["ready: first heartbeat", "task=beater"], 10 * SECOND);
+    std::thread::sleep(SECOND);
+    assert!(
+        !runner.drain().iter().any(|l| l.contains("hung")),
+        "a beating plugin was taken for hung"
+    );
+    // SIGTERM: the plugin sees the request and returns 0 well within its 5 s grace.
+    let status = runner.terminate(10 * SECOND);
+    assert!(status.success());
+    runner.wait_for(&["stopped (status 0)", "task=beater"], SECOND);
+    assert!(
+        p.log("beater").contains("asked to stop; stopping"),
+        "{}",
+        p.log("beater")
+    );
+}
+
+#[test]
+fn libraries_that_are_not_plugins_are_refused_naming_the_file_and_a_c_plugin_runs() {
+    let p = PipelineDir::new("");
+    std::fs::write(p.file("libtext.so"), "not an ELF file\n").unwrap();
+    let c = c_library("plugin_c", "", &[]);
+    let cases = [
+        (p.file("libtext.so"), "cannot load it as a shared library"),
+        (
+            c_library("plugin_c", "_nosym", &["-DNO_SYMBOL"]),
+            "not a nonstop plugin: it exports no NONSTOP_PLUGIN declaration",
+        ),
+        (
+            c_library("plugin_c", "_magic", &["-DMAGIC=0x1234"]),
+            "does not start with the nonstop plugin magic",
+        ),
+        (
+            c_library("plugin_c", "_abi", &["-DABI=2"]),
+            "built for plugin ABI version 2; this nonstop",
+        ),
+        (
+            c_library("plugin_c", "_size", &["-DSIZE=8"]),
+            "its declaration is 8 bytes, ABI version 1 says",
+        ),
+    ];
+    let mut yaml = "tasks:\n".to_owned();
+    for (i, (lib, _)) in cases.iter().enumerate() {
+        yaml += &format!("  t{i}:\n    plugin: {}\n", lib.display());
+    }
+    std::fs::write(p.path(), &yaml).unwrap();
+    let (ok, out) = check(&p);
+    assert!(!ok);
+    for (i, (lib, why)) in cases.iter().enumerate() {
+        let line = out
+            .lines()
+            .find(|l| l.contains(&format!("tasks.t{i}.plugin:")))
+            .unwrap_or_else(|| panic!("no error for t{i}:\n{out}"));
+        assert!(line.contains(&lib.display().to_string()), "{line}");
+        assert!(line.contains(why), "{line}\n  expected {why}");
+    }
+
+    // Written in C, by hand, to the ABI: it runs.
+    std::fs::write(
+        p.path(),
+        format!(
+            "tasks:\n  c:\n    plugin: {}\n    restart: never\n",
+            c.display()
+        ),
+    )
+    .unwrap();
+    let mut runner = Runner::start(&p);
+    runner.wait_for(&["exited with status 0", "task=c"], 10 * SECOND);
+    assert_eq!(p.log("c"), "plugin_c: hello from C\n");
+    assert!(runner.terminate(10 * SECOND).success());
+}
+
+#[test]
+fn nonstop_plugins_lists_what_it_finds_and_what_it_cannot_use() {
+    let lib = misbehave_plugin();
+    let p = PipelineDir::new("");
+    std::fs::create_dir(p.file("plugins")).unwrap();
+    std::fs::copy(&lib, p.file("plugins/libmisbehave.so")).unwrap();
+    std::fs::write(p.file("plugins/libbroken.so"), "junk").unwrap();
+    std::fs::write(
+        p.path(),
+        "plugin_dirs: [plugins]\ntasks:\n  t:\n    command: [true]\n",
+    )
+    .unwrap();
+    let out = Command::new(nonstop())
+        .args(["plugins", "--pipeline"])
+        .arg(p.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains(
+            "libmisbehave.so\tmisbehave\t0.1.0\tdoes on request what a plugin should not"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("libbroken.so: not usable:") && stderr.contains("cannot load it"),
+        "{stderr}"
+    );
+}
