@@ -189,28 +189,41 @@ pub fn c_library(name: &str, variant: &str, defines: &[&str]) -> PathBuf {
     out
 }
 
-/// The test plugin `tests/plugins/misbehave` (a cdylib), built once per test run by cargo,
-/// in the profile of this test binary.
+/// The test plugin `tests/plugins/misbehave` (a cdylib).
 pub fn misbehave_plugin() -> PathBuf {
-    static LIB: OnceLock<PathBuf> = OnceLock::new();
-    LIB.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build
-            .args(["build", "--quiet", "-p", "nonstop-test-misbehave"])
-            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        assert!(
-            build.status().unwrap().success(),
-            "building the misbehave plugin failed"
-        );
-        profile_dir.join("libmisbehave.so")
-    })
-    .clone()
+    plugin_library("nonstop-test-misbehave", "libmisbehave.so")
+}
+
+/// The built-in plugin `plugins/purge`.
+pub fn purge_plugin() -> PathBuf {
+    plugin_library("nonstop-purge", "libnonstop_purge.so")
+}
+
+/// The cdylib `file` of workspace package `package`, built once per test run by cargo, in the
+/// profile of this test binary (`cargo test` does not promise other packages' cdylibs).
+fn plugin_library(package: &str, file: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    let mut built = BUILT.get_or_init(Default::default).lock().unwrap();
+    if let Some(path) = built.get(package) {
+        return path.clone();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .args(["build", "--quiet", "--lib", "-p", package])
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    assert!(
+        build.status().unwrap().success(),
+        "building {package} failed"
+    );
+    let path = profile_dir.join(file);
+    built.insert(package.to_owned(), path.clone());
+    path
 }
 
 /// The `nonstop` binary, built once per test run by the cargo running the tests, in the same

@@ -212,3 +212,48 @@ fn nonstop_plugins_lists_what_it_finds_and_what_it_cannot_use() {
         "{stderr}"
     );
 }
+
+/// The built-in purge plugin as a periodic task of the real runner: old matching files go, a
+/// link to a directory outside is not followed.
+#[test]
+fn purge_runs_as_a_task_and_never_leaves_its_directory() {
+    let lib = crate::harness::purge_plugin();
+    let p = PipelineDir::new("");
+    let data = p.file("data");
+    let outside = p.file("outside");
+    std::fs::create_dir_all(data.join("sub")).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    for f in [
+        "data/a.log",
+        "data/sub/b.log",
+        "data/keep.txt",
+        "outside/precious.log",
+    ] {
+        std::fs::write(p.file(f), "x").unwrap();
+    }
+    std::os::unix::fs::symlink(&outside, data.join("escape")).unwrap();
+    std::fs::write(
+        p.path(),
+        format!(
+            "plugin_dirs: [{}]\ntasks:\n  purge:\n    plugin: purge\n    \
+             args: {{ dir: data, match: \"*.log\", older_than: 0s, remove_empty_dirs: true }}\n    \
+             every: 1h\n",
+            lib.parent().unwrap().display()
+        ),
+    )
+    .unwrap();
+    let mut runner = Runner::start(&p);
+    runner.wait_for(&["run finished with status 0", "task=purge"], 20 * SECOND);
+    assert!(!p.file("data/a.log").exists() && !p.file("data/sub").exists());
+    assert!(p.file("data/keep.txt").exists());
+    assert!(
+        p.file("outside/precious.log").exists(),
+        "purge left its directory"
+    );
+    let log = p.log("purge");
+    assert!(
+        log.contains("purge: removed 2 files (2 bytes), 1 directories"),
+        "{log}"
+    );
+    assert!(runner.terminate(10 * SECOND).success());
+}
