@@ -194,6 +194,11 @@ pub fn misbehave_plugin() -> PathBuf {
     plugin_library("nonstop-test-misbehave", "libmisbehave.so")
 }
 
+/// The built-in plugin `plugins/sweep`.
+pub fn sweep_plugin() -> PathBuf {
+    plugin_library("nonstop-sweep", "libnonstop_sweep.so")
+}
+
 /// The built-in plugin `plugins/purge`.
 pub fn purge_plugin() -> PathBuf {
     plugin_library("nonstop-purge", "libnonstop_purge.so")

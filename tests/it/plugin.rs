@@ -257,3 +257,68 @@ fn purge_runs_as_a_task_and_never_leaves_its_directory() {
     );
     assert!(runner.terminate(10 * SECOND).success());
 }
+
+/// The built-in sweep plugin, the seed's checkproc as a periodic task: a seed-style C service
+/// that stops beating is stopped; a live process whose slot is in nonstop's layout too.
+#[test]
+fn sweep_stops_hung_services_of_a_seed_table_and_of_a_nonstop_table() {
+    use crate::harness::{Proc, TestKey, c_program};
+    let lib = crate::harness::sweep_plugin();
+    let seed_key = TestKey::new();
+    let mut service = Proc::spawn(Command::new(c_program("seed_client")).args([
+        seed_key.arg().as_str(),
+        "stuck",
+        "1",
+        "hang",
+    ]));
+    service.line(10 * SECOND);
+    let table_key = TestKey::new();
+    let table = nonstop_ipc::HeartbeatTable::open_or_create(
+        table_key.key(),
+        &nonstop_ipc::TableOptions {
+            slots: 4,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut silent = Proc::spawn(Command::new("sleep").arg("1000"));
+    let id = nonstop_ipc::ProcessId::of(silent.pid()).unwrap().unwrap();
+    table
+        .register_process(id, "silent", Duration::from_millis(10))
+        .unwrap();
+    let p = PipelineDir::new(&format!(
+        "tasks:\n  checkproc:\n    plugin: {lib}\n    args: {{ key: {seed}, layout: seed, grace: 1s }}\n    \
+         every: 500ms\n  sweep:\n    plugin: {lib}\n    args: {{ key: \"{table}\" }}\n    every: 500ms\n",
+        lib = lib.display(),
+        seed = seed_key.arg(),
+        table = table_key.arg(),
+    ));
+    let mut runner = Runner::start(&p);
+    let status = service.wait(10 * SECOND);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(15),
+        "the seed service was not stopped with SIGTERM"
+    );
+    let status = silent.wait(10 * SECOND);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(15)
+    );
+    runner.wait_for(
+        &["run finished with status 0", "task=checkproc"],
+        10 * SECOND,
+    );
+    assert!(runner.terminate(10 * SECOND).success());
+    let log = p.log("checkproc");
+    assert!(
+        log.contains("sweep: stuck (pid") && log.contains("is hung"),
+        "{log}"
+    );
+    assert!(
+        p.log("sweep").contains("sweep: silent (pid"),
+        "{}",
+        p.log("sweep")
+    );
+    assert!(table.snapshot().is_empty(), "the slot was freed");
+}
