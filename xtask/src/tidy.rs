@@ -48,9 +48,16 @@ fn every_rust_file_starts_with_a_doc_line() {
     );
 }
 
-/// Directories and files outside `ipc/src` allowed to hold `unsafe` code (this file only names
-/// the words).
-const UNSAFE_FILES: [&str; 2] = ["scheduler/src/spawn/", "xtask/src/tidy.rs"];
+/// Directories and files outside `ipc/src` allowed to hold `unsafe` code: the child side of
+/// spawning, the plugin boundary (the SDK's shims in `core`, the task host that loads a
+/// library), the test plugin's deliberate crash; this file only names the words.
+const UNSAFE_FILES: [&str; 5] = [
+    "scheduler/src/spawn/",
+    "core/src/plugin/",
+    "runner/src/plugin_host.rs",
+    "tests/plugins/misbehave/src/lib.rs",
+    "xtask/src/tidy.rs",
+];
 
 #[test]
 fn unsafe_code_only_in_ipc_and_spawn() {
