@@ -51,7 +51,7 @@ pub mod testing;
 pub use error::{Error, Object, Result};
 pub use heartbeat::Heartbeat;
 pub use key::Key;
-pub use process::{Liveness, PidFd, ProcessId, started_at};
+pub use process::{Liveness, PidFd, ProcessId, ancestors, started_at};
 pub use seed::{SeedOptions, SeedRegistration, SeedSlot, SeedTable};
 pub use sem::{SemGuard, SemOptions, Semaphore};
 pub use shm::SharedMemory;

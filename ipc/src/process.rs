@@ -159,6 +159,31 @@ impl fmt::Display for ProcessId {
     }
 }
 
+/// The ancestors of `pid`, its parent first, up to pid 1 (or the first it cannot read), from
+/// `/proc/PID/stat`: the processes a watchdog must never signal, whatever a table says.
+pub fn ancestors(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut current = pid;
+    while current > 1 && out.len() < 4096 {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{current}/stat")) else {
+            break;
+        };
+        // Field 4, counted after the last ')': the parent.
+        let parent = text
+            .rfind(')')
+            .and_then(|at| text[at + 1..].split_ascii_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        match parent {
+            Some(parent) if parent > 0 => {
+                out.push(parent);
+                current = parent;
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
 /// When the process that has `pid` now started, on the wall clock (seconds since the epoch:
 /// the boot time plus its start time in clock ticks); `None` if there is no such process or
 /// it is a zombie. For the seed's table, whose slots name a process by pid only.
@@ -275,6 +300,16 @@ mod tests {
         );
         assert!(!pidfd.signal(Signal::SIGKILL).unwrap(), "reaped: gone");
         assert!(process.pidfd().unwrap().is_none());
+    }
+
+    #[test]
+    fn the_ancestors_of_this_process_start_with_its_parent() {
+        let up = ancestors(std::process::id() as i32);
+        assert_eq!(
+            up.first(),
+            Some(&(std::os::unix::process::parent_id() as i32))
+        );
+        assert!(up.iter().all(|&p| p >= 1));
     }
 
     #[test]

@@ -133,51 +133,35 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
 /// Compiles `tests/c/NAME.c` against `ipc/include` with `$CC` (default `cc`), once per test
 /// run, and returns the executable.
 pub fn c_program(name: &str) -> PathBuf {
-    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
-    let mut built = BUILT.get_or_init(Default::default).lock().unwrap();
-    if let Some(path) = built.get(name) {
-        return path.clone();
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let output = Command::new(&cc)
-        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", "-I"])
-        .arg(root.join("../ipc/include"))
-        .arg(root.join("c").join(format!("{name}.c")))
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run the C compiler {cc:?}: {e}"));
-    assert!(
-        output.status.success(),
-        "{cc} failed on {name}.c:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    built.insert(name.to_owned(), out.clone());
-    out
+    compile_c(name, name, &[])
 }
 
 /// Compiles `tests/c/NAME.c` as a shared library with `defines` (`-D` arguments), once per
 /// test run and set of defines, and returns it (`lib{NAME}{variant}.so`).
 pub fn c_library(name: &str, variant: &str, defines: &[&str]) -> PathBuf {
+    let mut args = vec!["-shared", "-fPIC"];
+    args.extend_from_slice(defines);
+    compile_c(name, &format!("lib{name}{variant}.so"), &args)
+}
+
+/// `tests/c/NAME.c` compiled with `extra` arguments into `out` (a file name in the tests'
+/// temporary target directory), once per test run for each `out`.
+fn compile_c(name: &str, out: &str, extra: &[&str]) -> PathBuf {
     static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
     let mut built = BUILT.get_or_init(Default::default).lock().unwrap();
-    let key = format!("{name}{variant}");
-    if let Some(path) = built.get(&key) {
+    if let Some(path) = built.get(out) {
         return path.clone();
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("lib{key}.so"));
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(out);
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let output = Command::new(&cc)
-        .args([
-            "-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", "-shared", "-fPIC",
-        ])
-        .args(defines)
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", "-I"])
+        .arg(root.join("../ipc/include"))
+        .args(extra)
         .arg(root.join("c").join(format!("{name}.c")))
         .arg("-o")
-        .arg(&out)
+        .arg(&path)
         .output()
         .unwrap_or_else(|e| panic!("cannot run the C compiler {cc:?}: {e}"));
     assert!(
@@ -185,8 +169,8 @@ pub fn c_library(name: &str, variant: &str, defines: &[&str]) -> PathBuf {
         "{cc} failed on {name}.c:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    built.insert(key, out.clone());
-    out
+    built.insert(out.to_owned(), path.clone());
+    path
 }
 
 /// The test plugin `tests/plugins/misbehave` (a cdylib).

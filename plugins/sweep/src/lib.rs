@@ -94,7 +94,8 @@ struct Seen {
 
 /// One pass over the table at `args.key`; `log` gets one line per action.
 pub fn sweep(args: &Args, log: &mut dyn FnMut(&str)) -> Result<Stats, String> {
-    let protected = Protected::new(std::process::id() as i32, ancestors());
+    let me = std::process::id() as i32;
+    let protected = Protected::new(me, nonstop_ipc::ancestors(me));
     let mut stats = Stats::default();
     let mut stopping = Vec::new();
     match args.layout {
@@ -258,29 +259,6 @@ fn finish(
             ));
         }
     }
-}
-
-/// This process's ancestors, from `/proc`.
-fn ancestors() -> Vec<i32> {
-    let mut out = Vec::new();
-    let mut pid = std::process::id() as i32;
-    while pid > 1 && out.len() < 4096 {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            break;
-        };
-        let parent = stat
-            .rfind(')')
-            .and_then(|at| stat[at + 1..].split_whitespace().nth(1))
-            .and_then(|p| p.parse::<i32>().ok());
-        match parent {
-            Some(p) if p > 0 => {
-                out.push(p);
-                pid = p;
-            }
-            _ => break,
-        }
-    }
-    out
 }
 
 struct Sweep;

@@ -94,7 +94,7 @@ impl Watch {
         Ok(Watch {
             remove: table.created() || previous.is_some(),
             table,
-            protected: Protected::new(me.pid, ancestors(me.pid)),
+            protected: Protected::new(me.pid, nonstop_ipc::ancestors(me.pid)),
             owners: HashMap::new(),
             next: Some(Instant::now()),
             foreign: Vec::new(),
@@ -426,30 +426,6 @@ fn slot_name(name: &str) -> &str {
     &name[..end]
 }
 
-/// The pids above `pid`, up to init, from `/proc/PID/stat`.
-fn ancestors(pid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    let mut current = pid;
-    while current > 1 && out.len() < 4096 {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{current}/stat")) else {
-            break;
-        };
-        // Field 4, counted after the last ')': the parent.
-        let parent = stat
-            .rfind(')')
-            .and_then(|at| stat[at + 1..].split_ascii_whitespace().nth(1))
-            .and_then(|p| p.parse::<i32>().ok());
-        match parent {
-            Some(parent) if parent > 0 => {
-                out.push(parent);
-                current = parent;
-            }
-            _ => break,
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,16 +437,5 @@ mod tests {
         let cut = slot_name(&long);
         assert!(cut.len() <= 63 && long.starts_with(cut));
         assert_eq!(cut.len(), 62);
-    }
-
-    #[test]
-    fn the_ancestors_of_this_process_end_at_init() {
-        let me = std::process::id() as i32;
-        let up = ancestors(me);
-        assert_eq!(
-            up.first(),
-            Some(&(std::os::unix::process::parent_id() as i32))
-        );
-        assert!(up.iter().all(|&p| p >= 1));
     }
 }
