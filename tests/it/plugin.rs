@@ -322,3 +322,33 @@ fn sweep_stops_hung_services_of_a_seed_table_and_of_a_nonstop_table() {
     );
     assert!(table.snapshot().is_empty(), "the slot was freed");
 }
+
+/// `examples/plugin-template`, built as a stranger would (its own workspace, `cargo build
+/// --release`), runs with no `args` through the real runner, named by its path.
+#[test]
+fn the_template_builds_out_of_the_workspace_and_runs_with_no_args() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-template");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--quiet", "--release", "--manifest-path"])
+        .arg(root.join("examples/plugin-template/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .status()
+        .unwrap();
+    assert!(status.success(), "the template does not build");
+    let lib = target.join("release/libtemplate.so");
+    let p = PipelineDir::new(&format!(
+        "tasks:\n  count:\n    plugin: {}\n    restart: never\n",
+        lib.display()
+    ));
+    std::fs::write(p.file("a"), "").unwrap();
+    let mut runner = Runner::start(&p);
+    runner.wait_for(&["exited with status 0", "task=count"], 20 * SECOND);
+    let log = p.log("count");
+    assert!(log.starts_with("hello from the template plugin\n"), "{log}");
+    // The pipeline file, the file above and the log directory.
+    assert!(log.contains(". has 3 entries"), "{log}");
+    assert!(runner.terminate(10 * SECOND).success());
+}
