@@ -3,7 +3,7 @@
 //!
 //! - `cargo xtask ci`: exactly what CI runs: format check, clippy with warnings as errors, the
 //!   whole test suite, then a check that the suite left no System V objects behind.
-//! - `cargo xtask bench [beat|spawn|runner|watch]`: the benchmarks, each printing ratios against a
+//! - `cargo xtask bench [beat|spawn|runner|watch|plugins]`: the benchmarks, each printing ratios against a
 //!   baseline measured in the same run.
 //! - `cargo xtask demo`: builds the runner and the example server and runs
 //!   `examples/demo.yaml` until Ctrl-C.
@@ -20,10 +20,10 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: cargo xtask <ci|bench [beat|spawn|runner|watch]|demo>
+const USAGE: &str = "usage: cargo xtask <ci|bench [beat|spawn|runner|watch|plugins]|demo>
 
   ci      cargo fmt --check, clippy -D warnings, the whole test suite, IPC leftover check
-  bench   run the benchmarks (all, or only `beat`, `spawn`, `runner` or `watch`) and print their ratios
+  bench   run the benchmarks (all, or only `beat`, `spawn`, `runner`, `watch` or `plugins`) and print their ratios
           (record them in BENCHMARKS.md)
   demo    build the runner and run examples/demo.yaml until Ctrl-C";
 

@@ -7,8 +7,10 @@
 //!   the same start without one;
 //! - runner (`runner.rs` here): crash-to-restart latency, starting and stopping 100 tasks,
 //!   memory and idle wake-ups, against C programs that only fork and exec;
-//! - watch (`watch.rs` here): hang detection latency and the cost of watching 1000 services.
+//! - watch (`watch.rs` here): hang detection latency and the cost of watching 1000 services;
+//! - plugins (`plugins.rs` here): a no-op plugin task against fork+exec, purge against find.
 
+mod plugins;
 mod runner;
 mod watch;
 
@@ -16,15 +18,19 @@ use anyhow::{Result, bail};
 
 use crate::{cargo, exec};
 
-/// Runs every benchmark, or only the one named (`beat`, `spawn`, `runner` or `watch`).
+/// Runs every benchmark, or only the one named (`beat`, `spawn`, `runner`, `watch` or
+/// `plugins`).
 pub fn run(only: Option<&str>) -> Result<()> {
-    let (beat, spawn, runner, watch) = match only {
-        None => (true, true, true, true),
-        Some("beat") => (true, false, false, false),
-        Some("spawn") => (false, true, false, false),
-        Some("runner") => (false, false, true, false),
-        Some("watch") => (false, false, false, true),
-        Some(other) => bail!("unknown benchmark {other:?}: expected beat, spawn, runner or watch"),
+    let (beat, spawn, runner, watch, plugins) = match only {
+        None => (true, true, true, true, true),
+        Some("beat") => (true, false, false, false, false),
+        Some("spawn") => (false, true, false, false, false),
+        Some("runner") => (false, false, true, false, false),
+        Some("watch") => (false, false, false, true, false),
+        Some("plugins") => (false, false, false, false, true),
+        Some(other) => {
+            bail!("unknown benchmark {other:?}: expected beat, spawn, runner, watch or plugins")
+        }
     };
     if beat {
         exec(cargo().args([
@@ -52,6 +58,9 @@ pub fn run(only: Option<&str>) -> Result<()> {
     }
     if watch {
         watch::run()?;
+    }
+    if plugins {
+        plugins::run()?;
     }
     Ok(())
 }
