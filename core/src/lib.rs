@@ -15,7 +15,9 @@
 //! ```
 #![deny(missing_docs)]
 
+mod patterns;
 pub mod plugin;
 mod quantity;
 
+pub use patterns::Patterns;
 pub use quantity::{ByteSize, Duration, ParseError};

@@ -183,6 +183,11 @@ pub fn sweep_plugin() -> PathBuf {
     plugin_library("nonstop-sweep", "libnonstop_sweep.so")
 }
 
+/// The built-in plugin `plugins/gzip`.
+pub fn gzip_plugin() -> PathBuf {
+    plugin_library("nonstop-gzip", "libnonstop_gzip.so")
+}
+
 /// The built-in plugin `plugins/purge`.
 pub fn purge_plugin() -> PathBuf {
     plugin_library("nonstop-purge", "libnonstop_purge.so")

@@ -352,3 +352,103 @@ fn the_template_builds_out_of_the_workspace_and_runs_with_no_args() {
     assert!(log.contains(". has 3 entries"), "{log}");
     assert!(runner.terminate(10 * SECOND).success());
 }
+
+/// gzip killed with SIGKILL at many instants: every file is always there, as the original or
+/// as a complete `.gz` (or both); a run to the end compresses what is left and removes the
+/// temporaries of the killed ones.
+#[test]
+fn gzip_killed_at_any_instant_leaves_the_original_or_a_complete_gz() {
+    use std::os::unix::process::ExitStatusExt;
+    let lib = crate::harness::gzip_plugin();
+    let p = PipelineDir::new("");
+    let dir = p.file("data");
+    std::fs::create_dir(&dir).unwrap();
+    let files: Vec<(String, Vec<u8>)> = (0..12)
+        .map(|i| {
+            let body: String = (0..60_000)
+                .map(|l| {
+                    format!(
+                        "{i} 2026-12-02T10:{l:05} <record n=\"{}\"/>\n",
+                        l * 7919 % 1000
+                    )
+                })
+                .collect();
+            (format!("f{i}.log"), body.into_bytes())
+        })
+        .collect();
+    for (name, body) in &files {
+        std::fs::write(dir.join(name), body).unwrap();
+    }
+    let args = format!(
+        "{{\"dir\": \"{}\", \"match\": \"*.log\", \"jobs\": 2}}",
+        dir.display()
+    );
+    let intact = |name: &str, body: &[u8]| {
+        let original = std::fs::read(dir.join(name)).ok();
+        let gz = dir.join(format!("{name}.gz"));
+        let decompressed = gz.exists().then(|| {
+            let out = Command::new("gzip").arg("-dc").arg(&gz).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{} is not a complete gzip file",
+                gz.display()
+            );
+            out.stdout
+        });
+        assert!(
+            original.is_some() || decompressed.is_some(),
+            "{name}: neither the original nor its .gz"
+        );
+        if let Some(o) = original {
+            assert_eq!(o, body, "{name}: the original changed");
+        }
+        if let Some(d) = decompressed {
+            assert_eq!(d, body, "{name}.gz does not decompress to the original");
+        }
+    };
+    let mut killed = 0;
+    for round in 0..15 {
+        let mut child = Command::new(nonstop())
+            .args(["plugin-host", "run"])
+            .arg(&lib)
+            .arg(&args)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(3 * round));
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        if status.signal() == Some(9) {
+            killed += 1;
+        }
+        for (name, body) in &files {
+            intact(name, body);
+        }
+    }
+    assert!(
+        killed >= 5,
+        "only {killed} runs were killed before they ended"
+    );
+    let status = Command::new(nonstop())
+        .args(["plugin-host", "run"])
+        .arg(&lib)
+        .arg(&args)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for (name, body) in &files {
+        assert!(!dir.join(name).exists(), "{name} left uncompressed");
+        intact(name, body);
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .ends_with(".nonstop-partial")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -26,7 +26,7 @@ use nix::fcntl::{AtFlags, OFlag, open, openat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstatat};
 use nix::unistd::UnlinkatFlags;
 use nonstop_core::plugin::{Context, Task};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 /// The task's `args`.
 #[derive(Debug, Deserialize)]
@@ -35,8 +35,8 @@ pub struct Args {
     /// The directory to purge (relative to the task's `cwd`).
     pub dir: PathBuf,
     /// Name patterns (glob: `*`, `?`, `[...]`), a list or the seed's comma-separated string.
-    #[serde(rename = "match", deserialize_with = "patterns")]
-    pub patterns: Vec<String>,
+    #[serde(rename = "match")]
+    pub patterns: nonstop_core::Patterns,
     /// Only files last modified longer ago than this (`0.02d`, `30m`, `7d`).
     pub older_than: nonstop_core::Duration,
     /// Into subdirectories too. Default true.
@@ -52,25 +52,6 @@ pub struct Args {
 
 fn yes() -> bool {
     true
-}
-
-/// `"*.log,*.xml"` or `["*.log", "*.xml"]`.
-fn patterns<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-    }
-    Ok(match OneOrMany::deserialize(d)? {
-        OneOrMany::One(s) => s
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        OneOrMany::Many(v) => v,
-    })
 }
 
 /// What a purge did.
@@ -101,7 +82,7 @@ const NAMED: u64 = 1000;
 
 /// Purges as `args` say.
 pub fn purge(args: &Args, report: &mut dyn Report) -> Result<Stats, String> {
-    let matchers = compile(&args.patterns)?;
+    let matchers = compile(&args.patterns.0)?;
     let cutoff = SystemTime::now()
         .checked_sub(args.older_than.0)
         .unwrap_or(SystemTime::UNIX_EPOCH);
@@ -284,7 +265,7 @@ impl Task for Purge {
     type Args = Args;
 
     fn validate(args: &Args) -> Result<(), String> {
-        compile(&args.patterns).map(drop)
+        compile(&args.patterns.0).map(drop)
     }
 
     fn run(ctx: &mut Context<'_>, args: Args) -> Result<(), String> {

@@ -43,7 +43,7 @@ fn aged(path: &Path, len: usize, days: u64) {
 fn args(dir: &Path, patterns: &str) -> Args {
     Args {
         dir: dir.to_path_buf(),
-        patterns: patterns.split(',').map(str::to_owned).collect(),
+        patterns: nonstop_core::Patterns(patterns.split(',').map(str::to_owned).collect()),
         older_than: "1d".parse().unwrap(),
         recursive: true,
         remove_empty_dirs: false,

@@ -128,8 +128,14 @@ fn purge(nonstop: &Path, plugin: &Path) -> Result<()> {
     }
     let _ = fs::remove_dir_all(&dir);
     let (f, o) = (percentile(&mut find, 50), percentile(&mut ours, 50));
-    println!("purge {} of {FILES} files in 100 directories, median of 3", FILES / 2);
-    println!("  find -name '*.log' -mmin +1440 -delete   {:8.1} ms", ms(f));
+    println!(
+        "purge {} of {FILES} files in 100 directories, median of 3",
+        FILES / 2
+    );
+    println!(
+        "  find -name '*.log' -mmin +1440 -delete   {:8.1} ms",
+        ms(f)
+    );
     println!("  purge plugin (task host, load, walk)    {:8.1} ms", ms(o));
     println!("  speed {:.2}x find's (target >= 1x)", f as f64 / o as f64);
     Ok(())

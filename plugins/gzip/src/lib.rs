@@ -1,0 +1,417 @@
+//! `gzip`: compresses the files under `dir` whose names match and that were last modified more
+//! than `older_than` ago, each into `NAME.gz` beside it: the seed's `gzipfiles`, made safe.
+//!
+//! ```yaml
+//! tasks:
+//!   compress:
+//!     plugin: gzip
+//!     args: { dir: /log/idc, match: "*.log.20*", older_than: 0.02d }
+//!     every: 5m
+//! ```
+//!
+//! **At every instant there is either the original or a complete `.gz`**: a file is
+//! compressed into a temporary file in the same directory (`.NAME.gz.nonstop-partial`), which
+//! is fsynced, given the original's mode and times, renamed to `NAME.gz`, and the directory
+//! fsynced; only then is the original removed. A run killed at any point leaves the original
+//! (and perhaps a partial temporary, which the next run removes), or the original and a
+//! complete `NAME.gz` (the next run compresses the original again and replaces it), or the
+//! complete `NAME.gz` alone. It never follows a symbolic link (`openat` under `O_NOFOLLOW`
+//! descriptors, as `purge`), skips `.gz` files and anything that is not a regular file, and
+//! compresses `jobs` files at a time.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{BufReader, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, open, openat, renameat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstatat, futimens};
+use nix::sys::time::TimeSpec;
+use nix::unistd::UnlinkatFlags;
+use nonstop_core::plugin::{Context, Task};
+use serde::Deserialize;
+
+/// The suffix of a temporary file (after `.NAME.gz`).
+const PARTIAL: &str = ".nonstop-partial";
+
+/// The task's `args`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Args {
+    /// The directory (relative to the task's `cwd`).
+    pub dir: PathBuf,
+    /// Name patterns, a list or the seed's comma-separated string.
+    #[serde(rename = "match")]
+    pub patterns: nonstop_core::Patterns,
+    /// Only files last modified longer ago than this (`0.02d`). Default 0: any.
+    #[serde(default)]
+    pub older_than: nonstop_core::Duration,
+    /// Into subdirectories too. Default true.
+    #[serde(default = "yes")]
+    pub recursive: bool,
+    /// Compression level, 1 (fast) to 9 (small). Default 6, as gzip's.
+    #[serde(default = "six")]
+    pub level: u32,
+    /// Files compressed at once. Default: the CPUs this task may use.
+    #[serde(default)]
+    pub jobs: Option<usize>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn six() -> u32 {
+    6
+}
+
+/// What a run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Stats {
+    /// Files compressed.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes_in: u64,
+    /// The bytes of their `.gz`.
+    pub bytes_out: u64,
+    /// Temporary files of an interrupted run removed.
+    pub leftovers: u64,
+}
+
+/// One file to compress: its directory and name.
+struct Job {
+    dir: Arc<OwnedFd>,
+    name: OsString,
+    shown: PathBuf,
+}
+
+fn compile(patterns: &[String]) -> Result<Vec<glob::Pattern>, String> {
+    if patterns.is_empty() {
+        return Err("match: give at least one pattern (\"*.log\" matches every .log file)".into());
+    }
+    patterns
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            glob::Pattern::new(p).map_err(|e| format!("match[{i}]: {p:?} is not a pattern: {e}"))
+        })
+        .collect()
+}
+
+fn check(args: &Args) -> Result<Vec<glob::Pattern>, String> {
+    if !(1..=9).contains(&args.level) {
+        return Err(format!("level: {} is not 1 to 9", args.level));
+    }
+    if args.jobs == Some(0) {
+        return Err("jobs: must be at least 1".into());
+    }
+    compile(&args.patterns.0)
+}
+
+/// Compresses as `args` say; `log` gets a line per file and error, `stop` says when to stop
+/// (the files being compressed are finished, no new one is begun).
+pub fn gzip(
+    args: &Args,
+    log: &mut dyn FnMut(&str),
+    stop: &mut dyn FnMut() -> bool,
+) -> Result<Stats, String> {
+    let matchers = check(args)?;
+    let cutoff = SystemTime::now()
+        .checked_sub(args.older_than.0)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let root = open(
+        &args.dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("cannot open {}: {}", args.dir.display(), e.desc()))?;
+    let mut stats = Stats::default();
+    let mut jobs = Vec::new();
+    collect(
+        Arc::new(root),
+        &args.dir,
+        args.recursive,
+        &matchers,
+        cutoff,
+        &mut jobs,
+        &mut stats,
+        log,
+    );
+    let workers = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, jobs.len().max(1));
+    let next = AtomicUsize::new(0);
+    let stopping = AtomicBool::new(false);
+    let (tx, rx) = mpsc::channel::<(usize, Result<(u64, u64), String>)>();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (jobs, next, stopping) = (&jobs, &next, &stopping);
+            scope.spawn(move || {
+                loop {
+                    if stopping.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else {
+                        return;
+                    };
+                    if tx.send((i, compress(job, args.level))).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok((i, Ok((bytes_in, bytes_out)))) => {
+                    stats.files += 1;
+                    stats.bytes_in += bytes_in;
+                    stats.bytes_out += bytes_out;
+                    log(&format!(
+                        "gzip: {} ({bytes_in} -> {bytes_out} bytes)",
+                        jobs[i].shown.display()
+                    ));
+                }
+                Ok((i, Err(why))) => log(&format!("gzip: {}: {why}", jobs[i].shown.display())),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if stop() {
+                stopping.store(true, Ordering::Relaxed);
+            }
+        }
+    });
+    Ok(stats)
+}
+
+/// Lists the files to compress in the directory open at `dir`, and removes the temporaries an
+/// interrupted run left.
+#[allow(clippy::too_many_arguments)]
+fn collect(
+    dir: Arc<OwnedFd>,
+    shown: &Path,
+    recursive: bool,
+    matchers: &[glob::Pattern],
+    cutoff: SystemTime,
+    jobs: &mut Vec<Job>,
+    stats: &mut Stats,
+    log: &mut dyn FnMut(&str),
+) {
+    let names = match names(&dir) {
+        Ok(names) => names,
+        Err(e) => {
+            log(&format!(
+                "gzip: cannot list {}: {}",
+                shown.display(),
+                e.desc()
+            ));
+            return;
+        }
+    };
+    for name in names {
+        let bytes = name.as_bytes();
+        if bytes.starts_with(b".") && bytes.ends_with(PARTIAL.as_bytes()) {
+            if nix::unistd::unlinkat(&*dir, name.as_os_str(), UnlinkatFlags::NoRemoveDir).is_ok() {
+                stats.leftovers += 1;
+                log(&format!(
+                    "gzip: removed {}, left by an interrupted run",
+                    shown.join(&name).display()
+                ));
+            }
+            continue;
+        }
+        let Ok(st) = fstatat(&*dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) else {
+            continue;
+        };
+        let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+        if kind == SFlag::S_IFDIR && recursive {
+            if let Ok(child) = openat(
+                &*dir,
+                name.as_os_str(),
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            ) {
+                collect(
+                    Arc::new(child),
+                    &shown.join(&name),
+                    recursive,
+                    matchers,
+                    cutoff,
+                    jobs,
+                    stats,
+                    log,
+                );
+            }
+        } else if kind == SFlag::S_IFREG
+            && !bytes.ends_with(b".gz")
+            && wanted(&name, &st, matchers, cutoff)
+        {
+            jobs.push(Job {
+                dir: dir.clone(),
+                shown: shown.join(&name),
+                name,
+            });
+        }
+    }
+}
+
+fn wanted(name: &OsStr, st: &FileStat, matchers: &[glob::Pattern], cutoff: SystemTime) -> bool {
+    let modified = SystemTime::UNIX_EPOCH
+        + Duration::new(
+            st.st_mtime.max(0) as u64,
+            st.st_mtime_nsec.clamp(0, 999_999_999) as u32,
+        );
+    let name = String::from_utf8_lossy(name.as_bytes());
+    modified < cutoff && matchers.iter().any(|m| m.matches(&name))
+}
+
+/// Compresses one file under the atomic rule; returns its bytes in and out.
+fn compress(job: &Job, level: u32) -> Result<(u64, u64), String> {
+    let dir = &*job.dir;
+    let name = job.name.as_os_str();
+    let source = openat(
+        dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("cannot open: {}", e.desc()))?;
+    let st = nix::sys::stat::fstat(&source).map_err(|e| format!("cannot stat: {}", e.desc()))?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+        return Err("no longer a regular file: left alone".into());
+    }
+    let mut gz_name = job.name.clone();
+    gz_name.push(".gz");
+    let mut tmp_name = OsString::from(".");
+    tmp_name.push(&gz_name);
+    tmp_name.push(PARTIAL);
+    let tmp = openat(
+        dir,
+        tmp_name.as_os_str(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .map_err(|e| format!("cannot create {}: {}", tmp_name.to_string_lossy(), e.desc()))?;
+    let result = (|| -> Result<(u64, u64), String> {
+        let mut encoder =
+            flate2::write::GzEncoder::new(File::from(tmp), flate2::Compression::new(level));
+        let bytes_in = std::io::copy(
+            &mut BufReader::with_capacity(1 << 16, File::from(source)),
+            &mut encoder,
+        )
+        .map_err(|e| format!("cannot compress: {e}"))?;
+        let mut out = encoder.finish().map_err(|e| format!("cannot write: {e}"))?;
+        out.flush().map_err(|e| format!("cannot write: {e}"))?;
+        // Complete on disk before it takes the name; the original's mode and times.
+        out.sync_all().map_err(|e| format!("cannot fsync: {e}"))?;
+        fchmod(&out, Mode::from_bits_truncate(st.st_mode & 0o7777))
+            .map_err(|e| format!("cannot set the mode: {}", e.desc()))?;
+        futimens(
+            &out,
+            &TimeSpec::new(st.st_atime, st.st_atime_nsec),
+            &TimeSpec::new(st.st_mtime, st.st_mtime_nsec),
+        )
+        .map_err(|e| format!("cannot set the times: {}", e.desc()))?;
+        let bytes_out = out.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok((bytes_in, bytes_out))
+    })();
+    let sizes = match result {
+        Ok(sizes) => sizes,
+        Err(why) => {
+            let _ = nix::unistd::unlinkat(dir, tmp_name.as_os_str(), UnlinkatFlags::NoRemoveDir);
+            return Err(why);
+        }
+    };
+    renameat(dir, tmp_name.as_os_str(), dir, gz_name.as_os_str()).map_err(|e| {
+        format!(
+            "cannot rename to {}: {}",
+            gz_name.to_string_lossy(),
+            e.desc()
+        )
+    })?;
+    // The rename on disk before the original goes.
+    nix::unistd::fsync(dir.as_fd())
+        .map_err(|e| format!("cannot fsync the directory: {}", e.desc()))?;
+    match nix::unistd::unlinkat(dir, name, UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(Errno::ENOENT) => Ok(sizes),
+        Err(e) => Err(format!(
+            "compressed, but cannot remove the original: {}",
+            e.desc()
+        )),
+    }
+}
+
+/// The names in the directory open at `dir` (without `.` and `..`).
+fn names(dir: &OwnedFd) -> nix::Result<Vec<OsString>> {
+    let own = dir
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|_| Errno::EMFILE)?;
+    let mut d = nix::dir::Dir::from_fd(own)?;
+    let mut out = Vec::new();
+    for entry in d.iter() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            out.push(OsStr::from_bytes(name).to_owned());
+        }
+    }
+    Ok(out)
+}
+
+struct Gzip;
+
+impl Task for Gzip {
+    type Args = Args;
+
+    fn validate(args: &Args) -> Result<(), String> {
+        check(args).map(drop)
+    }
+
+    fn run(ctx: &mut Context<'_>, args: Args) -> Result<(), String> {
+        let started = Instant::now();
+        let ctx = std::cell::RefCell::new(ctx);
+        let stats = gzip(
+            &args,
+            &mut |line| {
+                let c = ctx.borrow_mut();
+                c.log(line);
+                c.beat();
+            },
+            &mut || ctx.borrow_mut().stop_requested(),
+        )?;
+        let secs = started.elapsed().as_secs_f64().max(1e-9);
+        let ratio = if stats.bytes_in > 0 {
+            stats.bytes_out as f64 / stats.bytes_in as f64
+        } else {
+            0.0
+        };
+        ctx.borrow_mut().log(&format!(
+            "gzip: {} files, {} bytes in, {} out (ratio {:.3}), {:.1} MB/s",
+            stats.files,
+            stats.bytes_in,
+            stats.bytes_out,
+            ratio,
+            stats.bytes_in as f64 / secs / 1e6
+        ));
+        Ok(())
+    }
+}
+
+nonstop_core::export_plugin!(
+    Gzip,
+    name = "gzip",
+    description = "compress old files in place; at every instant the original or a complete .gz"
+);
+
+#[cfg(test)]
+mod tests;
