@@ -21,7 +21,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::{BufReader, Write};
+use std::io::BufReader;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -217,7 +217,7 @@ fn collect(
             return;
         }
     };
-    for name in names {
+    for (name, hint) in names {
         let bytes = name.as_bytes();
         if bytes.starts_with(b".") && bytes.ends_with(PARTIAL.as_bytes()) {
             if nix::unistd::unlinkat(&*dir, name.as_os_str(), UnlinkatFlags::NoRemoveDir).is_ok() {
@@ -228,6 +228,20 @@ fn collect(
                 ));
             }
             continue;
+        }
+        // What the directory entry already says spares a stat.
+        match hint {
+            Some(nix::dir::Type::File)
+                if bytes.ends_with(b".gz")
+                    || !matchers
+                        .iter()
+                        .any(|m| m.matches(&String::from_utf8_lossy(bytes))) =>
+            {
+                continue;
+            }
+            Some(nix::dir::Type::Directory) if !recursive => continue,
+            Some(nix::dir::Type::File | nix::dir::Type::Directory) | None => {}
+            Some(_) => continue,
         }
         let Ok(st) = fstatat(&*dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) else {
             continue;
@@ -302,15 +316,19 @@ fn compress(job: &Job, level: u32) -> Result<(u64, u64), String> {
     )
     .map_err(|e| format!("cannot create {}: {}", tmp_name.to_string_lossy(), e.desc()))?;
     let result = (|| -> Result<(u64, u64), String> {
-        let mut encoder =
-            flate2::write::GzEncoder::new(File::from(tmp), flate2::Compression::new(level));
+        let mut encoder = flate2::write::GzEncoder::new(
+            std::io::BufWriter::with_capacity(1 << 18, File::from(tmp)),
+            flate2::Compression::new(level),
+        );
         let bytes_in = std::io::copy(
             &mut BufReader::with_capacity(1 << 16, File::from(source)),
             &mut encoder,
         )
         .map_err(|e| format!("cannot compress: {e}"))?;
-        let mut out = encoder.finish().map_err(|e| format!("cannot write: {e}"))?;
-        out.flush().map_err(|e| format!("cannot write: {e}"))?;
+        let out = encoder.finish().map_err(|e| format!("cannot write: {e}"))?;
+        let out = out
+            .into_inner()
+            .map_err(|e| format!("cannot write: {}", e.error()))?;
         // Complete on disk before it takes the name; the original's mode and times.
         out.sync_all().map_err(|e| format!("cannot fsync: {e}"))?;
         fchmod(&out, Mode::from_bits_truncate(st.st_mode & 0o7777))
@@ -350,8 +368,9 @@ fn compress(job: &Job, level: u32) -> Result<(u64, u64), String> {
     }
 }
 
-/// The names in the directory open at `dir` (without `.` and `..`).
-fn names(dir: &OwnedFd) -> nix::Result<Vec<OsString>> {
+/// The names in the directory open at `dir` (without `.` and `..`), with their types when
+/// the file system gives them (`d_type`).
+fn names(dir: &OwnedFd) -> nix::Result<Vec<(OsString, Option<nix::dir::Type>)>> {
     let own = dir
         .as_fd()
         .try_clone_to_owned()
@@ -362,7 +381,7 @@ fn names(dir: &OwnedFd) -> nix::Result<Vec<OsString>> {
         let entry = entry?;
         let name = entry.file_name().to_bytes();
         if name != b"." && name != b".." {
-            out.push(OsStr::from_bytes(name).to_owned());
+            out.push((OsStr::from_bytes(name).to_owned(), entry.file_type()));
         }
     }
     Ok(out)
