@@ -452,3 +452,33 @@ fn gzip_killed_at_any_instant_leaves_the_original_or_a_complete_gz() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// `examples/seed.yaml` (the seed's deployment as a pipeline) passes `check` with the built-in
+/// plugins built beside `nonstop`, so the example cannot rot.
+#[test]
+fn the_seed_example_checks_with_the_built_in_plugins() {
+    // Built into the same directory as nonstop, where `plugin: NAME` looks first.
+    for lib in [
+        crate::harness::gzip_plugin(),
+        crate::harness::purge_plugin(),
+        crate::harness::sweep_plugin(),
+    ] {
+        assert_eq!(lib.parent(), nonstop().parent(), "{}", lib.display());
+    }
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed.yaml");
+    let out = Command::new(nonstop())
+        .arg("check")
+        .arg(&example)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for task in ["checkproc", "gzipfiles", "deletelogs", "deletesurf"] {
+        assert!(stdout.contains(task), "{stdout}");
+    }
+    assert!(stdout.contains("libnonstop_sweep.so"), "{stdout}");
+}
