@@ -16,25 +16,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
-use super::runner::{ms, percentile};
-use crate::{cargo, exec, root};
+use super::runner::{build_with, ms, percentile};
+use crate::root;
 
 const NOOP_ROUNDS: usize = 200;
 const FILES: usize = 100_000;
 
 pub fn run() -> Result<()> {
-    exec(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "nonstop-runner",
-        "-p",
-        "nonstop-test-misbehave",
-        "-p",
-        "nonstop-purge",
-        "-p",
-        "nonstop-gzip",
-    ]))?;
+    build_with(&["nonstop-test-misbehave", "nonstop-purge", "nonstop-gzip"])?;
     let release = root().join("target/release");
     let nonstop = release.join("nonstop");
     noop(&nonstop, &release.join("libmisbehave.so"))?;

@@ -123,15 +123,25 @@ pub fn run() -> Result<()> {
 
 /// Builds the runner in release mode; returns the benchmarks' directory.
 pub(super) fn build() -> Result<PathBuf> {
-    exec(cargo().args([
+    build_with(&[])
+}
+
+/// Builds the runner and `plugins` (package names) in release mode; returns the benchmarks'
+/// directory.
+pub(super) fn build_with(plugins: &[&str]) -> Result<PathBuf> {
+    let mut cargo = cargo();
+    cargo.args([
         "build",
         "--release",
         "-p",
         "nonstop-runner",
         "-p",
         "nonstop-supervisor",
-        "--bins",
-    ]))?;
+    ]);
+    for plugin in plugins {
+        cargo.args(["-p", plugin]);
+    }
+    exec(&mut cargo)?;
     let dir = root().join("target/bench");
     fs::create_dir_all(&dir)?;
     Ok(dir)
