@@ -61,6 +61,10 @@ pub struct Args {
     /// Files compressed at once. Default: the CPUs this task may use.
     #[serde(default)]
     pub jobs: Option<usize>,
+    /// Pack the matched files into this one archive in `dir` (`NAME.tar.gz`; `{time}` in the
+    /// name becomes the UTC time of the run, `20261202T103000Z`) instead of a `.gz` each.
+    #[serde(default)]
+    pub archive: Option<String>,
 }
 
 fn yes() -> bool {
@@ -105,6 +109,16 @@ fn compile(patterns: &[String]) -> Result<Vec<glob::Pattern>, String> {
 }
 
 fn check(args: &Args) -> Result<Vec<glob::Pattern>, String> {
+    if let Some(name) = &args.archive
+        && (name.is_empty()
+            || name.contains('/')
+            || name.starts_with('.')
+            || !name.ends_with(".tar.gz"))
+    {
+        return Err(format!(
+            "archive: {name:?} is not a file name ending in .tar.gz (it is made in `dir`)"
+        ));
+    }
     if !(1..=9).contains(&args.level) {
         return Err(format!("level: {} is not 1 to 9", args.level));
     }
@@ -125,16 +139,18 @@ pub fn gzip(
     let cutoff = SystemTime::now()
         .checked_sub(args.older_than.0)
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    let root = open(
-        &args.dir,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| format!("cannot open {}: {}", args.dir.display(), e.desc()))?;
+    let root = Arc::new(
+        open(
+            &args.dir,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| format!("cannot open {}: {}", args.dir.display(), e.desc()))?,
+    );
     let mut stats = Stats::default();
     let mut jobs = Vec::new();
     collect(
-        Arc::new(root),
+        root.clone(),
         &args.dir,
         args.recursive,
         &matchers,
@@ -143,6 +159,9 @@ pub fn gzip(
         &mut stats,
         log,
     );
+    if let Some(name) = &args.archive {
+        return archive(&root, &args.dir, name, args.level, &jobs, stats, log);
+    }
     let workers = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -191,6 +210,123 @@ pub fn gzip(
         }
     });
     Ok(stats)
+}
+
+/// Archive mode: every job into one `name` in the directory open at `root`, under the same
+/// rule as a file: a temporary, fsynced, renamed, the directory fsynced, then the originals
+/// removed. An archive of that name that exists already is never replaced.
+fn archive(
+    root: &OwnedFd,
+    dir: &Path,
+    name: &str,
+    level: u32,
+    jobs: &[Job],
+    mut stats: Stats,
+    log: &mut dyn FnMut(&str),
+) -> Result<Stats, String> {
+    if jobs.is_empty() {
+        log("gzip: nothing to archive");
+        return Ok(stats);
+    }
+    let name = name.replace("{time}", &utc_stamp(SystemTime::now()));
+    if fstatat(root, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW).is_ok() {
+        return Err(format!(
+            "archive: {} exists already; it is never replaced (put {{time}} in the name)",
+            dir.join(&name).display()
+        ));
+    }
+    let tmp_name = format!(".{name}{PARTIAL}");
+    let tmp = openat(
+        root,
+        tmp_name.as_str(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .map_err(|e| format!("cannot create {tmp_name}: {}", e.desc()))?;
+    let written = (|| -> Result<u64, String> {
+        let gz = flate2::write::GzEncoder::new(
+            std::io::BufWriter::with_capacity(1 << 18, File::from(tmp)),
+            flate2::Compression::new(level),
+        );
+        let mut tar = tar::Builder::new(gz);
+        tar.follow_symlinks(false);
+        for job in jobs {
+            let source = openat(
+                &*job.dir,
+                job.name.as_os_str(),
+                OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| format!("{}: cannot open: {}", job.shown.display(), e.desc()))?;
+            let mut file = File::from(source);
+            let inside = job.shown.strip_prefix(dir).unwrap_or(&job.shown);
+            stats.bytes_in += file.metadata().map(|m| m.len()).unwrap_or(0);
+            tar.append_file(inside, &mut file)
+                .map_err(|e| format!("{}: cannot archive: {e}", job.shown.display()))?;
+        }
+        let gz = tar.into_inner().map_err(|e| format!("cannot write: {e}"))?;
+        let out = gz.finish().map_err(|e| format!("cannot write: {e}"))?;
+        let out = out
+            .into_inner()
+            .map_err(|e| format!("cannot write: {}", e.error()))?;
+        out.sync_all().map_err(|e| format!("cannot fsync: {e}"))?;
+        Ok(out.metadata().map(|m| m.len()).unwrap_or(0))
+    })();
+    let bytes_out = match written {
+        Ok(n) => n,
+        Err(why) => {
+            let _ = nix::unistd::unlinkat(root, tmp_name.as_str(), UnlinkatFlags::NoRemoveDir);
+            return Err(why);
+        }
+    };
+    renameat(root, tmp_name.as_str(), root, name.as_str())
+        .map_err(|e| format!("cannot rename to {name}: {}", e.desc()))?;
+    nix::unistd::fsync(root.as_fd())
+        .map_err(|e| format!("cannot fsync the directory: {}", e.desc()))?;
+    for job in jobs {
+        if let Err(e) =
+            nix::unistd::unlinkat(&*job.dir, job.name.as_os_str(), UnlinkatFlags::NoRemoveDir)
+            && e != Errno::ENOENT
+        {
+            log(&format!(
+                "gzip: {}: archived, but cannot remove it: {}",
+                job.shown.display(),
+                e.desc()
+            ));
+        }
+    }
+    stats.files = jobs.len() as u64;
+    stats.bytes_out = bytes_out;
+    log(&format!(
+        "gzip: archived {} files into {}",
+        jobs.len(),
+        dir.join(&name).display()
+    ));
+    Ok(stats)
+}
+
+/// `20261202T103000Z`: `t` in UTC.
+fn utc_stamp(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
 }
 
 /// Lists the files to compress in the directory open at `dir`, and removes the temporaries an

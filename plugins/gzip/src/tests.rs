@@ -13,6 +13,7 @@ fn args(dir: &Path, patterns: &str) -> Args {
         recursive: true,
         level: 6,
         jobs: Some(2),
+        archive: None,
     }
 }
 
@@ -90,4 +91,58 @@ fn arguments_are_checked() {
             .unwrap_err()
             .starts_with("match[0]:")
     );
+}
+
+#[test]
+fn archive_mode_packs_the_files_into_one_tar_gz_and_never_replaces_one() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    fs::create_dir(d.join("sub")).unwrap();
+    let data = text(5_000);
+    fs::write(d.join("a.log"), &data).unwrap();
+    fs::write(d.join("sub/b.log"), &data).unwrap();
+    fs::write(d.join("keep.txt"), "x").unwrap();
+    let mut a = args(d, "*.log");
+    a.archive = Some("logs-{time}.tar.gz".into());
+    let mut lines = Vec::new();
+    let stats = gzip(&a, &mut |l| lines.push(l.to_owned()), &mut || false).unwrap();
+    assert_eq!(stats.files, 2, "{lines:?}");
+    let archive: Vec<_> = fs::read_dir(d)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("logs-") && n.ends_with("Z.tar.gz"))
+        .collect();
+    assert_eq!(archive.len(), 1, "{archive:?}");
+    assert!(!d.join("a.log").exists() && !d.join("sub/b.log").exists());
+    assert!(d.join("keep.txt").exists());
+    let list = Command::new("tar")
+        .arg("-tzf")
+        .arg(d.join(&archive[0]))
+        .output()
+        .unwrap();
+    assert!(list.status.success());
+    let mut names: Vec<String> = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a.log", "sub/b.log"]);
+    // A fixed name that exists is refused, and nothing is removed.
+    fs::write(d.join("c.log"), &data).unwrap();
+    a.archive = Some(archive[0].clone());
+    let err = gzip(&a, &mut |_| {}, &mut || false).unwrap_err();
+    assert!(err.contains("exists already"), "{err}");
+    assert!(d.join("c.log").exists());
+    a.archive = Some("../x.tar.gz".into());
+    assert!(check(&a).unwrap_err().starts_with("archive:"));
+}
+
+#[test]
+fn utc_stamps_are_civil_dates() {
+    let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_207_400);
+    assert_eq!(utc_stamp(t), "20261202T103000Z");
+    assert_eq!(utc_stamp(SystemTime::UNIX_EPOCH), "19700101T000000Z");
+    let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
+    assert_eq!(utc_stamp(leap), "20000229T000000Z");
 }
