@@ -482,3 +482,28 @@ fn the_seed_example_checks_with_the_built_in_plugins() {
     }
     assert!(stdout.contains("libnonstop_sweep.so"), "{stdout}");
 }
+
+/// No table at the key (no service registered yet): nothing to watch, not a failure.
+#[test]
+fn sweep_of_a_key_without_a_table_succeeds_and_says_so() {
+    let lib = crate::harness::sweep_plugin();
+    let key = crate::harness::TestKey::new();
+    for layout in ["nonstop", "seed"] {
+        let out = Command::new(nonstop())
+            .args(["plugin-host", "run"])
+            .arg(&lib)
+            .arg(format!(
+                "{{\"key\": \"{}\", \"layout\": \"{layout}\"}}",
+                key.arg()
+            ))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{layout}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("nothing to watch"), "{stdout}");
+    }
+}

@@ -98,10 +98,24 @@ pub fn sweep(args: &Args, log: &mut dyn FnMut(&str)) -> Result<Stats, String> {
     let protected = Protected::new(me, nonstop_ipc::ancestors(me));
     let mut stats = Stats::default();
     let mut stopping = Vec::new();
+    // No table (yet): no service has registered; nothing to watch, and no failure.
+    let absent = |e: nonstop_ipc::Error, log: &mut dyn FnMut(&str)| match e {
+        nonstop_ipc::Error::NotFound { .. } => {
+            log(&format!(
+                "sweep: no table at key {}: nothing to watch",
+                args.key
+            ));
+            Ok(Stats::default())
+        }
+        e => Err(e.to_string()),
+    };
     match args.layout {
         Layout::Nonstop => {
-            let table = nonstop_ipc::HeartbeatTable::open(args.key, &TableOptions::default())
-                .map_err(|e| e.to_string())?;
+            let table = match nonstop_ipc::HeartbeatTable::open(args.key, &TableOptions::default())
+            {
+                Ok(table) => table,
+                Err(e) => return absent(e, log),
+            };
             let now = nonstop_ipc::clock::now_ns();
             for slot in table.snapshot() {
                 stats.slots += 1;
@@ -126,8 +140,10 @@ pub fn sweep(args: &Args, log: &mut dyn FnMut(&str)) -> Result<Stats, String> {
             }
         }
         Layout::Seed => {
-            let table =
-                SeedTable::open(args.key, &SeedOptions::default()).map_err(|e| e.to_string())?;
+            let table = match SeedTable::open(args.key, &SeedOptions::default()) {
+                Ok(table) => table,
+                Err(e) => return absent(e, log),
+            };
             let now = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64);
