@@ -168,3 +168,62 @@ tasks:
     assert!(moved.starts_with("tick\n"), "{moved:?}");
     assert!(runner.terminate(10 * SECOND).success());
 }
+
+/// Under systemd (`Type=notify`, `WatchdogSec=`): `READY=1` once the tasks are started and
+/// ready, `WATCHDOG=1` from the turning loop every half `WATCHDOG_USEC`, `STOPPING=1` at
+/// shutdown; a fake systemd listens on the datagram socket.
+#[test]
+fn systemd_hears_ready_watchdog_pings_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let p = PipelineDir::new(
+        "tasks:\n  db:\n    command: [sh, -c, 'sleep 0.3; touch up; exec sleep 1000']\n    \
+         probe: { exec: [test, -e, up], every: 100ms }\n  web:\n    command: [sleep, \"1000\"]\n    after: [db]\n",
+    );
+    let socket_path = p.file("notify.sock");
+    let systemd = UnixDatagram::bind(&socket_path).unwrap();
+    systemd
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut command = std::process::Command::new(crate::harness::nonstop());
+    command
+        .arg("run")
+        .arg(p.path())
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "200000")
+        .env_remove("WATCHDOG_PID");
+    let mut runner = Runner::spawn(&mut command);
+    // The command keeps the write end of the runner's log pipe until it is dropped.
+    drop(command);
+    let started = std::time::Instant::now();
+    let mut messages = Vec::new();
+    let mut buf = [0u8; 512];
+    // READY=1 only once web started, after db's first healthy probe; pings meanwhile.
+    while !messages.iter().any(|m: &String| m.contains("READY=1")) {
+        let n = systemd.recv(&mut buf).expect("no READY=1 from the runner");
+        messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let ready = messages.iter().find(|m| m.contains("READY=1")).unwrap();
+    assert!(ready.contains("STATUS=2 of 2 tasks running"), "{ready}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "READY=1 came before db was ready"
+    );
+    runner.wait_for(&["started", "task=web"], SECOND);
+    let pings_before = messages.iter().filter(|m| m.contains("WATCHDOG=1")).count();
+    for _ in 0..3 {
+        let n = systemd.recv(&mut buf).unwrap();
+        let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(m.contains("WATCHDOG=1"), "{m}");
+    }
+    assert!(pings_before >= 1, "{messages:?}");
+    kill(Pid::from_raw(runner.pid()), Signal::SIGTERM).unwrap();
+    loop {
+        let n = systemd.recv(&mut buf).expect("no STOPPING=1");
+        let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if m.contains("STOPPING=1") {
+            assert!(m.contains("STATUS=stopping 2 tasks"), "{m}");
+            break;
+        }
+    }
+    assert!(runner.wait(10 * SECOND).success());
+}

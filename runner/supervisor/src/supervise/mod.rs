@@ -13,6 +13,7 @@ mod adopted;
 mod contain;
 mod events;
 mod exits;
+mod notify;
 mod output;
 mod probe;
 mod signals;
@@ -206,6 +207,8 @@ struct Supervisor {
     probe_pids: HashMap<Pid, usize>,
     /// `/dev/null`, the output of exec probes (if any task has one).
     devnull: Option<OwnedFd>,
+    /// systemd's notifications (`READY=1`, `STOPPING=1`, `WATCHDOG=1`), when it asked.
+    notifier: notify::Notifier,
     /// The cgroups of tasks stopped for good, their directories removed: their descriptors
     /// are closed by the kernel when the runner exits (see `supervise`), not one `close` at a
     /// time while the other tasks are stopping.
@@ -316,6 +319,7 @@ impl Supervisor {
             probe_fds: HashMap::new(),
             probe_pids: HashMap::new(),
             devnull,
+            notifier: notify::Notifier::from_env(),
             retired: Vec::new(),
         })
     }
@@ -344,6 +348,19 @@ impl Supervisor {
             let now = Now::read();
             self.handle_deadlines(now);
             self.work_agenda(now);
+            // The loop is turning: systemd's watchdog may be told so.
+            self.notifier.turn(now.mono);
+            if !self.notifier.is_ready() && self.shutdown.is_none() && self.started_and_ready() {
+                let running = self
+                    .entries
+                    .iter()
+                    .filter(|e| matches!(e.task.phase(), Phase::Running { .. }))
+                    .count();
+                self.notifier.ready(&format!(
+                    "{running} of {} tasks running",
+                    self.entries.len()
+                ));
+            }
             if self.shutdown.is_some() && self.entries.iter().all(|e| e.task.phase().is_final()) {
                 self.stop_adopted()?;
                 // What the tasks wrote last is still in their pipes.
@@ -381,6 +398,18 @@ impl Supervisor {
         }
     }
 
+    /// Whether the pipeline's start is over: no task waits to start (but those that never
+    /// will, behind one that failed) and every running one is ready (its first heartbeat or
+    /// healthy probe).
+    fn started_and_ready(&self) -> bool {
+        self.agenda.is_empty()
+            && self.entries.iter().all(|e| match e.task.phase() {
+                Phase::Waiting => e.blocked_logged,
+                Phase::Running { .. } => e.task.ready(),
+                _ => true,
+            })
+    }
+
     fn next_deadline(&self) -> Option<Instant> {
         let tasks = self.entries.iter().filter_map(|e| e.task.deadline());
         let probes = self
@@ -388,7 +417,8 @@ impl Supervisor {
             .iter()
             .filter_map(|e| e.probe.as_ref().map(probe::ProbeRun::deadline));
         let watch = self.watch.as_ref().and_then(Watch::deadline);
-        tasks.chain(probes).chain(watch).min()
+        let systemd = self.notifier.deadline();
+        tasks.chain(probes).chain(watch).chain(systemd).min()
     }
 
     fn handle_deadlines(&mut self, now: Now) {

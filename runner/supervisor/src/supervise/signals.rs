@@ -46,6 +46,8 @@ impl Supervisor {
         match &mut self.shutdown {
             None => {
                 info!(sender = signal.pid, "{name} received: stopping every task");
+                self.notifier
+                    .stopping(&format!("stopping {} tasks ({name})", self.entries.len()));
                 self.shutdown = Some(Shutdown {
                     since: Instant::now(),
                     hurry: false,
