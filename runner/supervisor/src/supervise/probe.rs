@@ -117,36 +117,27 @@ impl Supervisor {
         };
         let started = match &spec.check {
             ProbeCheck::Tcp(addr) | ProbeCheck::Http { addr, .. } => {
-                self.connect(i, *addr).map(|io| {
-                    io.map(|(fd, connected)| InFlight::Socket {
-                        fd,
-                        connected,
-                        reply: Vec::new(),
-                    })
+                self.connect(i, *addr).map(|fd| InFlight::Socket {
+                    fd,
+                    connected: false,
+                    reply: Vec::new(),
                 })
             }
-            ProbeCheck::Exec(_) => self
-                .start_exec_probe(i)
-                .map(|pid| Some(InFlight::Exec(pid))),
+            ProbeCheck::Exec(_) => self.start_exec_probe(i).map(InFlight::Exec),
         };
         match started {
-            Ok(Some(io)) => {
+            Ok(io) => {
                 if let Some(run) = &mut self.entries[i].probe {
                     run.io = Some(io);
                 }
             }
-            Ok(None) => {}
             Err(why) => self.probe_result(i, false, &why, now),
         }
     }
 
     /// A non-blocking connection to `addr`, watched for writability (which epoll reports at
     /// once if it connected at once). An error now (refused) is the probe's failure.
-    fn connect(
-        &mut self,
-        i: usize,
-        addr: std::net::SocketAddr,
-    ) -> Result<Option<(OwnedFd, bool)>, String> {
+    fn connect(&mut self, i: usize, addr: std::net::SocketAddr) -> Result<OwnedFd, String> {
         let family = if addr.is_ipv4() {
             AddressFamily::Inet
         } else {
@@ -167,7 +158,7 @@ impl Supervisor {
             .watch_connect(&fd)
             .map_err(|e| format!("cannot watch a probe's socket: {e}"))?;
         self.probe_fds.insert(fd.as_raw_fd(), i);
-        Ok(Some((fd, false)))
+        Ok(fd)
     }
 
     fn start_exec_probe(&mut self, i: usize) -> Result<Pid, String> {
