@@ -5,6 +5,8 @@
 //! - [`check`]: `nonstop check`;
 //! - [`run`]: `nonstop run`, which checks, then hands the pipeline to `nonstop-supervisor` (the
 //!   `nonstop-supervisor` crate, beside this one) in the same process;
+//! - [`control`]: `nonstop status|start|stop|restart|shutdown|health|logs`, clients of a
+//!   runner's control socket;
 //! - [`compress`]: `nonstop compress-log`, which the supervisor runs on rotated logs;
 //! - [`beat`]: `nonstop beat`, one heartbeat from a shell script;
 //! - [`ps`]: `nonstop ps`, a heartbeat table's slots and their states;
@@ -17,6 +19,7 @@
 pub mod beat;
 pub mod check;
 pub mod compress;
+pub mod control;
 pub mod pipeline;
 pub mod plugin_host;
 pub mod plugins;

@@ -7,18 +7,24 @@
 //!   `nonstop_supervisor::handoff`).
 //! - `nonstop beat`: one beat for the task's heartbeat slot.
 //! - `nonstop ps`: a heartbeat table's slots and their states.
+//! - `nonstop status|start|stop|restart|shutdown|health|logs`: a running runner, through its
+//!   control socket (`control`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use nonstop_ipc::Key;
-use nonstop_runner::{beat, check, compress, plugin_host, plugins, ps, run};
+use nonstop_runner::{beat, check, compress, control, plugin_host, plugins, ps, run};
 
 /// Keeps Linux service programs running forever.
 #[derive(Debug, Parser)]
 #[command(name = "nonstop", version, propagate_version = true)]
 struct Cli {
+    /// The control socket of the runner to talk to (default: $NONSTOP_SOCKET, else
+    /// /run/nonstop/nonstop.sock as root, else $XDG_RUNTIME_DIR/nonstop.sock).
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -34,6 +40,54 @@ enum Command {
     Run {
         /// The pipeline (YAML).
         file: PathBuf,
+    },
+    /// Show every task of the running pipeline: state, pid, uptime, restarts, last exit, next
+    /// start, heartbeat and probe.
+    Status {
+        /// JSON (docs/control.md), as --format json.
+        #[arg(long, conflicts_with = "format")]
+        json: bool,
+        /// How to print it.
+        #[arg(long, value_enum, default_value = "table")]
+        format: control::Format,
+    },
+    /// Start tasks now (a failed one too: its crash-loop count starts over).
+    Start {
+        /// The tasks.
+        #[arg(required = true)]
+        tasks: Vec<String>,
+    },
+    /// Stop tasks; they stay stopped until started again.
+    Stop {
+        /// The tasks.
+        #[arg(required = true)]
+        tasks: Vec<String>,
+    },
+    /// Stop tasks and start them again at once.
+    Restart {
+        /// The tasks.
+        #[arg(required = true)]
+        tasks: Vec<String>,
+    },
+    /// Stop every task and end the runner (as SIGTERM does).
+    Shutdown,
+    /// Exit 0 if the runner answers and every resident task is running and healthy, else 1
+    /// (3: no runner answered). For container and Kubernetes probes.
+    Health {
+        /// Print nothing; the exit code says it.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Print a task's last log lines, through its rotated files.
+    Logs {
+        /// The task.
+        task: String,
+        /// How many lines.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        lines: usize,
+        /// Then print what is appended, across rotations, until interrupted.
+        #[arg(short, long)]
+        follow: bool,
     },
     /// Beat once for this task's heartbeat slot (NONSTOP_HEARTBEAT), from a shell script.
     Beat,
@@ -85,9 +139,24 @@ fn parse_key(s: &str) -> Result<Key, String> {
 }
 
 fn main() -> ExitCode {
-    let result = match Cli::parse().command {
+    let cli = Cli::parse();
+    let socket = cli.socket.as_deref();
+    let result = match cli.command {
+        Command::Status { json, format } => {
+            control::status(socket, if json { control::Format::Json } else { format })
+        }
+        Command::Start { tasks } => control::act(socket, "start", &tasks),
+        Command::Stop { tasks } => control::act(socket, "stop", &tasks),
+        Command::Restart { tasks } => control::act(socket, "restart", &tasks),
+        Command::Shutdown => control::shutdown(socket),
+        Command::Health { quiet } => control::health(socket, quiet),
+        Command::Logs {
+            task,
+            lines,
+            follow,
+        } => control::logs(socket, &task, lines, follow),
         Command::Check { file } => check::run(&file),
-        Command::Run { file } => run::run(&file),
+        Command::Run { file } => run::run(&file, socket),
         Command::CompressLog { file } => compress::compress(&file),
         Command::Beat => beat::run(),
         Command::Plugins { pipeline } => plugins::run(pipeline.as_deref()),
@@ -107,7 +176,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("nonstop: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<control::Unreachable>().is_some() {
+                ExitCode::from(control::UNREACHABLE)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -10,10 +10,13 @@ use nonstop_supervisor::handoff::{self, Binaries};
 use nonstop_supervisor::supervise;
 use tracing::warn;
 
-use crate::pipeline;
+use crate::{control, pipeline};
+use nonstop_supervisor::pipeline::ControlConfig;
 
 /// Runs the pipeline at `file` until SIGTERM/SIGINT and every task is stopped.
-pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
+/// The control socket is the pipeline's `control.socket`, else `socket` (`--socket`), else
+/// the default (`control::default_socket`); with none, there is no control socket.
+pub fn run(file: &Path, socket: Option<&Path>) -> anyhow::Result<ExitCode> {
     let shown = file.display().to_string();
     let checked = match pipeline::load(file) {
         Ok(c) => c,
@@ -27,6 +30,17 @@ pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
     nonstop_supervisor::log::init();
     for w in &checked.warnings {
         warn!("{}", w.display(&shown));
+    }
+    let mut checked = checked;
+    if checked.pipeline.control.is_none() {
+        match socket.map(Path::to_owned).or_else(control::default_socket) {
+            Some(socket) => checked.pipeline.control = Some(ControlConfig { socket }),
+            None => warn!(
+                "no control socket: XDG_RUNTIME_DIR is not set; set control.socket in the \
+                 pipeline or NONSTOP_SOCKET to control this runner with `nonstop status` and \
+                 the like"
+            ),
+        }
     }
     let binaries = Binaries::open()?;
     // Blocked before the hand-off, so a SIGTERM sent meanwhile waits for the signalfd.

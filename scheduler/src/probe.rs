@@ -114,6 +114,11 @@ impl Probing {
         self.in_flight.is_some()
     }
 
+    /// Failures in a row since the last healthy probe.
+    pub fn failed(&self) -> u32 {
+        self.failed
+    }
+
     /// Whether it has been healthy once.
     pub fn healthy_once(&self) -> bool {
         self.healthy_once

@@ -130,6 +130,11 @@ pub enum StopReason {
     Timeout,
     /// The watchdog found it hung: its exit counts as a failure, whatever its status.
     Hung,
+    /// An operator stopped it (`nonstop stop`): it stays stopped until started again.
+    Operator,
+    /// An operator restarts it (`nonstop restart`): it starts again at once when it is gone,
+    /// and the exit counts toward neither the crash-loop limit nor the backoff.
+    Restart,
 }
 
 /// Where a task is.
@@ -169,7 +174,7 @@ pub enum Phase {
     Exited(Exit),
     /// Restarted too often: not restarted until started again.
     Failed,
-    /// Stopped for shutdown.
+    /// Stopped for shutdown, or by an operator.
     Stopped,
 }
 
@@ -198,6 +203,8 @@ pub enum AfterExit {
     },
     /// The policy does not restart it (resident).
     Done,
+    /// An operator restarts it: start again now.
+    Restarted,
     /// Too many exits within the crash-loop window: the task is failed.
     CrashLoop {
         /// The limit that was exceeded.
@@ -213,7 +220,7 @@ pub enum AfterExit {
     },
     /// The cron expression never matches again (periodic).
     NoMoreRuns,
-    /// It was stopped for shutdown.
+    /// It was stopped for shutdown or by an operator.
     Stopped,
 }
 
@@ -285,6 +292,20 @@ pub struct Task {
     /// nothing for a task without a heartbeat or probe; its program's first beat, its first
     /// healthy probe, or both ([`Task::on_ready`]).
     pending: u8,
+    /// How the last process ended, if one has.
+    last_exit: Option<Exit>,
+}
+
+/// What an operator's `nonstop start` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Started {
+    /// Start a process now ([`Due::Start`]'s meaning); a failed task's crash-loop count and
+    /// backoff start over.
+    Now,
+    /// A process runs already.
+    AlreadyRunning,
+    /// It was being stopped by an operator: it starts again once it is gone.
+    AfterStop,
 }
 
 /// What shows that an instance is ready.
@@ -311,7 +332,13 @@ impl Task {
             starts: 0,
             main_exit: None,
             pending: 0,
+            last_exit: None,
         }
+    }
+
+    /// How the last process ended, if one has.
+    pub fn last_exit(&self) -> Option<Exit> {
+        self.last_exit
     }
 
     /// Whether the running instance is ready (see [`Task::satisfies_dependents`]).
@@ -526,9 +553,18 @@ impl Task {
         if success {
             self.successes += 1;
         }
-        if stopping_for == Some(StopReason::Shutdown) {
-            self.phase = Phase::Stopped;
-            return AfterExit::Stopped;
+        self.last_exit = Some(exit);
+        match stopping_for {
+            Some(StopReason::Shutdown | StopReason::Operator) => {
+                self.phase = Phase::Stopped;
+                return AfterExit::Stopped;
+            }
+            Some(StopReason::Restart) => {
+                self.skipping = false;
+                self.phase = Phase::Backoff { until: now.mono };
+                return AfterExit::Restarted;
+            }
+            _ => {}
         }
         match &self.spec.kind {
             Kind::Resident(restart) => {
@@ -641,16 +677,65 @@ impl Task {
         Some((pid, self.spec.stop.signal))
     }
 
-    /// The runner shuts down: returns the pid to send the stop signal to, if a process runs.
-    /// A task without a process is stopped at once.
-    pub fn stop(&mut self, now: Now) -> Option<(Pid, Signal)> {
+    /// An operator's `nonstop start`: a task with no process starts now, whatever its phase
+    /// (failed, exited, stopped, idle until its next run, in backoff, or waiting for the tasks
+    /// it comes after: an operator's start does not wait for them). A failed task's crash-loop
+    /// count and backoff start over.
+    pub fn start(&mut self) -> Started {
+        match self.phase {
+            Phase::Running { .. } => Started::AlreadyRunning,
+            Phase::Stopping {
+                pid,
+                since,
+                kill_at,
+                reason,
+            } => {
+                if reason == StopReason::Operator {
+                    self.phase = Phase::Stopping {
+                        pid,
+                        since,
+                        kill_at,
+                        reason: StopReason::Restart,
+                    };
+                    Started::AfterStop
+                } else {
+                    Started::AlreadyRunning
+                }
+            }
+            _ => {
+                self.crash_loop = CrashLoopState::default();
+                self.backoff = self.spec.backoff.start();
+                Started::Now
+            }
+        }
+    }
+
+    /// An operator's `nonstop stop`: returns the pid to send the stop signal to (SIGKILL
+    /// follows after the grace), if a process runs and is not already stopping. The task is
+    /// stopped until started again; one without a process is stopped at once.
+    pub fn stop_by_operator(&mut self, now: Now) -> Option<(Pid, Signal)> {
+        self.stop_for(now, StopReason::Operator)
+    }
+
+    /// An operator's `nonstop restart`: stops the running process (returned, as for
+    /// [`Task::stop_by_operator`]) and starts the task again once it is gone. A task with no
+    /// process is not touched here: the runner starts it ([`Task::start`]).
+    pub fn restart(&mut self, now: Now) -> Option<(Pid, Signal)> {
+        self.crash_loop = CrashLoopState::default();
+        self.backoff = self.spec.backoff.start();
+        self.stop_for(now, StopReason::Restart)
+    }
+
+    /// Stops a running process for `reason`; a process already stopping keeps its kill
+    /// deadline and takes the new reason.
+    fn stop_for(&mut self, now: Now, reason: StopReason) -> Option<(Pid, Signal)> {
         match self.phase {
             Phase::Running { pid, since } => {
                 self.phase = Phase::Stopping {
                     pid,
                     since,
                     kill_at: Some(now.mono + self.spec.stop.grace),
-                    reason: StopReason::Shutdown,
+                    reason,
                 };
                 Some((pid, self.spec.stop.signal))
             }
@@ -660,21 +745,30 @@ impl Task {
                 kill_at,
                 ..
             } => {
-                // Already stopping (timeout): keep its kill deadline, but do not restart.
                 self.phase = Phase::Stopping {
                     pid,
                     since,
                     kill_at,
-                    reason: StopReason::Shutdown,
+                    reason,
                 };
                 None
             }
-            Phase::Exited(_) | Phase::Failed | Phase::Stopped => None,
+            _ if reason == StopReason::Restart => None,
             _ => {
                 self.phase = Phase::Stopped;
                 None
             }
         }
+    }
+
+    /// The runner shuts down: returns the pid to send the stop signal to, if a process runs.
+    /// A task without a process is stopped at once (one that exited or failed keeps its
+    /// phase); one already stopping (a timeout) keeps its kill deadline but is not restarted.
+    pub fn stop(&mut self, now: Now) -> Option<(Pid, Signal)> {
+        if matches!(self.phase, Phase::Exited(_) | Phase::Failed) {
+            return None;
+        }
+        self.stop_for(now, StopReason::Shutdown)
     }
 }
 

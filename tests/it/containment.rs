@@ -199,6 +199,7 @@ fn refused(p: &PipelineDir) -> String {
     let out = Command::new(nonstop())
         .arg("run")
         .arg(p.path())
+        .env("NONSTOP_SOCKET", p.file("refused.sock"))
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();

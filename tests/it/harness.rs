@@ -315,6 +315,7 @@ impl Runner {
     /// A runner started some other way: `command` must end up as `nonstop run` itself (e.g.
     /// through `exec`). Its stdin is `/dev/null`; its stdout and stderr are the log.
     pub fn spawn(command: &mut Command) -> Runner {
+        with_socket(command);
         let (reader, writer) = std::io::pipe().unwrap();
         let mut child = command
             .stdin(Stdio::null())
@@ -496,4 +497,24 @@ pub fn children_named(pid: i32, comm: &str) -> Vec<i32> {
         }
     }
     found
+}
+
+/// Gives a `nonstop run FILE` command its own control socket, `logs/nonstop.sock` beside
+/// FILE (removed with the test's directory), unless it names one: tests run runners in
+/// parallel, and the default socket is one per machine.
+pub fn with_socket(command: &mut Command) {
+    if command.get_envs().any(|(k, _)| k == "NONSTOP_SOCKET") {
+        return;
+    }
+    let args: Vec<&std::ffi::OsStr> = command.get_args().collect();
+    let Some(file) = args
+        .iter()
+        .position(|a| *a == "run")
+        .and_then(|i| args.get(i + 1))
+    else {
+        return;
+    };
+    let dir = Path::new(file).parent().unwrap_or(Path::new("."));
+    let socket = dir.join("logs/nonstop.sock");
+    command.env("NONSTOP_SOCKET", socket);
 }

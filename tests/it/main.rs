@@ -7,6 +7,7 @@
 
 mod check;
 mod containment;
+mod control;
 mod hang;
 mod harness;
 mod plugin;

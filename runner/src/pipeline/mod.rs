@@ -16,7 +16,9 @@ use std::fmt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use nonstop_supervisor::pipeline::{ContainmentMode, HeartbeatConfig, LogConfig, Pipeline};
+use nonstop_supervisor::pipeline::{
+    ContainmentMode, ControlConfig, HeartbeatConfig, LogConfig, Pipeline,
+};
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
@@ -71,6 +73,7 @@ const TOP_LEVEL: &[&str] = &[
     "heartbeat",
     "plugin_dirs",
     "control",
+    "metrics",
     "logs",
     "containment",
     "tasks",
@@ -151,6 +154,7 @@ pub fn parse(text: &str, dir: &Path) -> Result<Checked, Vec<Diagnostic>> {
     };
 
     let (mut heartbeat, mut logs, mut tasks, mut containment) = (None, None, None, None);
+    let (mut control, mut metrics) = (None, None);
     let mut plugin_dirs: Vec<PathBuf> = Vec::new();
     for (key, value) in top {
         let Some(name) = key.as_str().map(str::to_owned) else {
@@ -165,12 +169,16 @@ pub fn parse(text: &str, dir: &Path) -> Result<Checked, Vec<Diagnostic>> {
                     .unwrap_or_default();
             }
             "control" => {
-                if ctx.section::<raw::Control>("control", value).is_some() {
-                    ctx.warn(
-                        "control",
-                        "the control socket is not served by this build yet; ignored",
-                    );
-                }
+                control = ctx
+                    .section::<raw::Control>("control", value)
+                    .map(|c| ControlConfig {
+                        socket: dir.join(c.socket),
+                    });
+            }
+            "metrics" => {
+                metrics = ctx
+                    .section::<PathBuf>("metrics", value)
+                    .map(|m| dir.join(m));
             }
             "logs" => logs = ctx.section::<raw::Logs>("logs", value),
             "containment" => {
@@ -254,6 +262,8 @@ pub fn parse(text: &str, dir: &Path) -> Result<Checked, Vec<Diagnostic>> {
                 Some(raw::Containment::Cgroup) => ContainmentMode::Cgroup,
                 Some(raw::Containment::ProcessGroup) => ContainmentMode::ProcessGroup,
             },
+            control,
+            metrics,
             tasks: specs,
         },
         warnings: ctx.warnings,
@@ -423,11 +433,6 @@ impl Ctx {
     fn error_at_key(&mut self, path: &str, message: impl Into<String>) {
         let d = self.diagnostic(path, message, self.positions.find_key(path));
         self.errors.push(d);
-    }
-
-    fn warn(&mut self, path: &str, message: impl Into<String>) {
-        let d = self.diagnostic(path, message, self.positions.find_key(path));
-        self.warnings.push(d);
     }
 
     /// Deserializes `value`, found at `base`; a failure becomes an error at the exact field.

@@ -21,8 +21,6 @@ pub struct Heartbeat {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Control {
-    // Parsed so that the field is checked; served once the control socket exists.
-    #[allow(dead_code)]
     pub socket: PathBuf,
 }
 

@@ -208,7 +208,7 @@ pub fn rotated_logs(live: &Path) -> io::Result<Vec<PathBuf>> {
 }
 
 /// Sort key of a rotated log (named without `.gz`): the stamp, then the counter as a number.
-fn rotation_key(path: &Path) -> (String, u64) {
+pub fn rotation_key(path: &Path) -> (String, u64) {
     let name = path.to_string_lossy();
     match name.rsplit_once('.') {
         Some((stem, n))

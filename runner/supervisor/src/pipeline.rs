@@ -43,6 +43,14 @@ pub enum ContainmentMode {
     ProcessGroup,
 }
 
+/// `control:`: the control socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlConfig {
+    /// The socket's path (the pipeline's, else `NONSTOP_SOCKET`, else the default for the
+    /// user: see `nonstop_runner::control::default_socket`).
+    pub socket: PathBuf,
+}
+
 /// A checked pipeline.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Pipeline {
@@ -52,6 +60,11 @@ pub struct Pipeline {
     pub logs: LogConfig,
     /// How tasks are contained.
     pub containment: ContainmentMode,
+    /// The control socket, if one is served.
+    pub control: Option<ControlConfig>,
+    /// `metrics:`: a file rewritten with the Prometheus metrics (node_exporter's textfile
+    /// collector reads it).
+    pub metrics: Option<PathBuf>,
     /// The tasks, in file order.
     pub tasks: Vec<TaskSpec>,
 }

@@ -489,3 +489,103 @@ fn with_a_heartbeat_and_a_probe_dependents_wait_for_both_in_each_instance() {
     plain.on_started(pid(9), c.at(0));
     assert!(plain.satisfies_dependents());
 }
+
+#[test]
+fn an_operator_start_brings_a_failed_task_back_with_its_crash_loop_count_cleared() {
+    let c = Clock::new();
+    let mut t = Task::new(spec(Kind::Resident(Restart::Always)));
+    t.activate(c.at(0));
+    let mut now = 0;
+    for i in 0..5 {
+        t.on_started(pid(100 + i), c.at(now));
+        now += 10;
+        let after = t.on_exit(Exit::Code(1), c.at(now));
+        if i == 4 {
+            assert!(matches!(after, AfterExit::CrashLoop { .. }), "{after:?}");
+        }
+        now += 400;
+    }
+    assert_eq!(t.phase(), Phase::Failed);
+    assert_eq!(t.last_exit(), Some(Exit::Code(1)));
+    assert_eq!(t.start(), Started::Now);
+    t.on_started(pid(200), c.at(now));
+    now += 10;
+    // A fresh count and backoff: the first exit after the start backs off by the initial delay.
+    assert_eq!(
+        t.on_exit(Exit::Code(1), c.at(now)),
+        AfterExit::Restart { delay: 100 * MS }
+    );
+    assert_eq!(t.start(), Started::Now, "in backoff: now, not at its end");
+    t.on_started(pid(201), c.at(now));
+    assert_eq!(t.start(), Started::AlreadyRunning);
+}
+
+#[test]
+fn an_operator_stop_keeps_a_task_stopped_until_it_is_started_again() {
+    let c = Clock::new();
+    let mut t = Task::new(spec(Kind::Resident(Restart::Always)));
+    t.activate(c.at(0));
+    t.on_started(pid(100), c.at(0));
+    assert_eq!(
+        t.stop_by_operator(c.at(10)),
+        Some((pid(100), Signal::SIGTERM))
+    );
+    assert_eq!(
+        t.deadline(),
+        Some(c.at(510).mono),
+        "SIGKILL after the grace"
+    );
+    assert_eq!(t.stop_by_operator(c.at(20)), None, "already stopping");
+    assert_eq!(
+        t.on_exit(Exit::Signal(Signal::SIGTERM), c.at(30)),
+        AfterExit::Stopped
+    );
+    assert_eq!(t.phase(), Phase::Stopped);
+    assert_eq!(t.deadline(), None, "not restarted");
+    assert!(t.phase().is_final());
+    assert_eq!(t.start(), Started::Now);
+    // Started while an operator's stop is under way: it starts again once it is gone.
+    t.on_started(pid(101), c.at(40));
+    t.stop_by_operator(c.at(50));
+    assert_eq!(t.start(), Started::AfterStop);
+    assert_eq!(t.on_exit(Exit::Code(0), c.at(60)), AfterExit::Restarted);
+    assert_eq!(t.on_deadline(c.at(60)), Some(Due::Start));
+    // A task without a process is stopped at once; shutdown leaves an exited one exited.
+    let mut idle = Task::new(spec(Kind::Periodic {
+        schedule: Schedule::Every(1000 * MS),
+        timeout: None,
+    }));
+    assert_eq!(idle.stop_by_operator(c.at(0)), None);
+    assert_eq!(idle.phase(), Phase::Stopped);
+}
+
+#[test]
+fn an_operator_restart_stops_then_starts_at_once_without_counting_a_crash() {
+    let c = Clock::new();
+    let mut t = Task::new(spec(Kind::Resident(Restart::Always)));
+    t.spec.crash_loop = CrashLoop {
+        max: 1,
+        within: Duration::from_secs(60),
+    };
+    t.activate(c.at(0));
+    for (n, at) in [(100, 0), (101, 100), (102, 200)] {
+        t.on_started(pid(n), c.at(at));
+        assert_eq!(t.restart(c.at(at + 10)), Some((pid(n), Signal::SIGTERM)));
+        assert_eq!(
+            t.on_exit(Exit::Signal(Signal::SIGTERM), c.at(at + 20)),
+            AfterExit::Restarted,
+            "not a crash loop, however often"
+        );
+        assert_eq!(t.deadline(), Some(c.at(at + 20).mono), "at once");
+        assert_eq!(t.on_deadline(c.at(at + 20)), Some(Due::Start));
+    }
+    // A shutdown during a restart wins.
+    t.on_started(pid(103), c.at(300));
+    t.restart(c.at(310));
+    assert_eq!(t.stop(c.at(320)), None, "already stopping");
+    assert_eq!(t.on_exit(Exit::Code(0), c.at(330)), AfterExit::Stopped);
+    // A task with no process is left to the runner to start.
+    let mut t = Task::new(spec(Kind::Resident(Restart::Always)));
+    assert_eq!(t.restart(c.at(0)), None);
+    assert_eq!(t.phase(), Phase::Waiting);
+}

@@ -169,6 +169,13 @@ impl EventLoop {
         self.epoll.modify(fd.as_fd(), &mut event)
     }
 
+    /// Watches `fd` for room to write instead of input.
+    pub fn watch_writable(&self, fd: &impl AsFd) -> nix::Result<()> {
+        let raw = fd.as_fd().as_raw_fd();
+        let mut event = EpollEvent::new(EpollFlags::EPOLLOUT, raw as u64);
+        self.epoll.modify(fd.as_fd(), &mut event)
+    }
+
     /// Whether a signal waits in the signalfd (without taking it): a long run of starts checks
     /// this between two starts, so that SIGTERM is not kept waiting behind them.
     pub fn signal_pending(&self) -> bool {

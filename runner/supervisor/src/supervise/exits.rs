@@ -174,7 +174,10 @@ impl Supervisor {
         self.finish_output(i);
         self.log_after_exit(i, exit, ran, after);
         self.agenda.changed(i, &self.order);
+        // Stopped for good: at shutdown. (A task an operator stopped may be started again; it
+        // keeps its cgroup.)
         if after == AfterExit::Stopped
+            && self.shutdown.is_some()
             && let Some(cgroup) = self.entries[i].cgroup.take()
         {
             // The guard removes it on its own CPU while this loop goes on with the other
@@ -218,6 +221,9 @@ impl Supervisor {
         match after {
             AfterExit::Restart { delay } => {
                 warn!(task = %name, pid, "exited with {exit}{ran}; restarting in {}", human(delay));
+            }
+            AfterExit::Restarted => {
+                info!(task = %name, pid, "exited with {exit}{ran}; starting again (restart requested)");
             }
             AfterExit::Done => {
                 info!(task = %name, pid, "exited with {exit}{ran}; not restarted (restart policy)");

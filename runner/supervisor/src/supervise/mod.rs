@@ -11,11 +11,15 @@
 
 mod adopted;
 mod contain;
+mod control;
 mod events;
 mod exits;
+mod json;
+mod metrics;
 mod notify;
 mod output;
 mod probe;
+mod requests;
 mod signals;
 mod stop;
 mod watch;
@@ -63,11 +67,16 @@ pub fn supervise(shown: &str, pipeline: Pipeline, nonstop: OwnedFd) -> anyhow::R
     let me = ProcessId::current().context("cannot read this process's identity")?;
     // One runner per pipeline: refused here, before anything of the first runner's is touched.
     let lock = Lock::acquire(&pipeline.logs.dir, me)?;
+    let events = EventLoop::new().context("cannot set up the event loop")?;
+    // Refused here too, before anything is created, if another runner serves the socket.
+    let control = match &pipeline.control {
+        Some(c) => Some(control::Control::bind(&c.socket, &events)?),
+        None => None,
+    };
     let watch = match pipeline.heartbeat {
         Some(h) => Some(Watch::open(h, me)?),
         None => None,
     };
-    let events = EventLoop::new().context("cannot set up the event loop")?;
     // Orphaned descendants (daemons that double-fork) become ours, so we reap them.
     nix::sys::prctl::set_child_subreaper(true).context("cannot become a child subreaper")?;
     // Every task holds three descriptors for the runner's life (its log and its pipe's two
@@ -87,7 +96,9 @@ pub fn supervise(shown: &str, pipeline: Pipeline, nonstop: OwnedFd) -> anyhow::R
     }
     let containment = contain::setup(pipeline.containment, &pipeline.logs.dir)?;
     let mut supervisor = Supervisor::new(
+        shown,
         pipeline,
+        control,
         events,
         inherited_nofile,
         nonstop,
@@ -95,7 +106,12 @@ pub fn supervise(shown: &str, pipeline: Pipeline, nonstop: OwnedFd) -> anyhow::R
         lock,
         watch,
     )?;
-    info!(tasks = supervisor.entries.len(), pipeline = %shown, "running");
+    match &supervisor.control {
+        Some(c) => {
+            info!(tasks = supervisor.entries.len(), pipeline = %shown, control = %c.path().display(), "running")
+        }
+        None => info!(tasks = supervisor.entries.len(), pipeline = %shown, "running"),
+    }
     // Log lines are written together, once per turn of the loop (see `log`).
     crate::log::batch();
     let result = supervisor.run();
@@ -209,6 +225,16 @@ struct Supervisor {
     devnull: Option<OwnedFd>,
     /// systemd's notifications (`READY=1`, `STOPPING=1`, `WATCHDOG=1`), when it asked.
     notifier: notify::Notifier,
+    /// The control socket, if it could be served.
+    control: Option<control::Control>,
+    /// The pipeline file as shown (`nonstop status`).
+    shown: String,
+    /// `logs.dir`.
+    logs_dir: PathBuf,
+    /// When the runner started supervising.
+    started: Instant,
+    /// `metrics: FILE`, rewritten as the loop turns.
+    metrics: Option<metrics::MetricsFile>,
     /// The cgroups of tasks stopped for good, their directories removed: their descriptors
     /// are closed by the kernel when the runner exits (see `supervise`), not one `close` at a
     /// time while the other tasks are stopping.
@@ -216,8 +242,11 @@ struct Supervisor {
 }
 
 impl Supervisor {
+    #[allow(clippy::too_many_arguments)]
     fn new(
+        shown: &str,
         pipeline: Pipeline,
+        control: Option<control::Control>,
         events: EventLoop,
         inherited_nofile: (u64, u64),
         nonstop: OwnedFd,
@@ -242,6 +271,14 @@ impl Supervisor {
             let mut spawn_spec = std::mem::take(&mut spec.spawn);
             spec.spawn.program = spawn_spec.program.clone();
             with_nofile(&mut spawn_spec, inherited_nofile);
+            // A task may talk to its runner (`nonstop restart other`): its socket is named.
+            if let Some(control) = &control
+                && !spawn_spec.env.iter().any(|(k, _)| k == "NONSTOP_SOCKET")
+            {
+                spawn_spec
+                    .env
+                    .push(("NONSTOP_SOCKET".into(), control.path().into()));
+            }
             let slot = match (&mut watch, spec.heartbeat) {
                 (Some(watch), Some(heartbeat)) => {
                     let (slot, env) = watch.reserve(i, &spec.name, heartbeat)?;
@@ -300,6 +337,11 @@ impl Supervisor {
         };
         let guard = start_guard(&containment, &lock, &[], entries.len())?;
         Ok(Supervisor {
+            control,
+            shown: shown.to_owned(),
+            logs_dir: pipeline.logs.dir.clone(),
+            started: Instant::now(),
+            metrics: pipeline.metrics.clone().map(metrics::MetricsFile::new),
             agenda: Agenda::all(entries.len()),
             entries,
             order,
@@ -329,6 +371,14 @@ impl Supervisor {
     /// left below it, so that when this process ends nothing of the pipeline is left, the
     /// lock included.
     fn tear_down(&mut self) {
+        if let Some(control) = self.control.take() {
+            control.close_all();
+        }
+        // The metrics say every task is stopped, not what they said a second ago.
+        if let Some(metrics) = &mut self.metrics {
+            metrics.force();
+        }
+        self.metrics_turn(Instant::now());
         // The guard first: it removes the task cgroups it was handed before it exits.
         if let Some(guard) = self.guard.take() {
             let pid = guard.pid();
@@ -350,6 +400,7 @@ impl Supervisor {
             self.work_agenda(now);
             // The loop is turning: systemd's watchdog may be told so.
             self.notifier.turn(now.mono);
+            self.metrics_turn(now.mono);
             if !self.notifier.is_ready() && self.shutdown.is_none() && self.started_and_ready() {
                 let running = self
                     .entries
@@ -418,10 +469,24 @@ impl Supervisor {
             .filter_map(|e| e.probe.as_ref().map(probe::ProbeRun::deadline));
         let watch = self.watch.as_ref().and_then(Watch::deadline);
         let systemd = self.notifier.deadline();
-        tasks.chain(probes).chain(watch).chain(systemd).min()
+        let control = self.control.as_ref().and_then(control::Control::deadline);
+        let metrics = self
+            .metrics
+            .as_ref()
+            .and_then(metrics::MetricsFile::deadline);
+        tasks
+            .chain(probes)
+            .chain(watch)
+            .chain(systemd)
+            .chain(control)
+            .chain(metrics)
+            .min()
     }
 
     fn handle_deadlines(&mut self, now: Now) {
+        if let Some(control) = &mut self.control {
+            control.expire(now.mono, &self.events);
+        }
         self.sweep(now);
         self.drive_probes(now);
         for i in 0..self.entries.len() {

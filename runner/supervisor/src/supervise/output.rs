@@ -20,6 +20,8 @@ impl Supervisor {
             self.on_cgroup_event(i);
         } else if self.probe_fds.contains_key(&fd) {
             self.on_probe_event(fd, nonstop_scheduler::schedule::Now::read());
+        } else if self.control.as_ref().is_some_and(|c| c.owns(fd)) {
+            self.on_control_event(fd);
         }
     }
 

@@ -43,6 +43,16 @@ impl ProbeRun {
     pub(super) fn deadline(&self) -> Instant {
         self.state.deadline()
     }
+
+    /// Whether a probe of this instance has been healthy.
+    pub(super) fn healthy_once(&self) -> bool {
+        self.state.healthy_once()
+    }
+
+    /// Failed probes in a row since the last healthy one.
+    pub(super) fn failed(&self) -> u32 {
+        self.state.failed()
+    }
 }
 
 /// A probe in flight.

@@ -11,7 +11,7 @@ use nonstop_scheduler::task::Phase;
 use tracing::{error, info, warn};
 
 use super::events::Received;
-use super::{REPEAT, Shutdown, Supervisor, human};
+use super::{REPEAT, Supervisor, human};
 
 impl Supervisor {
     /// Every signal the runner takes (`events::SIGNALS`) has a meaning: TERM and INT stop,
@@ -46,13 +46,7 @@ impl Supervisor {
         match &mut self.shutdown {
             None => {
                 info!(sender = signal.pid, "{name} received: stopping every task");
-                self.notifier
-                    .stopping(&format!("stopping {} tasks ({name})", self.entries.len()));
-                self.shutdown = Some(Shutdown {
-                    since: Instant::now(),
-                    hurry: false,
-                });
-                self.agenda.push_all();
+                self.begin_shutdown(&name);
             }
             Some(shutdown) if !shutdown.repeated() || shutdown.hurry => {
                 info!(

@@ -178,6 +178,21 @@ impl Watch {
         self.next = Some(self.next.map_or(at, |n| n.min(at)));
     }
 
+    /// A reserved slot's state for `nonstop status`: `ok` or `late` (its deadline passed),
+    /// and the time since its last beat. `None` when the table cannot be read.
+    pub(super) fn beat_state(&self, slot: u32) -> Option<(&'static str, Duration)> {
+        if self.lost {
+            return None;
+        }
+        let info = self.table.slot(slot)?;
+        let now_ns = mono_ns();
+        let state = match nonstop_watchdog::check(&Beat::from(&info), now_ns) {
+            Check::Due(_) => "ok",
+            Check::Overdue => "late",
+        };
+        Some((state, info.age(now_ns)))
+    }
+
     /// The earliest instant the loop must wake for: the table, or a foreign kill.
     pub(super) fn deadline(&self) -> Option<Instant> {
         let kills = self.foreign.iter().map(|f| f.kill_at);

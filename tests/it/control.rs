@@ -1,0 +1,347 @@
+//! The control socket and its commands, against a real runner: `status`, `start`, `stop`,
+//! `restart`, `shutdown`, `health` and `logs`; who is served (`SO_PEERCRED`, mode 0600); and
+//! what a slow or hostile client cannot do.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::{KillOnDrop, PipelineDir, Runner, alive, nonstop, pid_of, wait_until};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// `nonstop ARGS` against the runner of `p` (the harness gives it `logs/nonstop.sock`).
+fn ctl(p: &PipelineDir, args: &[&str]) -> Output {
+    Command::new(nonstop())
+        .args(args)
+        .env("NONSTOP_SOCKET", p.file("logs/nonstop.sock"))
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn status(p: &PipelineDir) -> Value {
+    let out = ctl(p, &["status", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn task<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {status}"))
+}
+
+const PIPELINE: &str = "\
+metrics: metrics.prom
+tasks:
+  web:
+    command: [sh, -c, \"echo one; echo two; echo three; exec sleep 1000\"]
+  crashy:
+    command: [sh, -c, \"exit 3\"]
+    backoff: { initial: 0ms }
+    crash_loop: { max: 2, within: 1m }
+  hourly:
+    command: [\"true\"]
+    every: 1h
+";
+
+#[test]
+fn status_start_stop_restart_logs_health_and_shutdown_through_the_socket() {
+    let p = PipelineDir::new(PIPELINE);
+    let mut runner = Runner::start(&p);
+    let web = pid_of(&runner.wait_for(&["started", "task=web"], 10 * SECOND));
+    let _cleanup = KillOnDrop(vec![web]);
+    runner.wait_for(&["failed, not restarted", "task=crashy"], 10 * SECOND);
+    runner.wait_for(&["next run in", "task=hourly"], 10 * SECOND);
+
+    let s = status(&p);
+    assert_eq!(s["schema"], 1);
+    assert_eq!(s["runner"]["pid"], runner.pid());
+    assert!(s["runner"]["containment"].as_str().is_some());
+    let w = task(&s, "web");
+    assert_eq!(w["state"], "running");
+    assert_eq!(w["kind"], "resident");
+    assert_eq!(w["pid"], web);
+    assert_eq!(w["restarts"], 0);
+    assert!(w["uptime"].as_f64().unwrap() >= 0.0);
+    assert!(w["log"].as_str().unwrap().ends_with("logs/web.log"));
+    let c = task(&s, "crashy");
+    assert_eq!(c["state"], "failed");
+    assert_eq!(c["last_exit"]["code"], 3);
+    assert_eq!(c["starts"], 3);
+    let h = task(&s, "hourly");
+    assert_eq!(h["kind"], "periodic");
+    assert_eq!(h["state"], "idle");
+    assert!(h["next_start"].as_str().unwrap().ends_with('Z'), "{h}");
+    // The crash loop makes the pipeline unhealthy.
+    assert_eq!(s["healthy"], false);
+    let out = ctl(&p, &["health"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("crashy: failed"), "{}", stdout(&out));
+
+    // The columns name every task.
+    let table = stdout(&ctl(&p, &["status"]));
+    assert!(table.starts_with("TASK"), "{table}");
+    for name in ["web", "crashy", "hourly"] {
+        assert!(table.contains(name), "{table}");
+    }
+
+    // An unknown name: nothing is done, exit 1.
+    let out = ctl(&p, &["stop", "web", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no task named \"nosuch\""),
+        "{}",
+        stderr(&out)
+    );
+    assert!(alive(web));
+
+    // stop: stopped, and not restarted.
+    let out = ctl(&p, &["stop", "web"]);
+    assert_eq!(stdout(&out), "web: stopping\n", "{}", stderr(&out));
+    runner.wait_for(&["stopped (signal SIGTERM)", "task=web"], 10 * SECOND);
+    assert!(wait_until(5 * SECOND, || !alive(web)));
+    assert_eq!(task(&status(&p), "web")["state"], "stopped");
+    assert_eq!(ctl(&p, &["stop", "web"]).status.code(), Some(0));
+    // start: a new process.
+    assert_eq!(stdout(&ctl(&p, &["start", "web"])), "web: started\n");
+    let web2 = pid_of(&runner.wait_for(&["started", "task=web"], 10 * SECOND));
+    let _cleanup2 = KillOnDrop(vec![web2]);
+    assert_ne!(web2, web);
+    assert_eq!(
+        stdout(&ctl(&p, &["start", "web"])),
+        "web: already running\n"
+    );
+    // restart: stopped, then started at once.
+    assert_eq!(stdout(&ctl(&p, &["restart", "web"])), "web: restarting\n");
+    runner.wait_for(&["restart requested", "task=web"], 10 * SECOND);
+    let web3 = pid_of(&runner.wait_for(&["started", "task=web"], 10 * SECOND));
+    let _cleanup3 = KillOnDrop(vec![web3]);
+    assert_ne!(web3, web2);
+    let s = status(&p);
+    let w = task(&s, "web");
+    assert_eq!(
+        (w["pid"].as_i64(), w["restarts"].as_i64()),
+        (Some(web3 as i64), Some(2))
+    );
+    // start clears `failed`: crashy runs again (and fails again, after a fresh count).
+    assert_eq!(stdout(&ctl(&p, &["start", "crashy"])), "crashy: started\n");
+    runner.wait_for(&["failed, not restarted", "task=crashy"], 10 * SECOND);
+    assert_eq!(task(&status(&p), "crashy")["starts"], 6);
+    // A periodic task runs now.
+    assert_eq!(stdout(&ctl(&p, &["start", "hourly"])), "hourly: started\n");
+    runner.wait_for(&["run finished with status 0", "task=hourly"], 10 * SECOND);
+    assert_eq!(task(&status(&p), "hourly")["state"], "idle");
+
+    // logs: the last lines of the task's log.
+    let out = ctl(&p, &["logs", "web", "-n", "2"]);
+    assert_eq!(stdout(&out), "two\nthree\n", "{}", stderr(&out));
+    assert_eq!(stdout(&ctl(&p, &["logs", "web"])).lines().count(), 9);
+
+    // The metrics, asked for and in the file.
+    let prom = stdout(&ctl(&p, &["status", "--format", "prometheus"]));
+    assert!(
+        prom.contains("nonstop_task_state{task=\"web\",state=\"running\"} 1\n"),
+        "{prom}"
+    );
+    assert!(
+        prom.contains("nonstop_task_starts_total{task=\"web\"} 3\n"),
+        "{prom}"
+    );
+    assert!(
+        prom.contains("nonstop_task_last_exit_code{task=\"crashy\"} 3\n"),
+        "{prom}"
+    );
+    assert!(wait_until(5 * SECOND, || {
+        std::fs::read_to_string(p.file("metrics.prom"))
+            .is_ok_and(|m| m.contains("nonstop_task_state{task=\"hourly\",state=\"idle\"} 1"))
+    }));
+
+    // shutdown: everything stops and the socket is gone.
+    assert_eq!(stdout(&ctl(&p, &["shutdown"])), "shutting down\n");
+    assert!(runner.wait(20 * SECOND).success());
+    assert!(!alive(web3));
+    assert!(!p.file("logs/nonstop.sock").exists());
+    let metrics = std::fs::read_to_string(p.file("metrics.prom")).unwrap();
+    assert!(
+        metrics.contains("nonstop_task_state{task=\"web\",state=\"stopped\"} 1"),
+        "{metrics}"
+    );
+    // No runner: exit 3.
+    let out = ctl(&p, &["status"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no runner serves it"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn health_is_0_when_every_resident_task_runs_and_is_healthy() {
+    let p = PipelineDir::new(
+        "tasks:\n  web:\n    command: [sleep, \"1000\"]\n    probe: { exec: [test, -e, up], every: 50ms, start: 1h }\n  setup:\n    command: [\"true\"]\n    restart: never\n",
+    );
+    let mut runner = Runner::start(&p);
+    let web = pid_of(&runner.wait_for(&["started", "task=web"], 10 * SECOND));
+    let _cleanup = KillOnDrop(vec![web]);
+    runner.wait_for(&["not restarted", "task=setup"], 10 * SECOND);
+    let out = ctl(&p, &["health"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("web: running, not ready yet"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(task(&status(&p), "web")["probe"]["state"], "starting");
+    std::fs::write(p.file("up"), "").unwrap();
+    runner.wait_for(&["ready", "task=web"], 10 * SECOND);
+    let out = ctl(&p, &["health", "--quiet"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert_eq!(stdout(&out), "");
+    let web = task(&status(&p), "web").clone();
+    assert_eq!(web["probe"]["state"], "healthy");
+    assert_eq!(web["healthy"], true);
+    assert!(runner.terminate(10 * SECOND).success());
+}
+
+#[test]
+fn only_root_and_the_runners_uid_are_served() {
+    let p = PipelineDir::new("tasks:\n  web:\n    command: [sleep, \"1000\"]\n");
+    std::fs::set_permissions(p.dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
+    let mut runner = Runner::start(&p);
+    let web = pid_of(&runner.wait_for(&["started", "task=web"], 10 * SECOND));
+    let _cleanup = KillOnDrop(vec![web]);
+    let socket = p.file("logs/nonstop.sock");
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    let as_nobody = || {
+        Command::new(nonstop())
+            .args(["status", "--socket"])
+            .arg(&socket)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap()
+    };
+    // The file system refuses first.
+    let out = as_nobody();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("permission denied"),
+        "{}",
+        stderr(&out)
+    );
+    // And with the socket opened to all by mistake, the runner refuses (SO_PEERCRED).
+    std::fs::set_permissions(&socket, PermissionsExt::from_mode(0o666)).unwrap();
+    let out = as_nobody();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("uid 65534 is neither root nor the runner's uid 0"),
+        "{}",
+        stderr(&out)
+    );
+    runner.wait_for(&["control connection refused", "uid=65534"], 10 * SECOND);
+    assert!(ctl(&p, &["status"]).status.success());
+    assert!(runner.terminate(10 * SECOND).success());
+}
+
+#[test]
+fn slow_and_hostile_clients_neither_block_the_loop_nor_grow_it() {
+    let p = PipelineDir::new("tasks:\n  web:\n    command: [sleep, \"1000\"]\n");
+    let mut runner = Runner::start(&p);
+    let web = pid_of(&runner.wait_for(&["started", "task=web"], 10 * SECOND));
+    let _cleanup = KillOnDrop(vec![web]);
+    let socket = p.file("logs/nonstop.sock");
+    // Clients that connect and say nothing, up to the limit: the others are told "busy", and
+    // the runner goes on serving as soon as one leaves.
+    let mut silent: Vec<UnixStream> = (0..32)
+        .map(|_| UnixStream::connect(&socket).unwrap())
+        .collect();
+    let out = ctl(&p, &["status"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("busy"), "{}", stderr(&out));
+    silent.pop();
+    assert!(wait_until(5 * SECOND, || ctl(&p, &["status"])
+        .status
+        .success()));
+    drop(silent);
+    // A request that never ends is cut at 64 KiB.
+    let mut endless = UnixStream::connect(&socket).unwrap();
+    endless.set_write_timeout(Some(5 * SECOND)).unwrap();
+    endless.set_read_timeout(Some(5 * SECOND)).unwrap();
+    let chunk = vec![b'x'; 4096];
+    for _ in 0..20 {
+        if endless.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    let mut answer = String::new();
+    let _ = endless.read_to_string(&mut answer);
+    assert!(answer.contains("request over 65536 bytes"), "{answer}");
+    // A client that asks and never reads: the loop still turns (tasks are still supervised).
+    let mut deaf = UnixStream::connect(&socket).unwrap();
+    deaf.write_all(b"status\n").unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(web),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let web2 = pid_of(&runner.wait_for(&["started", "task=web"], 10 * SECOND));
+    let _cleanup2 = KillOnDrop(vec![web2]);
+    // Nonsense is answered with an error.
+    let mut nonsense = UnixStream::connect(&socket).unwrap();
+    nonsense.write_all(b"fly me to the moon\n").unwrap();
+    let mut answer = String::new();
+    nonsense.read_to_string(&mut answer).unwrap();
+    assert!(answer.contains("unknown request \\\"fly\\\""), "{answer}");
+    drop(deaf);
+    assert!(runner.terminate(10 * SECOND).success());
+}
+
+#[test]
+fn a_second_runner_on_the_same_socket_is_refused() {
+    let p = PipelineDir::new("tasks:\n  web:\n    command: [sleep, \"1000\"]\n");
+    let q = PipelineDir::new("tasks:\n  other:\n    command: [sleep, \"1000\"]\n");
+    let mut runner = Runner::start(&p);
+    let web = pid_of(&runner.wait_for(&["started", "task=web"], 10 * SECOND));
+    let _cleanup = KillOnDrop(vec![web]);
+    let out = Command::new(nonstop())
+        .arg("run")
+        .arg(q.path())
+        .env("NONSTOP_SOCKET", p.file("logs/nonstop.sock"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("another runner serves the control socket"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(ctl(&p, &["status"]).status.success(), "the first goes on");
+    // A socket left by a runner that was SIGKILLed is replaced by the next.
+    runner.proc.sigkill();
+    runner.wait(10 * SECOND);
+    assert!(p.file("logs/nonstop.sock").exists());
+    let mut next = Runner::start(&p);
+    let web2 = pid_of(&next.wait_for(&["started", "task=web"], 10 * SECOND));
+    let _cleanup2 = KillOnDrop(vec![web2]);
+    assert_eq!(task(&status(&p), "web")["pid"], web2);
+    assert!(next.terminate(10 * SECOND).success());
+}
