@@ -174,6 +174,14 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // The reader went away (`nonstop logs -f | head`): done, as for any filter.
+        Err(e)
+            if e
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("nonstop: {e:#}");
             if e.downcast_ref::<control::Unreachable>().is_some() {
