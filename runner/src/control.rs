@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use serde::Deserialize;
 use serde_json::Value;
 
 /// The environment variable that names the socket (for `nonstop run` too).
@@ -67,9 +68,57 @@ fn socket(given: Option<&Path>) -> anyhow::Result<PathBuf> {
     }
 }
 
-/// Sends `line` to the runner at `socket` and returns its answer: a success's JSON, or the
-/// runner's error as an error.
-pub fn request(socket: &Path, line: &str) -> anyhow::Result<Value> {
+/// What every answer begins with (the rest is skipped, not built).
+#[derive(Deserialize)]
+struct Head {
+    schema: Option<u64>,
+    ok: Option<bool>,
+    error: Option<String>,
+}
+
+/// `status`, as this client reads it.
+#[derive(Deserialize)]
+struct Status {
+    runner: StatusRunner,
+    healthy: bool,
+    tasks: Vec<StatusTask>,
+}
+
+#[derive(Deserialize)]
+struct StatusRunner {
+    shutting_down: bool,
+}
+
+#[derive(Deserialize)]
+struct StatusTask {
+    name: String,
+    state: String,
+    pid: Option<i64>,
+    uptime: Option<f64>,
+    restarts: u64,
+    last_exit: Option<LastExit>,
+    next_start: Option<String>,
+    ready: bool,
+    healthy: bool,
+    heartbeat: Option<Check>,
+    probe: Option<Check>,
+    log: String,
+}
+
+#[derive(Deserialize)]
+struct LastExit {
+    code: Option<i64>,
+    signal: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Check {
+    state: String,
+}
+
+/// Sends `line` to the runner at `socket` and returns its answer, a success's JSON (checked:
+/// schema and `ok`), or the runner's error as an error.
+pub fn request(socket: &Path, line: &str) -> anyhow::Result<Vec<u8>> {
     let mut stream = UnixStream::connect(socket).map_err(|e| {
         let why = match e.kind() {
             std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
@@ -104,22 +153,39 @@ pub fn request(socket: &Path, line: &str) -> anyhow::Result<Value> {
         };
         return Err(Unreachable(format!("{}: {why}", socket.display())).into());
     }
-    let value: Value = serde_json::from_slice(&answer)
+    // The runner writes these two fields first: a success is known without reading the rest
+    // twice (a status of 1000 tasks is ~300 KB). Anything else is read in full.
+    if answer.starts_with(format!("{{\"schema\":{SCHEMA},\"ok\":true").as_bytes()) {
+        return Ok(answer);
+    }
+    let head: Head = serde_json::from_slice(&answer)
         .with_context(|| format!("the answer from {} is not JSON", socket.display()))?;
-    if value["schema"].as_u64() != Some(SCHEMA) {
+    if head.schema != Some(SCHEMA) {
         bail!(
-            "the runner answers in schema {} and this nonstop reads {SCHEMA}: use the nonstop \
+            "the runner answers in schema {:?} and this nonstop reads {SCHEMA}: use the nonstop \
              binary of the running version",
-            value["schema"]
+            head.schema
         );
     }
-    if value["ok"] != Value::Bool(true) {
+    if head.ok != Some(true) {
         bail!(
             "the runner refused: {}",
-            value["error"].as_str().unwrap_or("(no reason given)")
+            head.error.as_deref().unwrap_or("(no reason given)")
         );
     }
-    Ok(value)
+    Ok(answer)
+}
+
+/// A small answer as a JSON value.
+fn value(answer: &[u8]) -> anyhow::Result<Value> {
+    serde_json::from_slice(answer).context("the runner's answer is not JSON")
+}
+
+/// The runner's `status`.
+fn status_of(socket: &Path) -> anyhow::Result<Status> {
+    let answer = request(socket, "status")?;
+    serde_json::from_slice(&answer)
+        .context("the runner's status does not have the fields of schema 1")
 }
 
 /// How `nonstop status` prints.
@@ -136,25 +202,28 @@ pub enum Format {
 /// `nonstop status`.
 pub fn status(given: Option<&Path>, format: Format) -> anyhow::Result<ExitCode> {
     let socket = socket(given)?;
+    let mut out = std::io::stdout().lock();
     match format {
         Format::Prometheus => {
+            #[derive(Deserialize)]
+            struct Metrics {
+                text: String,
+            }
             let answer = request(&socket, "metrics")?;
-            print!("{}", answer["text"].as_str().unwrap_or_default());
+            let metrics: Metrics = serde_json::from_slice(&answer)
+                .context("the runner's metrics answer has no text")?;
+            out.write_all(metrics.text.as_bytes())?;
         }
-        Format::Json => {
-            let answer = request(&socket, "status")?;
-            println!("{answer}");
-        }
-        Format::Table => {
-            let answer = request(&socket, "status")?;
-            print!("{}", table(&answer));
-        }
+        // As the runner wrote it (one line).
+        Format::Json => out.write_all(&request(&socket, "status")?)?,
+        Format::Table => out.write_all(table(&status_of(&socket)?).as_bytes())?,
     }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// The status as columns: TASK STATE PID UPTIME RESTARTS LAST-EXIT NEXT HEALTH.
-fn table(status: &Value) -> String {
+fn table(status: &Status) -> String {
     let mut rows = vec![
         [
             "TASK",
@@ -168,33 +237,34 @@ fn table(status: &Value) -> String {
         ]
         .map(String::from),
     ];
-    for t in status["tasks"].as_array().into_iter().flatten() {
-        let text = |v: &Value| match v {
-            Value::Null => "-".to_owned(),
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        let last = match &t["last_exit"] {
-            Value::Null => "-".to_owned(),
-            e if e["code"].is_number() => format!("status {}", e["code"]),
-            e if e["signal"].is_string() => text(&e["signal"]),
-            _ => "start failed".to_owned(),
+    for t in &status.tasks {
+        let last = match &t.last_exit {
+            None => "-".to_owned(),
+            Some(LastExit {
+                code: Some(code), ..
+            }) => format!("status {code}"),
+            Some(LastExit {
+                signal: Some(signal),
+                ..
+            }) => signal.clone(),
+            Some(_) => "start failed".to_owned(),
         };
         let mut health = Vec::new();
-        if t["heartbeat"].is_object() {
-            health.push(format!("heartbeat {}", text(&t["heartbeat"]["state"])));
+        if let Some(h) = &t.heartbeat {
+            health.push(format!("heartbeat {}", h.state));
         }
-        if t["probe"].is_object() {
-            health.push(format!("probe {}", text(&t["probe"]["state"])));
+        if let Some(p) = &t.probe {
+            health.push(format!("probe {}", p.state));
         }
+        let or_dash = |s: Option<String>| s.unwrap_or_else(|| "-".into());
         rows.push([
-            text(&t["name"]),
-            text(&t["state"]),
-            text(&t["pid"]),
-            t["uptime"].as_f64().map_or("-".into(), human),
-            text(&t["restarts"]),
+            t.name.clone(),
+            t.state.clone(),
+            or_dash(t.pid.map(|p| p.to_string())),
+            or_dash(t.uptime.map(human)),
+            t.restarts.to_string(),
             last,
-            text(&t["next_start"]),
+            or_dash(t.next_start.clone()),
             if health.is_empty() {
                 "-".into()
             } else {
@@ -231,7 +301,7 @@ fn human(secs: f64) -> String {
 /// `nonstop start|stop|restart TASK...`: one line per task, `NAME: RESULT`.
 pub fn act(given: Option<&Path>, verb: &str, tasks: &[String]) -> anyhow::Result<ExitCode> {
     let socket = socket(given)?;
-    let answer = request(&socket, &format!("{verb} {}", tasks.join(" ")))?;
+    let answer = value(&request(&socket, &format!("{verb} {}", tasks.join(" ")))?)?;
     for t in answer["tasks"].as_array().into_iter().flatten() {
         println!(
             "{}: {}",
@@ -239,6 +309,25 @@ pub fn act(given: Option<&Path>, verb: &str, tasks: &[String]) -> anyhow::Result
             t["result"].as_str().unwrap_or("?")
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `nonstop reload`: what changed, or the file's errors (exit 1, nothing changed).
+pub fn reload(given: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let socket = socket(given)?;
+    let answer = value(&request(&socket, "reload")?)?;
+    for what in ["added", "removed", "changed"] {
+        let names: Vec<&str> = answer[what]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        if !names.is_empty() {
+            println!("{what}: {}", names.join(" "));
+        }
+    }
+    println!("unchanged: {}", answer["unchanged"]);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -254,38 +343,38 @@ pub fn shutdown(given: Option<&Path>) -> anyhow::Result<ExitCode> {
 /// healthy; 1 otherwise, naming the tasks that are not; 3 when no runner answers.
 pub fn health(given: Option<&Path>, quiet: bool) -> anyhow::Result<ExitCode> {
     let socket = socket(given)?;
-    let status = request(&socket, "status")?;
-    let unhealthy: Vec<String> = status["tasks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|t| t["healthy"] != Value::Bool(true))
+    let status = status_of(&socket)?;
+    let unhealthy: Vec<String> = status
+        .tasks
+        .iter()
+        .filter(|t| !t.healthy)
         .map(|t| {
-            let mut why = t["state"].as_str().unwrap_or("?").to_owned();
-            if t["state"] == "running" {
-                why = if t["ready"] != Value::Bool(true) {
+            let mut why = t.state.clone();
+            if t.state == "running" {
+                why = if !t.ready {
                     "running, not ready yet".into()
                 } else {
-                    let states = ["heartbeat", "probe"].map(|what| {
-                        t[what]["state"]
-                            .as_str()
-                            .filter(|s| *s != "ok" && *s != "healthy")
-                            .map(|s| format!("{what} {s}"))
-                    });
+                    let states =
+                        [("heartbeat", &t.heartbeat), ("probe", &t.probe)].map(|(what, check)| {
+                            check
+                                .as_ref()
+                                .filter(|c| c.state != "ok" && c.state != "healthy")
+                                .map(|c| format!("{what} {}", c.state))
+                        });
                     let states: Vec<String> = states.into_iter().flatten().collect();
                     format!("running, {}", states.join(", "))
                 };
             }
-            format!("{}: {why}", t["name"].as_str().unwrap_or("?"))
+            format!("{}: {why}", t.name)
         })
         .collect();
-    if status["runner"]["shutting_down"] == Value::Bool(true) {
+    if status.runner.shutting_down {
         if !quiet {
             println!("unhealthy: the runner is shutting down");
         }
         return Ok(ExitCode::FAILURE);
     }
-    if unhealthy.is_empty() && status["healthy"] == Value::Bool(true) {
+    if unhealthy.is_empty() && status.healthy {
         if !quiet {
             println!("healthy");
         }
@@ -307,16 +396,11 @@ pub fn logs(
     follow: bool,
 ) -> anyhow::Result<ExitCode> {
     let socket = socket(given)?;
-    let status = request(&socket, "status")?;
-    let Some(entry) = status["tasks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|t| t["name"] == task)
-    else {
+    let status = status_of(&socket)?;
+    let Some(entry) = status.tasks.iter().find(|t| t.name == task) else {
         bail!("no task named \"{task}\"");
     };
-    let live = PathBuf::from(entry["log"].as_str().unwrap_or_default());
+    let live = PathBuf::from(&entry.log);
     let mut out = std::io::stdout().lock();
     for line in last_lines(&live, lines)? {
         out.write_all(&line)?;

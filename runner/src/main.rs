@@ -69,6 +69,10 @@ enum Command {
         #[arg(required = true)]
         tasks: Vec<String>,
     },
+    /// Read the pipeline file again and apply the difference: new tasks start, removed ones
+    /// stop, changed ones restart, the others are not touched (as SIGHUP does). An invalid
+    /// file changes nothing.
+    Reload,
     /// Stop every task and end the runner (as SIGTERM does).
     Shutdown,
     /// Exit 0 if the runner answers and every resident task is running and healthy, else 1
@@ -126,6 +130,13 @@ enum Command {
         /// The task's arguments, as JSON.
         args: String,
     },
+    /// Check a pipeline for a reloading runner: the checked pipeline on stdout (used by the
+    /// runner itself).
+    #[command(hide = true)]
+    ReloadCheck {
+        /// The pipeline (YAML).
+        file: PathBuf,
+    },
     /// Compress a rotated log file to FILE.gz (used by the runner itself).
     #[command(hide = true)]
     CompressLog {
@@ -149,6 +160,8 @@ fn main() -> ExitCode {
         Command::Stop { tasks } => control::act(socket, "stop", &tasks),
         Command::Restart { tasks } => control::act(socket, "restart", &tasks),
         Command::Shutdown => control::shutdown(socket),
+        Command::Reload => control::reload(socket),
+        Command::ReloadCheck { file } => run::reload_check(&file),
         Command::Health { quiet } => control::health(socket, quiet),
         Command::Logs {
             task,
@@ -176,8 +189,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         // The reader went away (`nonstop logs -f | head`): done, as for any filter.
         Err(e)
-            if e
-                .downcast_ref::<std::io::Error>()
+            if e.downcast_ref::<std::io::Error>()
                 .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
         {
             ExitCode::SUCCESS

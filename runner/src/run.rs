@@ -53,6 +53,29 @@ pub fn run(file: &Path, socket: Option<&Path>) -> anyhow::Result<ExitCode> {
     supervise::supervise(&shown, checked.pipeline, binaries.nonstop)
 }
 
+/// `nonstop reload-check FILE`, run by a reloading runner: the checked pipeline on stdout
+/// (`handoff::encode_pipeline`), warnings on stderr; or every error on stderr and exit 1.
+pub fn reload_check(file: &Path) -> anyhow::Result<ExitCode> {
+    let shown = file.display().to_string();
+    match pipeline::load(file) {
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{}", e.display(&shown));
+            }
+            Ok(ExitCode::FAILURE)
+        }
+        Ok(checked) => {
+            for w in &checked.warnings {
+                eprintln!("{}", w.display(&shown));
+            }
+            let bytes = handoff::encode_pipeline(&checked.pipeline)?;
+            std::io::Write::write_all(&mut std::io::stdout().lock(), &bytes)
+                .context("cannot write the checked pipeline")?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::fd::{AsRawFd, IntoRawFd};

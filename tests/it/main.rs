@@ -12,6 +12,7 @@ mod hang;
 mod harness;
 mod plugin;
 mod probe;
+mod reload;
 mod run_handoff;
 mod run_periodic;
 mod run_resident;

@@ -216,6 +216,20 @@ fn systemd_hears_ready_watchdog_pings_and_stopping() {
         assert!(m.contains("WATCHDOG=1"), "{m}");
     }
     assert!(pings_before >= 1, "{messages:?}");
+    // A reload: RELOADING=1 with the monotonic time systemd requires, then READY=1.
+    kill(Pid::from_raw(runner.pid()), Signal::SIGHUP).unwrap();
+    let mut reload = Vec::new();
+    while !reload.iter().any(|m: &String| m.contains("READY=1")) {
+        let n = systemd.recv(&mut buf).expect("no READY=1 after the reload");
+        let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if !m.contains("WATCHDOG=1") {
+            reload.push(m);
+        }
+    }
+    assert!(reload[0].contains("RELOADING=1"), "{reload:?}");
+    assert!(reload[0].contains("MONOTONIC_USEC="), "{reload:?}");
+    assert!(reload[1].contains("STATUS=reloaded; 2 tasks"), "{reload:?}");
+    runner.wait_for(&["0 added, 0 removed, 0 changed, 2 unchanged"], 10 * SECOND);
     kill(Pid::from_raw(runner.pid()), Signal::SIGTERM).unwrap();
     loop {
         let n = systemd.recv(&mut buf).expect("no STOPPING=1");

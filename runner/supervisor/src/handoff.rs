@@ -175,6 +175,25 @@ pub fn prepare(nonstop: &OwnedFd, pipeline: &Pipeline) -> anyhow::Result<File> {
     Ok(memfd)
 }
 
+/// A checked pipeline as `nonstop reload-check` writes it for a reloading supervisor: the
+/// hand-off's magic line (version and build), then the pipeline.
+pub fn encode_pipeline(pipeline: &Pipeline) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = MAGIC.as_bytes().to_vec();
+    bytes.extend(postcard::to_stdvec(pipeline).context("cannot encode the pipeline")?);
+    Ok(bytes)
+}
+
+/// The pipeline [`encode_pipeline`] wrote, if the same build wrote it.
+pub fn decode_pipeline(bytes: &[u8]) -> anyhow::Result<Pipeline> {
+    let Some(payload) = bytes.strip_prefix(MAGIC.as_bytes()) else {
+        bail!(
+            "the checked pipeline comes from another build of nonstop: install nonstop and \
+             {SUPERVISOR} together, from one build, and restart the runner"
+        );
+    };
+    postcard::from_bytes(payload).context("a corrupt checked pipeline")
+}
+
 /// Makes `fd` survive `execve` (`true`) or not.
 fn inherit(fd: &OwnedFd, yes: bool) -> anyhow::Result<()> {
     let flags = if yes {

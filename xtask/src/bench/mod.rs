@@ -8,8 +8,11 @@
 //! - runner (`runner.rs` here): crash-to-restart latency, starting and stopping 100 tasks,
 //!   memory and idle wake-ups, against C programs that only fork and exec;
 //! - watch (`watch.rs` here): hang detection latency and the cost of watching 1000 services;
-//! - plugins (`plugins.rs` here): a no-op plugin task against fork+exec, purge against find.
+//! - plugins (`plugins.rs` here): a no-op plugin task against fork+exec, purge against find;
+//! - control (`control.rs` here): `status` with 1000 tasks against the socket transport, and a
+//!   reload of 1000 tasks with one changed against `nonstop check` of the same file.
 
+mod control;
 mod plugins;
 mod runner;
 mod watch;
@@ -18,19 +21,20 @@ use anyhow::{Result, bail};
 
 use crate::{cargo, exec};
 
-/// Runs every benchmark, or only the one named (`beat`, `spawn`, `runner`, `watch` or
-/// `plugins`).
+/// Runs every benchmark, or only the one named (`beat`, `spawn`, `runner`, `watch`,
+/// `plugins` or `control`).
 pub fn run(only: Option<&str>) -> Result<()> {
-    let (beat, spawn, runner, watch, plugins) = match only {
-        None => (true, true, true, true, true),
-        Some("beat") => (true, false, false, false, false),
-        Some("spawn") => (false, true, false, false, false),
-        Some("runner") => (false, false, true, false, false),
-        Some("watch") => (false, false, false, true, false),
-        Some("plugins") => (false, false, false, false, true),
-        Some(other) => {
-            bail!("unknown benchmark {other:?}: expected beat, spawn, runner, watch or plugins")
-        }
+    let (beat, spawn, runner, watch, plugins, control) = match only {
+        None => (true, true, true, true, true, true),
+        Some("beat") => (true, false, false, false, false, false),
+        Some("spawn") => (false, true, false, false, false, false),
+        Some("runner") => (false, false, true, false, false, false),
+        Some("watch") => (false, false, false, true, false, false),
+        Some("plugins") => (false, false, false, false, true, false),
+        Some("control") => (false, false, false, false, false, true),
+        Some(other) => bail!(
+            "unknown benchmark {other:?}: expected beat, spawn, runner, watch, plugins or control"
+        ),
     };
     if beat {
         exec(cargo().args([
@@ -61,6 +65,9 @@ pub fn run(only: Option<&str>) -> Result<()> {
     }
     if plugins {
         plugins::run()?;
+    }
+    if control {
+        control::run()?;
     }
     Ok(())
 }

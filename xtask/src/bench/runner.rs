@@ -307,6 +307,8 @@ pub(super) fn start_runner(nonstop: &Path, pipeline: &Path, log: &Path) -> Resul
     Command::new(nonstop)
         .arg("run")
         .arg(pipeline)
+        // Its own control socket, beside its pipeline: not the machine's default.
+        .env("NONSTOP_SOCKET", pipeline.with_extension("sock"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)

@@ -376,8 +376,10 @@ impl Supervisor {
         let Some(request) = control.on_event(fd, &self.events) else {
             return;
         };
-        let answer = self.handle_request(&request.line, request.pid);
-        if let Some(control) = &mut self.control {
+        // A reload answers when it is over.
+        if let Some(answer) = self.handle_request(&request.line, request.pid, request.fd)
+            && let Some(control) = &mut self.control
+        {
             control.answer(request.fd, answer, &self.events);
         }
     }

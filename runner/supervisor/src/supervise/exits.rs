@@ -45,6 +45,8 @@ impl Supervisor {
             self.on_main_exit(i, pid, exit);
         } else if self.probe_pids.contains_key(&pid) {
             self.on_probe_exit(pid, exit);
+        } else if self.is_reload_check(pid) {
+            self.on_reload_checked(exit);
         } else if let Some((task, file)) = self.compressors.remove(&pid) {
             if !exit.success() {
                 warn!("compressing {} failed ({exit})", file.display());
@@ -173,6 +175,16 @@ impl Supervisor {
     fn ended(&mut self, i: usize, exit: Exit, ran: Option<(Pid, Duration)>, after: AfterExit) {
         self.finish_output(i);
         self.log_after_exit(i, exit, ran, after);
+        // A reload changed it while it ran: the new definition starts now.
+        if after == AfterExit::Restarted
+            && let Some(made) = self.entries[i].replacement.take()
+        {
+            self.replace(i, *made);
+        }
+        // A reload removed it: what it held goes now.
+        if after == AfterExit::Stopped && self.entries[i].removed && self.shutdown.is_none() {
+            self.forget(i);
+        }
         self.agenda.changed(i, &self.order);
         // Stopped for good: at shutdown. (A task an operator stopped may be started again; it
         // keeps its cgroup.)

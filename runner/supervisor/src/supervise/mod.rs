@@ -19,6 +19,7 @@ mod metrics;
 mod notify;
 mod output;
 mod probe;
+mod reload;
 mod requests;
 mod signals;
 mod stop;
@@ -44,7 +45,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::lock::Lock;
 use crate::logfile::TaskLog;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{LogConfig, Pipeline};
 use contain::Containment;
 use events::{Event, EventLoop};
 use stop::{guard_unreachable, start_guard};
@@ -130,6 +131,15 @@ pub fn supervise(shown: &str, pipeline: Pipeline, nonstop: OwnedFd) -> anyhow::R
     Ok(ExitCode::SUCCESS)
 }
 
+/// The sections of a pipeline other than its tasks.
+#[derive(Debug, PartialEq)]
+struct Globals {
+    heartbeat: Option<crate::pipeline::HeartbeatConfig>,
+    logs: LogConfig,
+    containment: crate::pipeline::ContainmentMode,
+    control: Option<crate::pipeline::ControlConfig>,
+}
+
 /// One task and everything the loop holds for it.
 #[derive(Debug)]
 struct Entry {
@@ -159,12 +169,133 @@ struct Entry {
     hung: bool,
     /// An exec probe's command, prepared once (boxed: most tasks have none).
     probe_prepared: Option<Box<spawn::Prepared>>,
+    /// A digest of its spec as the pipeline gave it: a reload restarts it if this changed.
+    fingerprint: u64,
+    /// A reload removed it: it is stopped, and kept only so that indices stay put.
+    removed: bool,
+    /// A reload changed it while it ran: what replaces it once the running instance is gone.
+    replacement: Option<Box<Made>>,
 }
 
 impl Entry {
     fn name(&self) -> &str {
         &self.task.spec.name
     }
+
+    /// A task made ready ([`make`]) with its log and its output pipe (watched in `events`).
+    fn open(made: Made, logs: &LogConfig, events: &EventLoop) -> anyhow::Result<Entry> {
+        let log = TaskLog::open(logs, &made.spec.name).with_context(|| {
+            format!(
+                "cannot open the log of task {} in {}",
+                made.spec.name,
+                logs.dir.display()
+            )
+        })?;
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .context("cannot create an output pipe")?;
+        events.watch(&read).context("cannot watch an output pipe")?;
+        Ok(Entry {
+            task: Task::new(made.spec),
+            prepared: made.prepared,
+            log,
+            lost: None,
+            output: (read, write),
+            waiting_logged: false,
+            blocked_logged: false,
+            cgroup: None,
+            slot: made.slot,
+            probe: None,
+            hung: false,
+            probe_prepared: made.probe_prepared,
+            fingerprint: made.fingerprint,
+            removed: false,
+            replacement: None,
+        })
+    }
+}
+
+/// A task's spec made ready to start: its command prepared (with the runner's variables), its
+/// probe's, its heartbeat slot reserved.
+#[derive(Debug)]
+struct Made {
+    spec: nonstop_scheduler::task::TaskSpec,
+    prepared: spawn::Prepared,
+    probe_prepared: Option<Box<spawn::Prepared>>,
+    slot: Option<u32>,
+    fingerprint: u64,
+}
+
+/// Makes task `i` of `spec` ready to start (see [`Made`]).
+fn make(
+    i: usize,
+    spec: nonstop_scheduler::task::TaskSpec,
+    inherited_nofile: (u64, u64),
+    socket: Option<&std::path::Path>,
+    watch: &mut Option<Watch>,
+    nonstop: RawFd,
+) -> anyhow::Result<Made> {
+    let fingerprint = fingerprint(&spec);
+    // The prepared form is all a start needs: the spec's own copy goes (a hundred tasks kept
+    // both), but for the program's name.
+    let mut spec = spec;
+    let mut spawn_spec = std::mem::take(&mut spec.spawn);
+    spec.spawn.program = spawn_spec.program.clone();
+    with_nofile(&mut spawn_spec, inherited_nofile);
+    // A task may talk to its runner (`nonstop restart other`): its socket is named.
+    if let Some(socket) = socket
+        && !spawn_spec.env.iter().any(|(k, _)| k == "NONSTOP_SOCKET")
+    {
+        spawn_spec
+            .env
+            .push(("NONSTOP_SOCKET".into(), socket.into()));
+    }
+    let slot = match (watch, spec.heartbeat) {
+        (Some(watch), Some(heartbeat)) => {
+            let (slot, env) = watch.reserve(i, &spec.name, heartbeat)?;
+            spawn_spec
+                .env
+                .push((nonstop_ipc::heartbeat::ENV.into(), env.into()));
+            Some(slot)
+        }
+        _ => None,
+    };
+    let probe_prepared = match spec.probe.as_mut().map(|p| &mut p.check) {
+        Some(nonstop_scheduler::probe::ProbeCheck::Exec(probe_spawn)) => {
+            with_nofile(probe_spawn, inherited_nofile);
+            Some(Box::new(spawn::Prepared::new(probe_spawn).with_context(
+                || format!("cannot prepare the probe of task {}", spec.name),
+            )?))
+        }
+        _ => None,
+    };
+    // A plugin task's command is the task host: this runner's own `nonstop`, executed from the
+    // descriptor opened at start, as `compress-log` is.
+    let prepared = match spec.plugin {
+        Some(_) => spawn::Prepared::new_at(&spawn_spec, nonstop),
+        None => spawn::Prepared::new(&spawn_spec),
+    }
+    .with_context(|| format!("cannot prepare the command of task {}", spec.name))?;
+    Ok(Made {
+        spec,
+        prepared,
+        probe_prepared,
+        slot,
+        fingerprint,
+    })
+}
+
+/// A digest of `spec` (its encoded form, which holds every field): equal for a task the
+/// pipeline did not change.
+fn fingerprint(spec: &nonstop_scheduler::task::TaskSpec) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    match postcard::to_stdvec(spec) {
+        Ok(bytes) => bytes.hash(&mut hasher),
+        // Not encodable (it was decoded from this very encoding, so never): every reload
+        // sees it as changed.
+        Err(_) => return 0,
+    }
+    hasher.finish()
 }
 
 /// Shutdown, once SIGTERM or SIGINT came.
@@ -229,8 +360,13 @@ struct Supervisor {
     control: Option<control::Control>,
     /// The pipeline file as shown (`nonstop status`).
     shown: String,
-    /// `logs.dir`.
-    logs_dir: PathBuf,
+    /// The pipeline's sections other than its tasks, as the runner started with them (a
+    /// reload cannot change them).
+    globals: Globals,
+    /// The `nofile` limit the runner was started with (tasks get it).
+    inherited_nofile: (u64, u64),
+    /// A reload in progress: its checking child.
+    reloading: Option<reload::Reloading>,
     /// When the runner started supervising.
     started: Instant,
     /// `metrics: FILE`, rewritten as the loop turns.
@@ -257,72 +393,19 @@ impl Supervisor {
         let order = Order::new(&pipeline.tasks);
         let mut entries = Vec::with_capacity(pipeline.tasks.len());
         let mut pipes = HashMap::new();
+        let socket = control.as_ref().map(|c| c.path().to_owned());
         for (i, spec) in pipeline.tasks.into_iter().enumerate() {
-            let log = TaskLog::open(&pipeline.logs, &spec.name).with_context(|| {
-                format!(
-                    "cannot open the log of task {} in {}",
-                    spec.name,
-                    pipeline.logs.dir.display()
-                )
-            })?;
-            // The prepared form is all a start needs: the spec's own copy goes (a hundred tasks
-            // kept both), but for the program's name.
-            let mut spec = spec;
-            let mut spawn_spec = std::mem::take(&mut spec.spawn);
-            spec.spawn.program = spawn_spec.program.clone();
-            with_nofile(&mut spawn_spec, inherited_nofile);
-            // A task may talk to its runner (`nonstop restart other`): its socket is named.
-            if let Some(control) = &control
-                && !spawn_spec.env.iter().any(|(k, _)| k == "NONSTOP_SOCKET")
-            {
-                spawn_spec
-                    .env
-                    .push(("NONSTOP_SOCKET".into(), control.path().into()));
-            }
-            let slot = match (&mut watch, spec.heartbeat) {
-                (Some(watch), Some(heartbeat)) => {
-                    let (slot, env) = watch.reserve(i, &spec.name, heartbeat)?;
-                    spawn_spec
-                        .env
-                        .push((nonstop_ipc::heartbeat::ENV.into(), env.into()));
-                    Some(slot)
-                }
-                _ => None,
-            };
-            let probe_prepared = match spec.probe.as_mut().map(|p| &mut p.check) {
-                Some(nonstop_scheduler::probe::ProbeCheck::Exec(probe_spawn)) => {
-                    with_nofile(probe_spawn, inherited_nofile);
-                    Some(Box::new(spawn::Prepared::new(probe_spawn).with_context(
-                        || format!("cannot prepare the probe of task {}", spec.name),
-                    )?))
-                }
-                _ => None,
-            };
-            // A plugin task's command is the task host: this runner's own `nonstop`, executed
-            // from the descriptor opened at start, as `compress-log` is.
-            let prepared = match spec.plugin {
-                Some(_) => spawn::Prepared::new_at(&spawn_spec, nonstop.as_raw_fd()),
-                None => spawn::Prepared::new(&spawn_spec),
-            }
-            .with_context(|| format!("cannot prepare the command of task {}", spec.name))?;
-            let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-                .context("cannot create an output pipe")?;
-            events.watch(&read).context("cannot watch an output pipe")?;
-            pipes.insert(read.as_raw_fd(), i);
-            entries.push(Entry {
-                task: Task::new(spec),
-                prepared,
-                log,
-                lost: None,
-                output: (read, write),
-                waiting_logged: false,
-                blocked_logged: false,
-                cgroup: None,
-                slot,
-                probe: None,
-                hung: false,
-                probe_prepared,
-            });
+            let made = make(
+                i,
+                spec,
+                inherited_nofile,
+                socket.as_deref(),
+                &mut watch,
+                nonstop.as_raw_fd(),
+            )?;
+            let entry = Entry::open(made, &pipeline.logs, &events)?;
+            pipes.insert(entry.output.0.as_raw_fd(), i);
+            entries.push(entry);
         }
         let devnull = if entries.iter().any(|e| e.probe_prepared.is_some()) {
             Some(
@@ -339,7 +422,14 @@ impl Supervisor {
         Ok(Supervisor {
             control,
             shown: shown.to_owned(),
-            logs_dir: pipeline.logs.dir.clone(),
+            globals: Globals {
+                heartbeat: pipeline.heartbeat,
+                logs: pipeline.logs.clone(),
+                containment: pipeline.containment,
+                control: pipeline.control.clone(),
+            },
+            inherited_nofile,
+            reloading: None,
             started: Instant::now(),
             metrics: pipeline.metrics.clone().map(metrics::MetricsFile::new),
             agenda: Agenda::all(entries.len()),

@@ -56,6 +56,21 @@ impl Notifier {
         self.ready
     }
 
+    /// A reload begins: `RELOADING=1` with the monotonic time systemd requires beside it.
+    pub(super) fn reloading(&self) {
+        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+            .map(|t| i128::from(t.tv_sec()) * 1_000_000 + i128::from(t.tv_nsec()) / 1000)
+            .unwrap_or_default();
+        self.send(&[NotifyState::Reloading, NotifyState::MonotonicUsec(now)]);
+    }
+
+    /// A reload is over (done or refused): `READY=1` again, if it was said before.
+    pub(super) fn reloaded(&self, status: &str) {
+        if self.ready {
+            self.send(&[NotifyState::Ready, NotifyState::Status(status)]);
+        }
+    }
+
     /// Shutdown begins.
     pub(super) fn stopping(&self, status: &str) {
         self.send(&[NotifyState::Stopping, NotifyState::Status(status)]);

@@ -3,6 +3,7 @@
 //! version is [`SCHEMA`], raised whenever a field changes meaning or goes away (new fields
 //! do not raise it).
 
+use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 use nonstop_scheduler::schedule::Now;
@@ -54,14 +55,20 @@ fn exit_json(out: &mut String, exit: Option<Exit>) {
 }
 
 impl Supervisor {
-    /// Answers one request line from client `pid`.
-    pub(super) fn handle_request(&mut self, line: &str, pid: i32) -> Vec<u8> {
+    /// Answers one request line from client `pid` on connection `fd`; `None` when the answer
+    /// comes later (a reload's, when it is over).
+    pub(super) fn handle_request(&mut self, line: &str, pid: i32, fd: RawFd) -> Option<Vec<u8>> {
         let mut words = line.split_whitespace();
         let Some(verb) = words.next() else {
-            return error("empty request");
+            return Some(error("empty request"));
         };
         let names: Vec<&str> = words.collect();
-        match verb {
+        if verb == "reload" {
+            info!(client = pid, "reload requested");
+            self.begin_reload(Some(fd));
+            return None;
+        }
+        Some(match verb {
             "status" => self.status(),
             "start" | "stop" | "restart" => self.act(verb, &names, pid),
             "shutdown" => {
@@ -74,11 +81,11 @@ impl Supervisor {
             "metrics" => ok(|o| {
                 o.str("text", &self.metrics_text());
             }),
-            "reload" => error("reload is not supported by this build yet"),
             other => error(&format!(
-                "unknown request \"{other}\": expected status, start, stop, restart or shutdown"
+                "unknown request \"{other}\": expected status, start, stop, restart, reload or \
+                 shutdown"
             )),
-        }
+        })
     }
 
     /// `start|stop|restart NAME...`: every name must be a task, or nothing is done.
@@ -91,7 +98,7 @@ impl Supervisor {
         }
         let mut which = Vec::with_capacity(names.len());
         for name in names {
-            match self.entries.iter().position(|e| e.name() == *name) {
+            match self.find(name) {
                 Some(i) => which.push(i),
                 None => return error(&format!("no task named \"{name}\"")),
             }
@@ -225,7 +232,7 @@ impl Supervisor {
         let mut tasks = String::with_capacity(300 * self.entries.len());
         let mut healthy = true;
         tasks.push('[');
-        for (n, entry) in self.entries.iter().enumerate() {
+        for (n, entry) in self.entries.iter().filter(|e| !e.removed).enumerate() {
             if n > 0 {
                 tasks.push(',');
             }
@@ -243,7 +250,7 @@ impl Supervisor {
                     .str("pipeline", &self.shown)
                     .str("since", &time(wall_of(now, self.started)))
                     .secs("uptime", uptime)
-                    .str("logs", &self.logs_dir.display().to_string())
+                    .str("logs", &self.globals.logs.dir.display().to_string())
                     .str("containment", self.containment.word())
                     .bool("shutting_down", self.shutdown.is_some())
                     .end();

@@ -1,5 +1,5 @@
 //! What each signal means to the runner: TERM and INT stop (a repeat within a second is the
-//! same request), HUP is reload (not yet), USR1 logs the status of every task, USR2 reopens
+//! same request), HUP reloads the pipeline, USR1 logs the status of every task, USR2 reopens
 //! the task logs, CHLD reaps; the rest are logged and ignored. `events::SIGNALS` lists the
 //! signals the runner takes.
 
@@ -15,7 +15,7 @@ use super::{REPEAT, Supervisor, human};
 
 impl Supervisor {
     /// Every signal the runner takes (`events::SIGNALS`) has a meaning: TERM and INT stop,
-    /// HUP is reload (not yet), USR1 logs each task's status, USR2 reopens the task logs,
+    /// HUP reloads the pipeline, USR1 logs each task's status, USR2 reopens the task logs,
     /// CHLD reaps; the others are logged and ignored.
     pub(super) fn on_signal(&mut self, signal: Received) {
         use nix::libc::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
@@ -23,10 +23,8 @@ impl Supervisor {
             SIGCHLD => self.reap(),
             SIGTERM | SIGINT => self.on_stop_request(signal),
             SIGHUP => {
-                warn!(
-                    sender = signal.pid,
-                    "SIGHUP received: reloading is not supported by this build yet; ignored"
-                );
+                info!(sender = signal.pid, "SIGHUP received: reloading");
+                self.begin_reload(None);
             }
             SIGUSR1 => self.log_status(),
             SIGUSR2 => self.reopen_logs(),
@@ -77,7 +75,7 @@ impl Supervisor {
     pub(super) fn log_status(&self) {
         let now = Now::read();
         info!(
-            tasks = self.entries.len(),
+            tasks = self.live(),
             containment = %self.containment.word(),
             "status of every task follows"
         );
@@ -87,7 +85,7 @@ impl Supervisor {
             format!("{:.0}", now.wall - ago)
         };
         let until = |at: Instant| human(at.saturating_duration_since(now.mono));
-        for entry in &self.entries {
+        for entry in self.entries.iter().filter(|e| !e.removed) {
             let task = &entry.task;
             let (name, starts) = (entry.name(), task.starts());
             let (state, process, detail) = match task.phase() {

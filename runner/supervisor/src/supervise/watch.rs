@@ -117,6 +117,16 @@ impl Watch {
         Ok((slot, nonstop_ipc::heartbeat::format(self.table.key(), slot)))
     }
 
+    /// A reload replaced the task of `slot` (and reserved another): the slot is freed.
+    pub(super) fn release(&mut self, slot: u32) {
+        self.owners.remove(&slot);
+        if !self.lost
+            && let Err(e) = self.table.free_reserved(slot)
+        {
+            self.failed(&format!("cannot free heartbeat slot {slot}"), e);
+        }
+    }
+
     /// Before an instance starts: its slot says "no beat yet"; returns the registration time.
     pub(super) fn arm(&self, slot: u32) -> u64 {
         self.table.arm(slot)
