@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use nonstop_ipc::Key;
 use nonstop_runner::{beat, check, compress, control, plugin_host, plugins, ps, run};
 
@@ -119,6 +119,15 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         pipeline: Option<PathBuf>,
     },
+    /// Print the completion script for a shell: `nonstop completions bash >
+    /// /usr/share/bash-completion/completions/nonstop`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, nonstop(1), in roff: `nonstop manpage | man -l -`.
+    Manpage,
     /// Run a plugin's entry point (the task host; used by the runner and by check).
     #[command(hide = true)]
     PluginHost {
@@ -161,6 +170,16 @@ fn main() -> ExitCode {
         Command::Restart { tasks } => control::act(socket, "restart", &tasks),
         Command::Shutdown => control::shutdown(socket),
         Command::Reload => control::reload(socket),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "nonstop",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Manpage => manpage(),
         Command::ReloadCheck { file } => run::reload_check(&file),
         Command::Health { quiet } => control::health(socket, quiet),
         Command::Logs {
@@ -203,4 +222,56 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// nonstop(1), from the command-line definition: every command, option and its help.
+fn manpage() -> anyhow::Result<ExitCode> {
+    let command = Cli::command();
+    let mut out = std::io::stdout().lock();
+    let man = clap_mangen::Man::new(command.clone());
+    man.render_title(&mut out)?;
+    man.render_name_section(&mut out)?;
+    man.render_synopsis_section(&mut out)?;
+    man.render_description_section(&mut out)?;
+    man.render_options_section(&mut out)?;
+    // Each command with its own options, as `nonstop help COMMAND` shows them.
+    roff_line(&mut out, ".SH COMMANDS")?;
+    for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+        roff_line(
+            &mut out,
+            &format!(".TP\n\\fBnonstop {}\\fR", sub.get_name()),
+        )?;
+        let about = sub
+            .get_long_about()
+            .or(sub.get_about())
+            .map(|a| a.to_string());
+        roff_line(&mut out, &about.unwrap_or_default().replace('-', "\\-"))?;
+        for arg in sub.get_arguments().filter(|a| !a.is_hide_set()) {
+            let name = match (arg.get_long(), arg.get_short()) {
+                (Some(long), Some(short)) => format!("\\-{short}, \\-\\-{long}"),
+                (Some(long), None) => format!("\\-\\-{long}"),
+                (None, Some(short)) => format!("\\-{short}"),
+                (None, None) => arg.get_id().as_str().to_uppercase(),
+            };
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            roff_line(
+                &mut out,
+                &format!(".RS\n.TP\n{name}\n{}\n.RE", help.replace('-', "\\-")),
+            )?;
+        }
+    }
+    roff_line(
+        &mut out,
+        ".SH EXIT STATUS\n0: done (health: healthy). 1: an error, an invalid pipeline, or the runner \
+         refused (health: unhealthy). 2: a usage error. 3: no runner answered the control \
+         socket.\n.SH ENVIRONMENT\n.TP\nNONSTOP_SOCKET\nthe control socket (see \\-\\-socket).\n\
+         .TP\nNONSTOP_LOG\nthe runner's log level: debug, info (default), warn, error.\n\
+         .SH SEE ALSO\ndocs/pipeline.md, docs/control.md, docs/boot.md",
+    )?;
+    man.render_version_section(&mut out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn roff_line(out: &mut impl std::io::Write, text: &str) -> std::io::Result<()> {
+    writeln!(out, "{text}")
 }

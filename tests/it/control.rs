@@ -345,3 +345,38 @@ fn a_second_runner_on_the_same_socket_is_refused() {
     assert_eq!(task(&status(&p), "web")["pid"], web2);
     assert!(next.terminate(10 * SECOND).success());
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_command_line_definition() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef nonstop"),
+        ("fish", "complete -c nonstop"),
+    ] {
+        let out = Command::new(nonstop())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}");
+        let script = stdout(&out);
+        assert!(script.contains(marker), "{shell}: {script}");
+        for command in ["status", "restart", "reload", "health", "logs"] {
+            assert!(script.contains(command), "{shell} lacks {command}");
+        }
+    }
+    let out = Command::new(nonstop()).arg("manpage").output().unwrap();
+    assert!(out.status.success());
+    let page = stdout(&out);
+    assert!(page.starts_with(".ie"), "{}", &page[..200.min(page.len())]);
+    assert!(page.contains(".TH nonstop 1"), "{page}");
+    for command in ["nonstop status", "nonstop reload", "nonstop health"] {
+        assert!(page.contains(command), "{command} not in the man page");
+    }
+    assert!(page.contains("NONSTOP_SOCKET"));
+    // A shell that does not exist is a usage error (2).
+    let out = Command::new(nonstop())
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
