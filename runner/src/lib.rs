@@ -7,6 +7,7 @@
 //!   `nonstop-supervisor` crate, beside this one) in the same process;
 //! - [`control`]: `nonstop status|start|stop|restart|shutdown|health|logs`, clients of a
 //!   runner's control socket;
+//! - [`detach`]: `nonstop run -d`, the runner in the background;
 //! - [`compress`]: `nonstop compress-log`, which the supervisor runs on rotated logs;
 //! - [`beat`]: `nonstop beat`, one heartbeat from a shell script;
 //! - [`ps`]: `nonstop ps`, a heartbeat table's slots and their states;
@@ -20,6 +21,7 @@ pub mod beat;
 pub mod check;
 pub mod compress;
 pub mod control;
+pub mod detach;
 pub mod pipeline;
 pub mod plugin_host;
 pub mod plugins;

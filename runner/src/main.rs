@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use nonstop_ipc::Key;
-use nonstop_runner::{beat, check, compress, control, plugin_host, plugins, ps, run};
+use nonstop_runner::{beat, check, compress, control, detach, plugin_host, plugins, ps, run};
 
 /// Keeps Linux service programs running forever.
 #[derive(Debug, Parser)]
@@ -40,6 +40,13 @@ enum Command {
     Run {
         /// The pipeline (YAML).
         file: PathBuf,
+        /// Run in the background (rc.local): the runner's log goes to LOGS_DIR/nonstop.log;
+        /// returns once the runner holds the pipeline.
+        #[arg(short, long)]
+        detach: bool,
+        /// The stages of --detach (internal).
+        #[arg(long, hide = true, value_parser = clap::value_parser!(u8).range(1..=2))]
+        daemon_stage: Option<u8>,
     },
     /// Show every task of the running pipeline: state, pid, uptime, restarts, last exit, next
     /// start, heartbeat and probe.
@@ -188,7 +195,15 @@ fn main() -> ExitCode {
             follow,
         } => control::logs(socket, &task, lines, follow),
         Command::Check { file } => check::run(&file),
-        Command::Run { file } => run::run(&file, socket),
+        Command::Run {
+            file,
+            detach,
+            daemon_stage,
+        } => match (detach, daemon_stage) {
+            (_, Some(1)) => detach::stage1(&file),
+            (true, None) => detach::detach(&file, socket),
+            _ => run::run(&file, socket),
+        },
         Command::CompressLog { file } => compress::compress(&file),
         Command::Beat => beat::run(),
         Command::Plugins { pipeline } => plugins::run(pipeline.as_deref()),

@@ -5,6 +5,7 @@
 // All of this crate is test code: a panic is how it fails a test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod boot;
 mod check;
 mod containment;
 mod control;

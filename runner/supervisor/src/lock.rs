@@ -115,6 +115,11 @@ impl Lock {
     }
 }
 
+/// The runner recorded in the lock file at `path`, if it names one (it may be gone).
+pub fn recorded(path: &Path) -> Option<ProcessId> {
+    holder(&mut File::open(path).ok()?)
+}
+
 /// The runner recorded in a lock file: `PID START_TIME`.
 fn holder(file: &mut File) -> Option<ProcessId> {
     let mut text = String::new();

@@ -1,0 +1,129 @@
+//! `nonstop run -d FILE`: the runner in the background, for rc.local-style boot.
+//!
+//! The classic double fork, with safe calls only (no `fork` in a Rust program): the command
+//! starts `nonstop run --daemon-stage 1 FILE`, which leaves the session (`setsid`) and starts
+//! `nonstop run --daemon-stage 2 FILE` (not a session leader, so it can never acquire a
+//! controlling terminal), prints its pid and exits. Stage 2, reparented to init (or the
+//! nearest subreaper), is the runner: stdin from `/dev/null`, stdout and stderr appended to
+//! `logs.dir/nonstop.log`, working directory `/` (the file's path was made absolute first, so
+//! every path in it resolves as it did).
+//!
+//! The command returns once the runner holds the pipeline's lock (exit 0: "running in the
+//! background as pid N"), or once it is gone (exit 1, with the end of its log): a second
+//! `run -d` of a running pipeline is refused, as a second `run` is.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use nonstop_ipc::{Liveness, ProcessId};
+use nonstop_supervisor::lock::recorded;
+
+use crate::pipeline;
+
+/// The runner's own log in `logs.dir`, when it runs in the background.
+pub const LOG: &str = "nonstop.log";
+
+/// How long the command waits for the runner to take the pipeline's lock.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// `nonstop run -d FILE`: checks the pipeline here (its errors are this command's), then
+/// starts stage 1 and waits for the runner.
+pub fn detach(file: &Path, socket: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let file = std::fs::canonicalize(file)
+        .with_context(|| format!("cannot find the pipeline {}", file.display()))?;
+    let shown = file.display().to_string();
+    let checked = match pipeline::load(&file) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{}", e.display(&shown));
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let logs = checked.pipeline.logs.dir.clone();
+    std::fs::create_dir_all(&logs)
+        .with_context(|| format!("cannot create the log directory {}", logs.display()))?;
+    let lock = logs.join(nonstop_supervisor::lock::FILE);
+    if let Some(h) = recorded(&lock).filter(|h| h.liveness() == Liveness::Alive) {
+        bail!(
+            "another runner (pid {}) is running this pipeline: it holds {}; stop it first",
+            h.pid,
+            lock.display()
+        );
+    }
+    let mut stage1 = Command::new(std::env::current_exe().context("cannot find nonstop")?);
+    stage1
+        .args(["run", "--daemon-stage", "1"])
+        .arg(&file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    if let Some(socket) = socket {
+        stage1.env(crate::control::ENV, socket);
+    }
+    let mut child = stage1.spawn().context("cannot start the runner")?;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        BufReader::new(out).read_line(&mut line)?;
+    }
+    let status = child.wait()?;
+    let pid: i32 = match line.trim().parse() {
+        Ok(pid) if status.success() => pid,
+        _ => bail!("the runner could not be started in the background ({status})"),
+    };
+    let log = logs.join(LOG);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if recorded(&lock).is_some_and(|h| h.pid == pid) {
+            println!(
+                "nonstop: running in the background as pid {pid}; its log: {}",
+                log.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        let gone = ProcessId::of(pid)
+            .ok()
+            .flatten()
+            .is_none_or(|p| p.liveness() != Liveness::Alive);
+        if gone || Instant::now() > deadline {
+            eprintln!(
+                "nonstop: the runner (pid {pid}) did not start; the end of {}:",
+                log.display()
+            );
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            for l in &lines[lines.len().saturating_sub(10)..] {
+                eprintln!("{l}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Stage 1: a session of its own, then stage 2, whose pid it prints.
+pub fn stage1(file: &Path) -> anyhow::Result<ExitCode> {
+    nix::unistd::setsid().context("cannot start a session")?;
+    let checked = pipeline::load(file).map_err(|_| anyhow::anyhow!("the pipeline changed"))?;
+    let log_path = checked.pipeline.logs.dir.join(LOG);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let stage2 = Command::new(std::env::current_exe().context("cannot find nonstop")?)
+        .args(["run", "--daemon-stage", "2"])
+        .arg(file)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("cannot start the runner")?;
+    println!("{}", stage2.id());
+    Ok(ExitCode::SUCCESS)
+}
