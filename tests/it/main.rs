@@ -9,6 +9,7 @@ mod boot;
 mod check;
 mod containment;
 mod control;
+mod dist;
 mod hang;
 mod harness;
 mod plugin;

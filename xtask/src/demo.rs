@@ -52,7 +52,7 @@ fn pointed_at(text: &str, target: &std::path::Path) -> String {
 
 /// Where cargo puts builds, as `cargo metadata` says (it knows `CARGO_TARGET_DIR` and
 /// `build.target-dir`).
-fn target_dir() -> Result<PathBuf> {
+pub(crate) fn target_dir() -> Result<PathBuf> {
     let out = cargo()
         .args(["metadata", "--format-version", "1", "--no-deps"])
         .output()

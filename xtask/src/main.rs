@@ -7,10 +7,12 @@
 //!   baseline measured in the same run.
 //! - `cargo xtask demo`: builds the runner and the example server and runs
 //!   `examples/demo.yaml` until Ctrl-C.
+//! - `cargo xtask dist` / `install`: the release layout, as a tarball or into a prefix.
 
 mod bench;
 mod ci;
 mod demo;
+mod dist;
 mod leftovers;
 #[cfg(test)]
 mod tidy;
@@ -20,12 +22,17 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: cargo xtask <ci|bench [beat|spawn|runner|watch|plugins]|demo>
+const USAGE: &str =
+    "usage: cargo xtask <ci|bench [NAME]|demo|dist [--out DIR]|install [--prefix P] [--systemd]>
 
-  ci      cargo fmt --check, clippy -D warnings, the whole test suite, IPC leftover check
-  bench   run the benchmarks (all, or only `beat`, `spawn`, `runner`, `watch` or `plugins`) and print their ratios
-          (record them in BENCHMARKS.md)
-  demo    build the runner and run examples/demo.yaml until Ctrl-C";
+  ci       cargo fmt --check, clippy -D warnings, the whole test suite, IPC leftover check
+  bench    run the benchmarks (all, or only `beat`, `spawn`, `runner`, `watch`, `plugins` or
+           `control`) and print their ratios (record them in BENCHMARKS.md)
+  demo     build the runner and run examples/demo.yaml until Ctrl-C
+  dist     build in release mode and pack target/dist/nonstop-VERSION-TARGET.tar.gz
+  install  build in release mode and install into --prefix (default /usr/local); --systemd
+           also installs the unit (PREFIX/lib/systemd/system/nonstop.service)
+  (dist and install take --debug: the dev profile's builds, for tests)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -33,6 +40,24 @@ fn main() -> ExitCode {
         Some("ci") => ci::run(),
         Some("bench") => bench::run(args.get(1).map(String::as_str)),
         Some("demo") => demo::run(),
+        Some("dist") => {
+            let options = dist::Options {
+                debug: args.iter().any(|a| a == "--debug"),
+            };
+            let out = value_of(&args, "--out").map(PathBuf::from);
+            dist::dist(&options, out.as_deref()).map(|_| ())
+        }
+        Some("install") => {
+            let options = dist::Options {
+                debug: args.iter().any(|a| a == "--debug"),
+            };
+            let prefix = value_of(&args, "--prefix").unwrap_or("/usr/local");
+            dist::install(
+                &options,
+                Path::new(prefix),
+                args.iter().any(|a| a == "--systemd"),
+            )
+        }
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -49,6 +74,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The value after `flag` in `args`.
+fn value_of<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
 }
 
 /// The workspace root.
