@@ -39,6 +39,15 @@ pub struct TaskSpec {
     /// For a plugin task, its library: `spawn` is then the task host (`nonstop plugin-host run
     /// LIBRARY ARGS`), which the runner executes from its own binary.
     pub plugin: Option<std::path::PathBuf>,
+    /// For one of the copies `instances: N` makes (named `NAME.I`), the task's own name: an
+    /// operator's command for `NAME` acts on every copy.
+    pub instance_of: Option<String>,
+    /// Tasks to start when this one fails (crash-loop limit, hung, timeout, a failure it is
+    /// not restarted after).
+    pub on_failure: Vec<String>,
+    /// Named in another task's `on_failure`: started by failures (and operators), not with
+    /// the pipeline. It begins `Stopped`.
+    pub on_demand: bool,
 }
 
 /// `heartbeat:` of a task: each instance gets a slot in the pipeline's table, and is hung
@@ -322,8 +331,12 @@ impl Task {
     pub fn new(spec: TaskSpec) -> Task {
         Task {
             backoff: spec.backoff.start(),
+            phase: if spec.on_demand {
+                Phase::Stopped
+            } else {
+                Phase::Waiting
+            },
             spec,
-            phase: Phase::Waiting,
             crash_loop: CrashLoopState::default(),
             scheduled: None,
             upcoming: None,

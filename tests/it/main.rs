@@ -12,6 +12,7 @@ mod control;
 mod dist;
 mod hang;
 mod harness;
+mod hooks;
 mod plugin;
 mod probe;
 mod reload;

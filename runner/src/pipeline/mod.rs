@@ -11,6 +11,7 @@ pub mod plugin;
 mod probe;
 mod raw;
 mod task;
+mod tasks;
 
 use std::fmt;
 use std::os::unix::fs::OpenOptionsExt;
@@ -235,7 +236,7 @@ pub fn parse(text: &str, dir: &Path) -> Result<Checked, Vec<Diagnostic>> {
         }
         Some(Value::Mapping(map)) => {
             let plugin_dirs = plugin::search_dirs(&plugin_dirs, dir);
-            task::check_all(&mut ctx, map, dir, heartbeat, &plugin_dirs)
+            tasks::check_all(&mut ctx, map, dir, heartbeat, &plugin_dirs)
         }
         Some(other) => {
             ctx.error(
@@ -250,6 +251,10 @@ pub fn parse(text: &str, dir: &Path) -> Result<Checked, Vec<Diagnostic>> {
     };
 
     if !ctx.errors.is_empty() {
+        // The copies of a task with `instances` make the same mistakes: each is said once.
+        let mut seen = std::collections::HashSet::new();
+        ctx.errors
+            .retain(|d| seen.insert((d.pos.line, d.pos.col, d.message.clone())));
         ctx.errors.sort_by_key(|d| d.pos);
         return Err(ctx.errors);
     }
@@ -285,6 +290,7 @@ fn log_config(ctx: &mut Ctx, logs: raw::Logs, dir: &Path) -> LogConfig {
         max_size,
         keep: logs.keep.unwrap_or(DEFAULT_KEEP),
         compress: logs.compress.unwrap_or(false),
+        timestamps: logs.timestamps.unwrap_or(false),
     }
 }
 

@@ -55,6 +55,7 @@ pub struct Logs {
     pub max_size: Option<ByteSize>,
     pub keep: Option<u32>,
     pub compress: Option<bool>,
+    pub timestamps: Option<bool>,
 }
 
 /// One entry of `tasks:`.
@@ -85,6 +86,9 @@ pub struct Task {
     pub limits: Option<Limits>,
     pub heartbeat: Option<TaskHeartbeat>,
     pub probe: Option<Probe>,
+    pub instances: Option<u32>,
+    #[serde(default)]
+    pub on_failure: Vec<String>,
 }
 
 /// A task's `probe:`: one of `exec`, `tcp`, `http`, and how often.
@@ -160,7 +164,7 @@ impl<'de> Deserialize<'de> for TaskHeartbeat {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Restart {
     Always,
     OnFailure,

@@ -1,6 +1,7 @@
-//! Checking one task beyond what serde checks, and building its [`TaskSpec`].
+//! Checking one task beyond what serde checks, and building its [`TaskSpec`] (the task set:
+//! `tasks.rs`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ffi::{CString, OsString};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -10,89 +11,23 @@ use nonstop_scheduler::policy::{Backoff, CrashLoop, Restart};
 use nonstop_scheduler::schedule::{CronSchedule, Schedule, Zone};
 use nonstop_scheduler::spawn::{Credentials, Limit, SpawnSpec};
 use nonstop_scheduler::task::{HeartbeatSpec, Kind, StopSpec, TaskSpec};
-use serde_yaml::Mapping;
 
 use super::{Ctx, HeartbeatConfig, raw};
 
-/// Checks every task of `tasks:` and the dependencies between them.
-pub(super) fn check_all(
-    ctx: &mut Ctx,
-    map: Mapping,
-    dir: &Path,
-    heartbeat: Option<HeartbeatConfig>,
-    plugin_dirs: &[PathBuf],
-) -> Vec<TaskSpec> {
-    let mut names = HashSet::new();
-    let mut raws = Vec::new();
-    for (key, value) in map {
-        let Some(name) = key.as_str().map(str::to_owned) else {
-            let (shown, what) = match &key {
-                serde_yaml::Value::Number(n) => (n.to_string(), "the number"),
-                serde_yaml::Value::Bool(b) => (b.to_string(), "the boolean"),
-                serde_yaml::Value::Null => ("null".to_owned(), "nothing"),
-                _ => (String::new(), "a list or map"),
-            };
-            let hint = if shown.is_empty() {
-                String::new()
-            } else {
-                format!(": write it in quotes (\"{shown}\")")
-            };
-            ctx.error_at_key(
-                &format!("tasks.{shown}"),
-                format!("a task name must be a string, found {what} {shown}{hint}")
-                    .replace("  ", " "),
-            );
-            continue;
-        };
-        let path = format!("tasks.{name}");
-        if let Err(why) = check_name(&name) {
-            ctx.error_at_key(&path, why);
-        }
-        names.insert(name.clone());
-        if value.is_null() {
-            ctx.error(
-                &path,
-                "empty task: it needs `command` (a program and its arguments)",
-            );
-            continue;
-        }
-        if let Some(raw) = ctx.section::<raw::Task>(&path, value) {
-            raws.push((name, raw));
-        }
-    }
-    let specs: Vec<TaskSpec> = raws
-        .into_iter()
-        .filter_map(|(name, raw)| check_task(ctx, &name, raw, dir, heartbeat, &names, plugin_dirs))
-        .collect();
-    check_cycles(ctx, &specs);
-    specs
-}
+/// The most copies `instances:` makes of a task.
+pub(super) const MAX_INSTANCES: u32 = 1000;
 
-/// Task names become log file names: keep them plain.
-fn check_name(name: &str) -> Result<(), String> {
-    let ok_start = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric());
-    let ok_chars = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if !ok_start || !ok_chars || name.len() > 64 {
-        return Err(format!(
-            "invalid task name \"{name}\": use letters, digits, '-', '_' and '.', starting with a \
-             letter or digit, at most 64 characters"
-        ));
-    }
-    Ok(())
-}
-
-fn check_task(
+/// Task `name`, or its copy number `instance` (named `NAME.I`; errors still point at `NAME`).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn check_task(
     ctx: &mut Ctx,
     name: &str,
+    instance: Option<u32>,
     t: raw::Task,
     dir: &Path,
     heartbeat: Option<HeartbeatConfig>,
     names: &HashSet<String>,
+    handlers: &HashSet<String>,
     plugin_dirs: &[PathBuf],
 ) -> Option<TaskSpec> {
     let path = format!("tasks.{name}");
@@ -147,7 +82,14 @@ fn check_task(
     };
 
     let (credentials, account) = credentials(ctx, &path, t.user.as_deref(), t.group.as_deref());
-    let mut env: Vec<(OsString, OsString)> = vec![("NONSTOP_TASK".into(), name.into())];
+    let own_name = match instance {
+        Some(i) => format!("{name}.{i}"),
+        None => name.to_owned(),
+    };
+    let mut env: Vec<(OsString, OsString)> = vec![("NONSTOP_TASK".into(), own_name.clone().into())];
+    if let Some(i) = instance {
+        env.push(("NONSTOP_INSTANCE".into(), i.to_string().into()));
+    }
     if let Some(h) = heartbeat {
         env.push(("NONSTOP_HEARTBEAT_KEY".into(), h.key.to_string().into()));
     }
@@ -211,7 +153,28 @@ fn check_task(
         None => (PathBuf::new(), Vec::new()),
     };
 
-    let kind = schedule(ctx, &path, &t);
+    // A task another names in `on_failure` runs once per failure: by default it is not
+    // restarted, and it cannot be periodic or restarted for ever.
+    let on_demand = handlers.contains(name);
+    if on_demand {
+        if t.every.is_some() || t.cron.is_some() {
+            ctx.error_at_key(
+                &field(if t.every.is_some() { "every" } else { "cron" }),
+                "this task is named in `on_failure`: it runs once per failure, not on a schedule",
+            );
+        }
+        if t.restart == Some(raw::Restart::Always) {
+            ctx.error_at_key(
+                &field("restart"),
+                "this task is named in `on_failure`: it runs once per failure; `restart: always` \
+                 would run it for ever (use on-failure or never)",
+            );
+        }
+    }
+    let kind = schedule(ctx, &path, &t).map(|kind| match kind {
+        Kind::Resident(_) if on_demand && t.restart.is_none() => Kind::Resident(Restart::Never),
+        kind => kind,
+    });
     let defaults = Backoff::default();
     let b = t.backoff.unwrap_or_default();
     let backoff = Backoff {
@@ -290,7 +253,7 @@ fn check_task(
         return None;
     }
     Some(TaskSpec {
-        name: name.to_owned(),
+        name: own_name,
         spawn,
         kind: kind?,
         backoff,
@@ -300,6 +263,9 @@ fn check_task(
         heartbeat,
         probe,
         plugin: plugin_library,
+        instance_of: instance.map(|_| name.to_owned()),
+        on_failure: t.on_failure,
+        on_demand,
     })
 }
 
@@ -730,108 +696,9 @@ fn has_cap_sys_resource() -> bool {
         .is_some_and(|caps| caps & (1 << 24) != 0)
 }
 
-/// Reports each cycle of `after` once, at the first task of it. A depth-first walk with an
-/// explicit stack: linear in tasks and dependencies, and no recursion, so a chain of 200,000
-/// tasks is fine.
-fn check_cycles(ctx: &mut Ctx, specs: &[TaskSpec]) {
-    let index: HashMap<&str, usize> = specs
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name.as_str(), i))
-        .collect();
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        New,
-        OnPath,
-        Done,
-    }
-    let mut mark = vec![Mark::New; specs.len()];
-    // The current path: (task, how many of its dependencies were looked at).
-    let mut path: Vec<(usize, usize)> = Vec::new();
-    for root in 0..specs.len() {
-        if mark[root] != Mark::New {
-            continue;
-        }
-        mark[root] = Mark::OnPath;
-        path.push((root, 0));
-        while let Some(&mut (task, ref mut next)) = path.last_mut() {
-            let Some(dep) = specs[task].after.get(*next) else {
-                mark[task] = Mark::Done;
-                path.pop();
-                continue;
-            };
-            *next += 1;
-            let Some(&d) = index.get(dep.as_str()) else {
-                continue;
-            };
-            match mark[d] {
-                Mark::Done => {}
-                Mark::New => {
-                    mark[d] = Mark::OnPath;
-                    path.push((d, 0));
-                }
-                Mark::OnPath => {
-                    let start = path.iter().position(|&(t, _)| t == d).unwrap_or(0);
-                    let mut cycle: Vec<&str> = path[start..]
-                        .iter()
-                        .map(|&(t, _)| specs[t].name.as_str())
-                        .collect();
-                    cycle.push(&specs[d].name);
-                    ctx.error(
-                        &format!("tasks.{}.after", cycle[0]),
-                        format!("cyclic dependency: {}", cycle.join(" -> ")),
-                    );
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn spec(name: &str, after: &[String]) -> TaskSpec {
-        TaskSpec {
-            name: name.into(),
-            spawn: SpawnSpec::default(),
-            kind: Kind::Resident(Restart::Always),
-            backoff: Backoff::default(),
-            crash_loop: CrashLoop::default(),
-            stop: StopSpec::default(),
-            after: after.to_vec(),
-            heartbeat: None,
-            probe: None,
-            plugin: None,
-        }
-    }
-
-    /// Linear and without recursion: a chain of 200,000 tasks is checked at once (the
-    /// recursive, quadratic walk it replaces overflows the stack here).
-    #[test]
-    fn a_long_chain_is_checked_for_cycles_in_linear_time() {
-        const N: usize = 200_000;
-        let names: Vec<String> = (0..N).map(|i| format!("t{i}")).collect();
-        let mut specs: Vec<TaskSpec> = (0..N)
-            .map(|i| spec(&names[i], if i == 0 { &[] } else { &names[i - 1..i] }))
-            .collect();
-        let mut ctx = Ctx {
-            positions: crate::pipeline::locate::Positions::of(""),
-            errors: Vec::new(),
-            warnings: Vec::new(),
-        };
-        check_cycles(&mut ctx, &specs);
-        assert!(ctx.errors.is_empty(), "{:?}", ctx.errors);
-        // Closing the chain into a ring is one cycle, reported once.
-        specs[0].after = vec![names[N - 1].clone()];
-        check_cycles(&mut ctx, &specs);
-        assert_eq!(ctx.errors.len(), 1);
-        assert!(
-            ctx.errors[0]
-                .message
-                .starts_with("cyclic dependency: t0 -> t199999 -> ")
-        );
-    }
 
     #[test]
     fn every_limit_a_pipeline_can_set_can_be_handed_off() {

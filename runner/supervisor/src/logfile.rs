@@ -27,6 +27,10 @@ pub struct TaskLog {
     /// The start of a line whose end has not come yet: kept back so that a rotation never
     /// falls inside a line (at most `max_size` bytes; a longer line is cut).
     partial: Vec<u8>,
+    /// `logs.timestamps`: whether lines are prefixed with their arrival time.
+    timestamps: bool,
+    /// With timestamps: whether the next byte begins a line (and gets a stamp).
+    at_line_start: bool,
 }
 
 impl TaskLog {
@@ -44,7 +48,25 @@ impl TaskLog {
             keep: config.keep,
             last: None,
             partial: Vec::new(),
+            timestamps: config.timestamps,
+            at_line_start: true,
         })
+    }
+
+    /// `data` with the arrival time (`2026-12-02T11:10:03.851960Z `, UTC) before each line
+    /// that begins in it; a line begun in an earlier piece keeps the stamp it got then.
+    fn stamped(&mut self, data: &[u8]) -> Vec<u8> {
+        let stamp = format!("{:.6} ", jiff::Timestamp::now());
+        let lines = data.iter().filter(|&&b| b == b'\n').count() + 1;
+        let mut out = Vec::with_capacity(data.len() + lines * stamp.len());
+        for piece in data.split_inclusive(|&b| b == b'\n') {
+            if self.at_line_start {
+                out.extend_from_slice(stamp.as_bytes());
+            }
+            out.extend_from_slice(piece);
+            self.at_line_start = piece.ends_with(b"\n");
+        }
+        out
     }
 
     /// Appends the whole lines of `data` (the start of a line that `data` does not finish
@@ -53,6 +75,14 @@ impl TaskLog {
     /// line is split across two files, except a single line longer than `max_size`, which is
     /// cut every `max_size` bytes. Returns the rotated files.
     pub fn write(&mut self, data: &[u8]) -> io::Result<Vec<PathBuf>> {
+        if self.timestamps && !data.is_empty() {
+            let stamped = self.stamped(data);
+            return self.write_whole_lines(&stamped);
+        }
+        self.write_whole_lines(data)
+    }
+
+    fn write_whole_lines(&mut self, data: &[u8]) -> io::Result<Vec<PathBuf>> {
         let mut rotated = Vec::new();
         match data.iter().rposition(|&b| b == b'\n') {
             None => self.partial.extend_from_slice(data),
@@ -77,12 +107,15 @@ impl TaskLog {
     }
 
     /// Writes the start of a line still kept back (the task ended without finishing its last
-    /// line).
+    /// line), ended with a newline: the next instance's output begins a line of its own.
     pub fn flush_partial(&mut self) -> io::Result<Vec<PathBuf>> {
-        let partial = std::mem::take(&mut self.partial);
+        // What comes next (another instance's output) begins a line of its own.
+        self.at_line_start = true;
+        let mut partial = std::mem::take(&mut self.partial);
         if partial.is_empty() {
             return Ok(Vec::new());
         }
+        partial.push(b'\n');
         self.write_lines(&partial)
     }
 
@@ -234,6 +267,7 @@ mod tests {
             max_size: 100,
             keep: 2,
             compress: false,
+            timestamps: false,
         };
         // The runner's lock made it before any log is opened.
         fs::create_dir(&config.dir).unwrap();
@@ -268,6 +302,7 @@ mod tests {
             max_size: 100,
             keep: 100,
             compress: false,
+            timestamps: false,
         };
         let mut log = TaskLog::open(&config, "t").unwrap();
         let burst: String = (0..50).map(|i| format!("line {i:02}\n")).collect();
@@ -296,6 +331,7 @@ mod tests {
             max_size: 1024,
             keep: 10_000,
             compress: false,
+            timestamps: false,
         };
         let mut log = TaskLog::open(&config, "t").unwrap();
         let text: String = (1..=20_000).map(|i| format!("{i}\n")).collect();
@@ -332,7 +368,7 @@ mod tests {
         assert!(
             fs::read_to_string(log.path())
                 .unwrap()
-                .ends_with("\nno end")
+                .ends_with("\nno end\n")
         );
     }
 
@@ -354,6 +390,43 @@ mod tests {
                 "/l/t.log.20260101-000000.10",
                 "/l/t.log.20260101-000001"
             ]
+        );
+    }
+
+    #[test]
+    fn with_timestamps_a_line_that_arrives_in_pieces_keeps_one_stamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            dir: dir.path().to_path_buf(),
+            max_size: 1 << 20,
+            keep: 2,
+            compress: false,
+            timestamps: true,
+        };
+        let mut log = TaskLog::open(&config, "t").unwrap();
+        log.write(b"one\ntw").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        log.write(b"o\nthr").unwrap();
+        log.write(b"ee").unwrap();
+        log.flush_partial().unwrap();
+        log.write(b"four\n").unwrap();
+        let text = fs::read_to_string(log.path()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        let parse = |line: &str| -> (jiff::Timestamp, String) {
+            let (stamp, rest) = line.split_once(' ').unwrap();
+            (stamp.parse().unwrap(), rest.to_owned())
+        };
+        let (t1, l1) = parse(lines[0]);
+        let (t2, l2) = parse(lines[1]);
+        let (_, l3) = parse(lines[2]);
+        let (_, l4) = parse(lines[3]);
+        assert_eq!([l1, l2, l3, l4], ["one", "two", "three", "four"]);
+        // "two" began with "one": the same stamp, though it ended 5 ms later.
+        assert_eq!(t1, t2);
+        assert!(
+            lines[0].ends_with("Z one")
+                && lines[0].len() == "2026-12-02T11:10:03.851960Z one".len()
         );
     }
 }

@@ -29,6 +29,8 @@ pub struct LogConfig {
     pub keep: u32,
     /// Gzip rotated files.
     pub compress: bool,
+    /// Prefix each line with the time its first byte arrived.
+    pub timestamps: bool,
 }
 
 /// `containment:`: how a task's processes are kept together (see `supervise::contain`).

@@ -22,6 +22,9 @@ fn spec(name: &str, restart: Restart, after: &[&str]) -> TaskSpec {
         heartbeat: None,
         probe: None,
         plugin: None,
+        instance_of: None,
+        on_failure: Vec::new(),
+        on_demand: false,
     }
 }
 

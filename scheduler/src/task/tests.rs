@@ -53,6 +53,9 @@ fn spec(kind: Kind) -> TaskSpec {
         heartbeat: None,
         probe: None,
         plugin: None,
+        instance_of: None,
+        on_failure: Vec::new(),
+        on_demand: false,
     }
 }
 

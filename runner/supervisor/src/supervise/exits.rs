@@ -175,6 +175,8 @@ impl Supervisor {
     fn ended(&mut self, i: usize, exit: Exit, ran: Option<(Pid, Duration)>, after: AfterExit) {
         self.finish_output(i);
         self.log_after_exit(i, exit, ran, after);
+        self.check_failure(i, exit, after);
+        self.next_failure(i);
         // A reload changed it while it ran: the new definition starts now.
         if after == AfterExit::Restarted
             && let Some(made) = self.entries[i].replacement.take()

@@ -14,6 +14,7 @@ mod contain;
 mod control;
 mod events;
 mod exits;
+mod failure;
 mod json;
 mod metrics;
 mod notify;
@@ -175,6 +176,14 @@ struct Entry {
     removed: bool,
     /// A reload changed it while it ran: what replaces it once the running instance is gone.
     replacement: Option<Box<Made>>,
+    /// Why the running instance is being stopped as a failure (hung, timeout), for
+    /// `on_failure`.
+    failure: Option<String>,
+    /// An `on_failure` task's command before the failure's variables are added (it is
+    /// prepared again for each failure); `None` for other tasks.
+    spawn_spec: Option<Box<spawn::SpawnSpec>>,
+    /// For an `on_failure` task: the failures that wait for its running instance to end.
+    failures: failure::Failures,
 }
 
 impl Entry {
@@ -210,6 +219,9 @@ impl Entry {
             fingerprint: made.fingerprint,
             removed: false,
             replacement: None,
+            failure: None,
+            spawn_spec: made.spawn_spec,
+            failures: Default::default(),
         })
     }
 }
@@ -223,6 +235,8 @@ struct Made {
     probe_prepared: Option<Box<spawn::Prepared>>,
     slot: Option<u32>,
     fingerprint: u64,
+    /// For an `on_failure` task: its command, kept to be prepared again for each failure.
+    spawn_spec: Option<Box<spawn::SpawnSpec>>,
 }
 
 /// Makes task `i` of `spec` ready to start (see [`Made`]).
@@ -275,12 +289,14 @@ fn make(
         None => spawn::Prepared::new(&spawn_spec),
     }
     .with_context(|| format!("cannot prepare the command of task {}", spec.name))?;
+    let spawn_spec = spec.on_demand.then(|| Box::new(spawn_spec));
     Ok(Made {
         spec,
         prepared,
         probe_prepared,
         slot,
         fingerprint,
+        spawn_spec,
     })
 }
 
@@ -598,6 +614,16 @@ impl Supervisor {
                     }
                     Due::Timeout { pid, signal } => {
                         warn!(task = %name, pid = pid.as_raw(), "run exceeded its timeout; sending {}", signal.as_str());
+                        let limit = match &self.entries[i].task.spec.kind {
+                            nonstop_scheduler::task::Kind::Periodic {
+                                timeout: Some(t), ..
+                            } => {
+                                format!(" of {}", human(*t))
+                            }
+                            _ => String::new(),
+                        };
+                        self.entries[i].failure =
+                            Some(format!("timeout: the run exceeded its timeout{limit}"));
                         self.signal_task(i, pid, signal);
                     }
                     Due::Kill { pid } => {
@@ -687,6 +713,7 @@ impl Supervisor {
             error!(task = %entry.name(), "cannot start {}: {e:#}", entry.task.spec.spawn.program.display());
             let after = entry.task.on_exit(Exit::SpawnFailed, now);
             self.log_after_exit(i, Exit::SpawnFailed, None, after);
+            self.check_failure(i, Exit::SpawnFailed, after);
             self.agenda.changed(i, &self.order);
             return;
         }
@@ -706,6 +733,7 @@ impl Supervisor {
                 self.by_pid.insert(pid, i);
                 entry.task.on_started(pid, now);
                 entry.hung = false;
+                entry.failure = None;
                 info!(task = %entry.name(), pid = pid.as_raw(), "started");
                 entry.probe = entry
                     .task
@@ -727,6 +755,7 @@ impl Supervisor {
                 error!(task = %entry.name(), "cannot start {}: {e}", entry.task.spec.spawn.program.display());
                 let after = entry.task.on_exit(Exit::SpawnFailed, now);
                 self.log_after_exit(i, Exit::SpawnFailed, None, after);
+                self.check_failure(i, Exit::SpawnFailed, after);
             }
         }
         // Running (or failed to start): the tasks after it may start (or never will).

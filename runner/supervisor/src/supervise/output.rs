@@ -44,7 +44,7 @@ impl Supervisor {
     }
 
     /// Task `i` is over (every process of its run is gone): copies what is left in its pipe,
-    /// and writes a last line that did not end.
+    /// and writes a last line that did not end (ending it).
     pub(super) fn finish_output(&mut self, i: usize) {
         self.drain(i);
         let result = self.entries[i].log.flush_partial();

@@ -203,6 +203,20 @@ impl Supervisor {
             .position(|e| !e.removed && e.name() == name)
     }
 
+    /// The tasks `name` names: the task of that name, else every copy of a task with
+    /// `instances` of that name.
+    pub(super) fn resolve(&self, name: &str) -> Vec<usize> {
+        if let Some(i) = self.find(name) {
+            return vec![i];
+        }
+        (0..self.entries.len())
+            .filter(|&i| {
+                let e = &self.entries[i];
+                !e.removed && e.task.spec.instance_of.as_deref() == Some(name)
+            })
+            .collect()
+    }
+
     /// Applies a checked pipeline: the diff (see the module's documentation).
     fn apply(&mut self, pipeline: Pipeline) -> Diff {
         let now = Now::read();
@@ -356,6 +370,7 @@ impl Supervisor {
         entry.probe_prepared = made.probe_prepared;
         entry.slot = made.slot;
         entry.fingerprint = made.fingerprint;
+        entry.spawn_spec = made.spawn_spec;
         entry.waiting_logged = false;
         entry.blocked_logged = false;
         entry.hung = false;

@@ -98,9 +98,9 @@ impl Supervisor {
         }
         let mut which = Vec::with_capacity(names.len());
         for name in names {
-            match self.find(name) {
-                Some(i) => which.push(i),
-                None => return error(&format!("no task named \"{name}\"")),
+            match self.resolve(name) {
+                found if !found.is_empty() => which.extend(found),
+                _ => return error(&format!("no task named \"{name}\"")),
             }
         }
         let now = Now::read();
@@ -201,6 +201,10 @@ impl Supervisor {
         let Kind::Resident(restart) = entry.task.spec.kind else {
             return true;
         };
+        // An `on_failure` task is stopped until a failure starts it.
+        if entry.task.spec.on_demand {
+            return true;
+        }
         match entry.task.phase() {
             Phase::Running { .. } => {
                 entry.task.ready()

@@ -397,6 +397,7 @@ impl Supervisor {
         match entry.task.on_hung(now) {
             Some((pid, signal)) => {
                 entry.hung = true;
+                entry.failure = Some(format!("hung: {what}"));
                 warn!(
                     task = %entry.name(), pid = pid.as_raw(),
                     "hung: {what}; sending {} and SIGCONT, SIGKILL after {}",

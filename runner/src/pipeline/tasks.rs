@@ -1,0 +1,291 @@
+//! The task set: every task of `tasks:` checked (copies made for `instances`, `on_failure`
+//! names resolved), and the dependencies between them (unknown names, cycles).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use nonstop_scheduler::task::TaskSpec;
+use serde_yaml::Mapping;
+
+use super::task::{MAX_INSTANCES, check_task};
+use super::{Ctx, HeartbeatConfig, raw};
+
+/// Checks every task of `tasks:` and the dependencies between them.
+pub(super) fn check_all(
+    ctx: &mut Ctx,
+    map: Mapping,
+    dir: &Path,
+    heartbeat: Option<HeartbeatConfig>,
+    plugin_dirs: &[PathBuf],
+) -> Vec<TaskSpec> {
+    let mut names = HashSet::new();
+    let mut raws = Vec::new();
+    // Tasks with `instances:`, and how many.
+    let mut groups: HashMap<String, u32> = HashMap::new();
+    for (key, value) in map {
+        let Some(name) = key.as_str().map(str::to_owned) else {
+            let (shown, what) = match &key {
+                serde_yaml::Value::Number(n) => (n.to_string(), "the number"),
+                serde_yaml::Value::Bool(b) => (b.to_string(), "the boolean"),
+                serde_yaml::Value::Null => ("null".to_owned(), "nothing"),
+                _ => (String::new(), "a list or map"),
+            };
+            let hint = if shown.is_empty() {
+                String::new()
+            } else {
+                format!(": write it in quotes (\"{shown}\")")
+            };
+            ctx.error_at_key(
+                &format!("tasks.{shown}"),
+                format!("a task name must be a string, found {what} {shown}{hint}")
+                    .replace("  ", " "),
+            );
+            continue;
+        };
+        let path = format!("tasks.{name}");
+        if let Err(why) = check_name(&name) {
+            ctx.error_at_key(&path, why);
+        }
+        names.insert(name.clone());
+        if value.is_null() {
+            ctx.error(
+                &path,
+                "empty task: it needs `command` (a program and its arguments)",
+            );
+            continue;
+        }
+        let Some(raw) = ctx.section::<raw::Task>(&path, value.clone()) else {
+            continue;
+        };
+        match raw.instances {
+            None => raws.push((name, None, raw)),
+            Some(n) if n == 0 || n > MAX_INSTANCES => ctx.error(
+                &format!("{path}.instances"),
+                format!("must be 1 to {MAX_INSTANCES}"),
+            ),
+            // Each copy is checked with `{instance}` replaced in every string of its
+            // definition: its command, arguments, environment, probe.
+            Some(n) => {
+                for i in 0..n {
+                    let copy = with_instance(value.clone(), i);
+                    if let Some(raw) = ctx.section::<raw::Task>(&path, copy) {
+                        raws.push((name.clone(), Some(i), raw));
+                    }
+                }
+                groups.insert(name.clone(), n);
+            }
+        }
+    }
+    // A copy's name may not be a task's; others may come `after` a copy.
+    for (group, n) in &groups {
+        for i in 0..*n {
+            let copy = format!("{group}.{i}");
+            if !names.insert(copy.clone()) {
+                ctx.error_at_key(
+                    &format!("tasks.{copy}"),
+                    format!("this name is taken by instance {i} of task {group} (instances: {n})"),
+                );
+            }
+        }
+    }
+    // The tasks named in `on_failure`, which must exist.
+    let mut handlers = HashSet::new();
+    for (name, _, raw) in &raws {
+        for (n, handler) in raw.on_failure.iter().enumerate() {
+            if !names.contains(handler) {
+                ctx.error(
+                    &format!("tasks.{name}.on_failure[{n}]"),
+                    format!("no task named \"{handler}\""),
+                );
+            } else if handler == name {
+                ctx.error(
+                    &format!("tasks.{name}.on_failure[{n}]"),
+                    "a task cannot be its own on_failure task",
+                );
+            }
+            handlers.insert(handler.clone());
+        }
+    }
+    let mut specs: Vec<TaskSpec> = raws
+        .into_iter()
+        .filter_map(|(name, instance, raw)| {
+            check_task(
+                ctx,
+                &name,
+                instance,
+                raw,
+                dir,
+                heartbeat,
+                &names,
+                &handlers,
+                plugin_dirs,
+            )
+        })
+        .collect();
+    // `after: [NAME]` of a task with instances waits for every copy.
+    for spec in &mut specs {
+        spec.after = std::mem::take(&mut spec.after)
+            .into_iter()
+            .flat_map(|dep| match groups.get(&dep) {
+                Some(&n) => (0..n).map(|i| format!("{dep}.{i}")).collect(),
+                None => vec![dep],
+            })
+            .collect();
+    }
+    check_cycles(ctx, &specs);
+    specs
+}
+
+/// `value` with `{instance}` replaced by `i` in every string, and no `instances` key.
+fn with_instance(value: serde_yaml::Value, i: u32) -> serde_yaml::Value {
+    use serde_yaml::Value;
+    match value {
+        Value::String(s) => Value::String(s.replace("{instance}", &i.to_string())),
+        Value::Sequence(items) => {
+            Value::Sequence(items.into_iter().map(|v| with_instance(v, i)).collect())
+        }
+        Value::Mapping(map) => Value::Mapping(
+            map.into_iter()
+                .filter(|(k, _)| k.as_str() != Some("instances"))
+                .map(|(k, v)| (k, with_instance(v, i)))
+                .collect(),
+        ),
+        Value::Tagged(tagged) => {
+            let tagged = *tagged;
+            Value::Tagged(Box::new(serde_yaml::value::TaggedValue {
+                tag: tagged.tag,
+                value: with_instance(tagged.value, i),
+            }))
+        }
+        other => other,
+    }
+}
+
+/// Task names become log file names: keep them plain.
+fn check_name(name: &str) -> Result<(), String> {
+    let ok_start = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok_start || !ok_chars || name.len() > 64 {
+        return Err(format!(
+            "invalid task name \"{name}\": use letters, digits, '-', '_' and '.', starting with a \
+             letter or digit, at most 64 characters"
+        ));
+    }
+    Ok(())
+}
+
+/// Reports each cycle of `after` once, at the first task of it. A depth-first walk with an
+/// explicit stack: linear in tasks and dependencies, and no recursion, so a chain of 200,000
+/// tasks is fine.
+fn check_cycles(ctx: &mut Ctx, specs: &[TaskSpec]) {
+    let index: HashMap<&str, usize> = specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnPath,
+        Done,
+    }
+    let mut mark = vec![Mark::New; specs.len()];
+    // The current path: (task, how many of its dependencies were looked at).
+    let mut path: Vec<(usize, usize)> = Vec::new();
+    for root in 0..specs.len() {
+        if mark[root] != Mark::New {
+            continue;
+        }
+        mark[root] = Mark::OnPath;
+        path.push((root, 0));
+        while let Some(&mut (task, ref mut next)) = path.last_mut() {
+            let Some(dep) = specs[task].after.get(*next) else {
+                mark[task] = Mark::Done;
+                path.pop();
+                continue;
+            };
+            *next += 1;
+            let Some(&d) = index.get(dep.as_str()) else {
+                continue;
+            };
+            match mark[d] {
+                Mark::Done => {}
+                Mark::New => {
+                    mark[d] = Mark::OnPath;
+                    path.push((d, 0));
+                }
+                Mark::OnPath => {
+                    let start = path.iter().position(|&(t, _)| t == d).unwrap_or(0);
+                    let mut cycle: Vec<&str> = path[start..]
+                        .iter()
+                        .map(|&(t, _)| specs[t].name.as_str())
+                        .collect();
+                    cycle.push(&specs[d].name);
+                    ctx.error(
+                        &format!("tasks.{}.after", cycle[0]),
+                        format!("cyclic dependency: {}", cycle.join(" -> ")),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nonstop_scheduler::policy::{Backoff, CrashLoop, Restart};
+    use nonstop_scheduler::spawn::SpawnSpec;
+    use nonstop_scheduler::task::{Kind, StopSpec};
+
+    use super::*;
+
+    fn spec(name: &str, after: &[String]) -> TaskSpec {
+        TaskSpec {
+            name: name.into(),
+            spawn: SpawnSpec::default(),
+            kind: Kind::Resident(Restart::Always),
+            backoff: Backoff::default(),
+            crash_loop: CrashLoop::default(),
+            stop: StopSpec::default(),
+            after: after.to_vec(),
+            heartbeat: None,
+            probe: None,
+            plugin: None,
+            instance_of: None,
+            on_failure: Vec::new(),
+            on_demand: false,
+        }
+    }
+
+    /// Linear and without recursion: a chain of 200,000 tasks is checked at once (the
+    /// recursive, quadratic walk it replaces overflows the stack here).
+    #[test]
+    fn a_long_chain_is_checked_for_cycles_in_linear_time() {
+        const N: usize = 200_000;
+        let names: Vec<String> = (0..N).map(|i| format!("t{i}")).collect();
+        let mut specs: Vec<TaskSpec> = (0..N)
+            .map(|i| spec(&names[i], if i == 0 { &[] } else { &names[i - 1..i] }))
+            .collect();
+        let mut ctx = Ctx {
+            positions: crate::pipeline::locate::Positions::of(""),
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        };
+        check_cycles(&mut ctx, &specs);
+        assert!(ctx.errors.is_empty(), "{:?}", ctx.errors);
+        // Closing the chain into a ring is one cycle, reported once.
+        specs[0].after = vec![names[N - 1].clone()];
+        check_cycles(&mut ctx, &specs);
+        assert_eq!(ctx.errors.len(), 1);
+        assert!(
+            ctx.errors[0]
+                .message
+                .starts_with("cyclic dependency: t0 -> t199999 -> ")
+        );
+    }
+}
