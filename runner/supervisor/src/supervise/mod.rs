@@ -580,12 +580,17 @@ impl Supervisor {
             .metrics
             .as_ref()
             .and_then(metrics::MetricsFile::deadline);
+        let reload = self
+            .reloading
+            .as_ref()
+            .and_then(reload::Reloading::deadline);
         tasks
             .chain(probes)
             .chain(watch)
             .chain(systemd)
             .chain(control)
             .chain(metrics)
+            .chain(reload)
             .min()
     }
 
@@ -593,6 +598,7 @@ impl Supervisor {
         if let Some(control) = &mut self.control {
             control.expire(now.mono, &self.events);
         }
+        self.time_reload(now.mono);
         self.sweep(now);
         self.drive_probes(now);
         for i in 0..self.entries.len() {

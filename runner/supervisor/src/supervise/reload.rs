@@ -34,6 +34,11 @@ use super::json::Object;
 use super::{Entry, Made, Supervisor, make};
 use crate::pipeline::Pipeline;
 
+/// How long the check of a reloaded file may take (it loads plugins to validate their
+/// arguments, each in a child of its own): past it, the check is killed and the reload
+/// refused.
+const CHECK_TIME: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A reload under way: the checking child, its two memfds, and who waits for the result.
 pub(super) struct Reloading {
     pid: Pid,
@@ -42,6 +47,15 @@ pub(super) struct Reloading {
     /// Control connections to answer when it is over.
     clients: Vec<RawFd>,
     since: Instant,
+    /// Whether it was killed for taking longer than [`CHECK_TIME`].
+    killed: bool,
+}
+
+impl Reloading {
+    /// When the check must be over.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        (!self.killed).then_some(self.since + CHECK_TIME)
+    }
 }
 
 /// What a reload did, by task name.
@@ -82,6 +96,7 @@ impl Supervisor {
                     err,
                     clients: client.into_iter().collect(),
                     since: Instant::now(),
+                    killed: false,
                 });
             }
             Err(e) => {
@@ -116,6 +131,22 @@ impl Supervisor {
         let pid = spawn::spawn_prepared(&prepared, output, self.runner, None)
             .context("cannot start nonstop reload-check")?;
         Ok((pid, out, err))
+    }
+
+    /// A check that takes longer than [`CHECK_TIME`] is killed (its exit then refuses the
+    /// reload).
+    pub(super) fn time_reload(&mut self, now: Instant) {
+        if let Some(reloading) = &mut self.reloading
+            && reloading.deadline().is_some_and(|d| d <= now)
+        {
+            error!(
+                pid = reloading.pid.as_raw(),
+                "the check of the reloaded file takes longer than {}: killing it",
+                super::human(CHECK_TIME)
+            );
+            reloading.killed = true;
+            let _ = nix::sys::signal::kill(reloading.pid, nix::sys::signal::Signal::SIGKILL);
+        }
     }
 
     /// Whether `pid` is the reload's checking child.
@@ -170,6 +201,21 @@ impl Supervisor {
                 self.notifier
                     .reloaded("reload failed; the pipeline runs on");
                 error_answer(&format!("{e:#}"))
+            }
+            // Killed (by the time limit, or by someone): the file was not found wrong.
+            Err(_) if matches!(exit, Exit::Signal(_)) => {
+                let why = if reloading.killed {
+                    format!("its check took longer than {}", super::human(CHECK_TIME))
+                } else {
+                    format!("its check was ended by {exit}")
+                };
+                error!(
+                    "reload of {} failed: {why}; the pipeline runs on unchanged",
+                    self.shown
+                );
+                self.notifier
+                    .reloaded("reload failed; the pipeline runs on");
+                error_answer(&format!("reload failed: {why}; nothing changed"))
             }
             Err(e) => {
                 error!(
