@@ -1,25 +1,17 @@
 //! Boot: `nonstop run -d` (rc.local) detaches and holds the pipeline; the runner as PID 1 of
 //! a pid namespace (a container's entrypoint) reaps orphans and stops on SIGTERM.
 
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::harness::{
-    KillOnDrop, PipelineDir, Runner, alive, nonstop, pid_of, wait_until, zombie_children,
+    KillOnDrop, PipelineDir, Runner, alive, ctl, nonstop, pid_of, wait_until, zombie_children,
 };
 
 const SECOND: Duration = Duration::from_secs(1);
-
-fn nonstop_in(p: &PipelineDir, args: &[&str]) -> Output {
-    Command::new(nonstop())
-        .args(args)
-        .env("NONSTOP_SOCKET", p.file("logs/nonstop.sock"))
-        .output()
-        .unwrap()
-}
 
 /// Field `n` of /proc/PID/stat, numbered as proc(5) numbers them (3: state, 4: ppid).
 fn stat_field(pid: i32, n: usize) -> i64 {
@@ -36,7 +28,7 @@ fn stat_field(pid: i32, n: usize) -> i64 {
 #[test]
 fn run_d_detaches_and_holds_the_pipeline_against_a_second_runner() {
     let p = PipelineDir::new("tasks:\n  web:\n    command: [sleep, \"1000\"]\n");
-    let out = nonstop_in(&p, &["run", "-d", p.path().to_str().unwrap()]);
+    let out = ctl(&p, &["run", "-d", p.path().to_str().unwrap()]);
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
     let runner: i32 = said
         .split("running in the background as pid ")
@@ -68,7 +60,7 @@ fn run_d_detaches_and_holds_the_pipeline_against_a_second_runner() {
         std::fs::read_to_string(p.file("logs/nonstop.log"))
             .is_ok_and(|l| l.contains("started task=web"))
     }));
-    let status = nonstop_in(&p, &["status"]);
+    let status = ctl(&p, &["status"]);
     assert!(status.status.success());
     assert!(String::from_utf8_lossy(&status.stdout).contains("running"));
     // A second runner, detached or not, is refused.
@@ -76,7 +68,7 @@ fn run_d_detaches_and_holds_the_pipeline_against_a_second_runner() {
         let mut args = args;
         let path = p.path();
         args.push(path.to_str().unwrap());
-        let out = nonstop_in(&p, &args);
+        let out = ctl(&p, &args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -84,7 +76,7 @@ fn run_d_detaches_and_holds_the_pipeline_against_a_second_runner() {
             "{args:?}: {err}"
         );
     }
-    assert!(nonstop_in(&p, &["shutdown"]).status.success());
+    assert!(ctl(&p, &["shutdown"]).status.success());
     assert!(wait_until(10 * SECOND, || !alive(runner)));
     let log = std::fs::read_to_string(p.file("logs/nonstop.log")).unwrap();
     assert!(log.contains("all tasks stopped"), "{log}");
@@ -95,7 +87,7 @@ fn run_d_of_an_invalid_pipeline_says_why_and_starts_nothing() {
     let p = PipelineDir::new(
         "tasks:\n  web:\n    command: [sleep, \"1000\"]\n    restart: sometimes\n",
     );
-    let out = nonstop_in(&p, &["run", "-d", p.path().to_str().unwrap()]);
+    let out = ctl(&p, &["run", "-d", p.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -123,7 +115,7 @@ fn as_pid_1_of_a_pid_namespace_the_runner_reaps_orphans_and_stops_on_sigterm() {
     let line = unshare.wait_for(&["started", "task=orphans"], 10 * SECOND);
     assert!(pid_of(&line) <= 3, "pids of the namespace: {line}");
     let status: serde_json::Value =
-        serde_json::from_slice(&nonstop_in(&p, &["status", "--json"]).stdout).unwrap();
+        serde_json::from_slice(&ctl(&p, &["status", "--json"]).stdout).unwrap();
     assert_eq!(status["runner"]["pid"], 1, "{status}");
     // The runner's pid outside: unshare's child.
     let runner = std::fs::read_to_string(format!(
@@ -144,7 +136,7 @@ fn as_pid_1_of_a_pid_namespace_the_runner_reaps_orphans_and_stops_on_sigterm() {
         "zombies: {:?}",
         zombie_children(runner)
     );
-    assert!(nonstop_in(&p, &["health"]).status.success());
+    assert!(ctl(&p, &["health"]).status.success());
     kill(Pid::from_raw(runner), Signal::SIGTERM).unwrap();
     unshare.wait_for(&["all tasks stopped"], 10 * SECOND);
     assert!(unshare.wait(10 * SECOND).success());

@@ -10,18 +10,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{KillOnDrop, PipelineDir, Runner, alive, nonstop, pid_of, wait_until};
+use crate::harness::{KillOnDrop, PipelineDir, Runner, alive, ctl, nonstop, pid_of, wait_until};
 
 const SECOND: Duration = Duration::from_secs(1);
-
-/// `nonstop ARGS` against the runner of `p` (the harness gives it `logs/nonstop.sock`).
-fn ctl(p: &PipelineDir, args: &[&str]) -> Output {
-    Command::new(nonstop())
-        .args(args)
-        .env("NONSTOP_SOCKET", p.file("logs/nonstop.sock"))
-        .output()
-        .unwrap()
-}
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()

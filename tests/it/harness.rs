@@ -518,3 +518,24 @@ pub fn with_socket(command: &mut Command) {
     let socket = dir.join("logs/nonstop.sock");
     command.env("NONSTOP_SOCKET", socket);
 }
+
+/// `nonstop ARGS` against the runner of `p`, through the control socket [`Runner::spawn`]
+/// gave it (`logs/nonstop.sock`).
+pub fn ctl(p: &PipelineDir, args: &[&str]) -> std::process::Output {
+    Command::new(nonstop())
+        .args(args)
+        .env("NONSTOP_SOCKET", p.file("logs/nonstop.sock"))
+        .output()
+        .unwrap()
+}
+
+/// [`ctl`] that must succeed: its stdout.
+pub fn ctl_ok(p: &PipelineDir, args: &[&str]) -> String {
+    let out = ctl(p, args);
+    assert!(
+        out.status.success(),
+        "nonstop {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

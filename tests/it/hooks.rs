@@ -1,22 +1,11 @@
 //! Operator features against the real runner: `instances` (copies of a task), `on_failure`
 //! (tasks started when another fails, told which and why) and `logs.timestamps`.
 
-use std::process::{Command, Output};
 use std::time::Duration;
 
-use crate::harness::{
-    KillOnDrop, PipelineDir, Runner, TestKey, alive, nonstop, pid_of, wait_until,
-};
+use crate::harness::{KillOnDrop, PipelineDir, Runner, TestKey, alive, ctl, pid_of, wait_until};
 
 const SECOND: Duration = Duration::from_secs(1);
-
-fn ctl(p: &PipelineDir, args: &[&str]) -> Output {
-    Command::new(nonstop())
-        .args(args)
-        .env("NONSTOP_SOCKET", p.file("logs/nonstop.sock"))
-        .output()
-        .unwrap()
-}
 
 #[test]
 fn instances_run_n_copies_each_with_its_number() {

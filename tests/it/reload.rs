@@ -2,7 +2,7 @@
 //! removed ones stop, changed ones restart, untouched ones keep their process; an invalid file
 //! changes nothing.
 
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
@@ -10,18 +10,10 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 use crate::harness::{
-    KillOnDrop, PipelineDir, Runner, TestKey, alive, nonstop, pid_of, wait_until,
+    KillOnDrop, PipelineDir, Runner, TestKey, alive, ctl, ctl_ok, nonstop, pid_of, wait_until,
 };
 
 const SECOND: Duration = Duration::from_secs(1);
-
-fn ctl(p: &PipelineDir, args: &[&str]) -> Output {
-    Command::new(nonstop())
-        .args(args)
-        .env("NONSTOP_SOCKET", p.file("logs/nonstop.sock"))
-        .output()
-        .unwrap()
-}
 
 /// Every task's pid (or null), by name.
 fn pids(p: &PipelineDir) -> Vec<(String, Value)> {
@@ -80,14 +72,8 @@ fn a_reload_starts_added_stops_removed_restarts_changed_and_leaves_the_rest() {
     }
     let _cleanup = KillOnDrop(started.values().copied().collect());
     std::fs::write(p.path(), AFTER).unwrap();
-    let out = ctl(&p, &["reload"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
+        ctl_ok(&p, &["reload"]),
         "added: added\nremoved: removed\nchanged: changed\nunchanged: 1\n"
     );
     runner.wait_for(&["stopped (signal SIGTERM)", "task=removed"], 10 * SECOND);
@@ -199,14 +185,8 @@ fn a_reload_keeps_what_cannot_change_live_and_moves_heartbeat_slots() {
         ),
     )
     .unwrap();
-    let out = ctl(&p, &["reload"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
+        ctl_ok(&p, &["reload"]),
         "changed: beating stopped\nunchanged: 0\n"
     );
     runner.wait_for(
