@@ -112,22 +112,21 @@ fn as_pid_1_of_a_pid_namespace_the_runner_reaps_orphans_and_stops_on_sigterm() {
         .arg(p.path());
     let mut unshare = Runner::spawn(&mut command);
     drop(command);
+    // The runner's pid outside: unshare's child.
+    let mut runner = 0;
+    assert!(wait_until(5 * SECOND, || {
+        runner = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", unshare.pid()))
+            .ok()
+            .and_then(|c| c.trim().parse().ok())
+            .unwrap_or(0);
+        runner > 0
+    }));
+    let _cleanup = StopInNamespace::new(runner, &p);
     let line = unshare.wait_for(&["started", "task=orphans"], 10 * SECOND);
     assert!(pid_of(&line) <= 3, "pids of the namespace: {line}");
     let status: serde_json::Value =
         serde_json::from_slice(&ctl(&p, &["status", "--json"]).stdout).unwrap();
     assert_eq!(status["runner"]["pid"], 1, "{status}");
-    // The runner's pid outside: unshare's child.
-    let runner = std::fs::read_to_string(format!(
-        "/proc/{}/task/{}/children",
-        unshare.pid(),
-        unshare.pid()
-    ))
-    .unwrap()
-    .trim()
-    .parse::<i32>()
-    .unwrap();
-    let _cleanup = KillOnDrop(vec![runner]);
     assert!(wait_until(5 * SECOND, || p.log("orphans").contains("made")));
     // The five orphans exit after 200 ms; none stays a zombie.
     std::thread::sleep(Duration::from_millis(400));
@@ -140,4 +139,83 @@ fn as_pid_1_of_a_pid_namespace_the_runner_reaps_orphans_and_stops_on_sigterm() {
     kill(Pid::from_raw(runner), Signal::SIGTERM).unwrap();
     unshare.wait_for(&["all tasks stopped"], 10 * SECOND);
     assert!(unshare.wait(10 * SECOND).success());
+}
+
+/// Ends a runner that is PID 1 of a pid namespace when a test fails: SIGTERM first, as its
+/// end takes every process of the namespace with it, its guard too, and only the runner
+/// itself removes the pipeline's cgroup then; after a SIGKILL, what is left of the cgroup is
+/// removed here.
+struct StopInNamespace {
+    runner: i32,
+    /// The runner's cgroup directory, where the pipeline's cgroup is made.
+    parent: Option<std::path::PathBuf>,
+    /// A part of the pipeline cgroup's name (from the test's directory).
+    marker: String,
+}
+
+impl StopInNamespace {
+    fn new(runner: i32, p: &PipelineDir) -> StopInNamespace {
+        let parent = std::fs::read_to_string(format!("/proc/{runner}/cgroup"))
+            .ok()
+            .and_then(|c| {
+                c.lines()
+                    .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
+            })
+            .and_then(|path| Some(cgroup2_mount()?.join(path.trim_start_matches('/'))));
+        let marker = p
+            .dir
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        StopInNamespace {
+            runner,
+            parent,
+            marker,
+        }
+    }
+}
+
+impl Drop for StopInNamespace {
+    fn drop(&mut self) {
+        if alive(self.runner) {
+            let _ = kill(Pid::from_raw(self.runner), Signal::SIGTERM);
+            if !wait_until(10 * SECOND, || !alive(self.runner)) {
+                let _ = kill(Pid::from_raw(self.runner), Signal::SIGKILL);
+                wait_until(5 * SECOND, || !alive(self.runner));
+            }
+        }
+        let Some(parent) = &self.parent else {
+            return;
+        };
+        for dir in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+            if dir.file_name().to_string_lossy().contains(&self.marker) {
+                for child in std::fs::read_dir(dir.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    if child.path().is_dir() {
+                        let _ = std::fs::remove_dir(child.path());
+                    }
+                }
+                let _ = std::fs::remove_dir(dir.path());
+            }
+        }
+    }
+}
+
+/// Where the cgroup v2 hierarchy is mounted (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified`
+/// on a hybrid system), from /proc/self/mountinfo.
+fn cgroup2_mount() -> Option<std::path::PathBuf> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .ok()?
+        .lines()
+        .find(|l| {
+            l.split(" - ")
+                .nth(1)
+                .is_some_and(|fs| fs.starts_with("cgroup2 "))
+        })
+        .and_then(|l| l.split_whitespace().nth(4).map(std::path::PathBuf::from))
 }
