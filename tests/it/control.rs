@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{KillOnDrop, PipelineDir, Runner, alive, ctl, nonstop, pid_of, wait_until};
+use crate::harness::{
+    KillOnDrop, PipelineDir, Runner, alive, ctl, ctl_ok, nonstop, pid_of, wait_until,
+};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -370,4 +372,70 @@ fn completions_and_the_man_page_come_from_the_command_line_definition() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// `nonstop logs -f` follows a log through its rotations without losing or repeating a line,
+/// and `-n` reads back through the rotated files, gzipped ones too.
+#[test]
+fn logs_follow_the_log_across_rotations() {
+    let p = PipelineDir::new(
+        "logs: { max_size: 1K, keep: 50, compress: true }\ntasks:\n  chatty:\n    command: [sh, -c, \"i=0; while true; do i=$((i+1)); echo line $i; sleep 0.002; done\"]\n",
+    );
+    let mut runner = Runner::start(&p);
+    let chatty = pid_of(&runner.wait_for(&["started", "task=chatty"], 10 * SECOND));
+    let _cleanup = KillOnDrop(vec![chatty]);
+    // Until a few rotations have happened (some compressed by now, some not yet).
+    assert!(wait_until(20 * SECOND, || {
+        std::fs::read_dir(p.file("logs"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("chatty.log.")
+            })
+            .count()
+            >= 3
+    }));
+    let mut follow = Command::new(nonstop())
+        .args(["logs", "chatty", "-f", "-n", "1"])
+        .env("NONSTOP_SOCKET", p.file("logs/nonstop.sock"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _follow_cleanup = KillOnDrop(vec![follow.id() as i32]);
+    std::thread::sleep(Duration::from_millis(1500));
+    kill_pid(follow.id() as i32);
+    let mut out = String::new();
+    std::io::Read::read_to_string(follow.stdout.as_mut().unwrap(), &mut out).unwrap();
+    let _ = follow.wait();
+    let numbers: Vec<u64> = out
+        .lines()
+        .map(|l| l.strip_prefix("line ").unwrap().parse().unwrap())
+        .collect();
+    assert!(numbers.len() > 50, "{} lines followed", numbers.len());
+    for pair in numbers.windows(2) {
+        assert_eq!(pair[1], pair[0] + 1, "a line lost or repeated: {pair:?}");
+    }
+    // Followed across at least one rotation (each file holds about 100 lines).
+    assert!(numbers.len() > 150, "{} lines", numbers.len());
+    // -n reads back through the rotated files, in order.
+    let back = ctl_ok(&p, &["logs", "chatty", "-n", "300"]);
+    let numbers: Vec<u64> = back
+        .lines()
+        .map(|l| l.strip_prefix("line ").unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(numbers.len(), 300);
+    for pair in numbers.windows(2) {
+        assert_eq!(pair[1], pair[0] + 1, "{pair:?}");
+    }
+    assert!(runner.terminate(10 * SECOND).success());
+}
+
+fn kill_pid(pid: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    );
 }

@@ -301,6 +301,13 @@ impl Supervisor {
                 continue;
             }
             let name = spec.name.clone();
+            if spec.heartbeat.is_some() && self.watch.is_none() {
+                warn!(
+                    task = %name,
+                    "it has a heartbeat, but this runner started without a heartbeat table: it \
+                     runs unwatched until the runner is restarted"
+                );
+            }
             let i = found
                 .or_else(|| self.free_index())
                 .unwrap_or(self.entries.len());
