@@ -204,3 +204,42 @@ fn a_reload_keeps_what_cannot_change_live_and_moves_heartbeat_slots() {
     assert!(after.to_string().contains(&second.to_string()), "{after}");
     assert!(runner.terminate(10 * SECOND).success());
 }
+
+/// A task removed by one reload and added back by the next while it is still stopping comes
+/// back in its own place: one instance at a time, the new one once the old is gone.
+#[test]
+fn a_task_added_back_while_still_stopping_waits_for_its_old_instance() {
+    let slow = "tasks:\n  keep:\n    command: [sleep, \"1000\"]\n  slow:\n    command: [sh, -c, \"trap '' TERM; echo up; while true; do sleep 0.05; done\"]\n    stop: { grace: 1s }\n";
+    let without = "tasks:\n  keep:\n    command: [sleep, \"1000\"]\n";
+    let p = PipelineDir::new(slow);
+    let mut runner = Runner::start(&p);
+    let keep = pid_of(&runner.wait_for(&["started", "task=keep"], 10 * SECOND));
+    let old = pid_of(&runner.wait_for(&["started", "task=slow"], 10 * SECOND));
+    let _cleanup = KillOnDrop(vec![keep, old]);
+    assert!(wait_until(5 * SECOND, || p.log("slow").contains("up")));
+    std::fs::write(p.path(), without).unwrap();
+    assert_eq!(ctl_ok(&p, &["reload"]), "removed: slow\nunchanged: 1\n");
+    std::fs::write(p.path(), slow).unwrap();
+    assert_eq!(ctl_ok(&p, &["reload"]), "added: slow\nunchanged: 1\n");
+    // The old instance ignores SIGTERM: it goes at SIGKILL, after its grace; only then the
+    // new one starts.
+    assert!(alive(old));
+    let line = runner.wait_for(&["started", "task=slow"], 10 * SECOND);
+    let new = pid_of(&line);
+    let _cleanup2 = KillOnDrop(vec![new]);
+    assert!(!alive(old), "two instances of slow at once");
+    let log = runner.seen.join("\n");
+    let killed = log.find("sending SIGKILL task=slow").expect(&log);
+    let started = log.rfind("started task=slow").unwrap();
+    assert!(killed < started, "{log}");
+    let status: serde_json::Value =
+        serde_json::from_slice(&ctl(&p, &["status", "--json"]).stdout).unwrap();
+    let names: Vec<&str> = status["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["keep", "slow"]);
+    assert!(runner.terminate(10 * SECOND).success());
+}

@@ -293,6 +293,21 @@ impl Supervisor {
         let socket = self.control.as_ref().map(|c| c.path().to_owned());
         let mut grew = false;
         for spec in pipeline.tasks {
+            // Removed by an earlier reload and still stopping: it comes back in its own place
+            // and starts again once its instance is gone (two instances of one name would
+            // share its cgroup and its log).
+            if self.find(&spec.name).is_none()
+                && let Some(i) = self.still_stopping(&spec.name)
+            {
+                info!(task = %spec.name, "added back by the reload: it starts again once it has stopped");
+                diff.added.push(spec.name.clone());
+                self.entries[i].removed = false;
+                grew = true;
+                if self.entries[i].fingerprint == super::fingerprint(&spec) {
+                    self.entries[i].task.start();
+                    continue;
+                }
+            }
             let found = self.find(&spec.name);
             if let Some(i) = found
                 && self.entries[i].fingerprint == super::fingerprint(&spec)
@@ -328,7 +343,9 @@ impl Supervisor {
             let made_slot = made.slot;
             match found {
                 Some(i) => {
-                    diff.changed.push(name);
+                    if !diff.added.contains(&name) {
+                        diff.changed.push(name);
+                    }
                     self.change(i, made, now);
                 }
                 None => match Entry::open(made, &self.globals.logs, &self.events) {
@@ -381,6 +398,15 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// A task of that name that a reload removed and whose instance is still stopping.
+    fn still_stopping(&self, name: &str) -> Option<usize> {
+        self.entries.iter().position(|e| {
+            e.removed
+                && e.name() == name
+                && (e.task.phase().pid().is_some() || e.task.lingering().is_some())
+        })
     }
 
     /// A removed task's place that a new one may take: its process gone, its last output
