@@ -149,6 +149,11 @@ impl Supervisor {
         }
     }
 
+    /// The reload's checking child, while one runs.
+    pub(super) fn reload_check_pid(&self) -> Option<Pid> {
+        self.reloading.as_ref().map(|r| r.pid)
+    }
+
     /// Whether `pid` is the reload's checking child.
     pub(super) fn is_reload_check(&self, pid: Pid) -> bool {
         self.reloading.as_ref().is_some_and(|r| r.pid == pid)
@@ -175,6 +180,11 @@ impl Supervisor {
             Err(anyhow::anyhow!("{}", messages.trim_end()))
         };
         let answer = match result {
+            // The shutdown began meanwhile: nothing more is started or changed.
+            _ if self.shutdown.is_some() => {
+                info!("the reload of {} is dropped: the runner is shutting down", self.shown);
+                error_answer("the runner is shutting down")
+            }
             Ok(pipeline) => {
                 for line in messages.lines() {
                     warn!("{line}");

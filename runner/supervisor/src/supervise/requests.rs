@@ -184,6 +184,10 @@ impl Supervisor {
     /// Starts the shutdown (SIGTERM's, a control request's; logged by the caller): every task
     /// is stopped in order.
     pub(super) fn begin_shutdown(&mut self, why: &str) {
+        // A reload's check has nothing left to do: its end is answered "shutting down".
+        if let Some(pid) = self.reload_check_pid() {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
         self.notifier
             .stopping(&format!("stopping {} tasks ({why})", self.entries.len()));
         self.shutdown = Some(super::Shutdown {
