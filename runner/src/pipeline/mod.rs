@@ -270,7 +270,9 @@ pub fn parse(text: &str, dir: &Path) -> Result<Checked, Vec<Diagnostic>> {
             control,
             metrics,
             tasks: specs,
-        },
+            fingerprints: Vec::new(),
+        }
+        .with_fingerprints(),
         warnings: ctx.warnings,
     })
 }

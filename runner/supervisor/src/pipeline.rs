@@ -69,6 +69,34 @@ pub struct Pipeline {
     pub metrics: Option<PathBuf>,
     /// The tasks, in file order.
     pub tasks: Vec<TaskSpec>,
+    /// A digest of each task's definition, in the same order ([`Pipeline::with_fingerprints`]):
+    /// a reload restarts a task whose digest changed. Computed by `nonstop` when it checks
+    /// the file, so the supervisor never encodes a spec.
+    pub fingerprints: Vec<u64>,
+}
+
+impl Pipeline {
+    /// The pipeline with [`Pipeline::fingerprints`] filled in: each task's encoded form (which
+    /// holds every field), hashed.
+    pub fn with_fingerprints(mut self) -> Pipeline {
+        use std::hash::{Hash, Hasher};
+        self.fingerprints = self
+            .tasks
+            .iter()
+            .map(|spec| {
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                // Not encodable (impossible for a checked spec): 0, a digest that a reload
+                // sees as changed unless the next is not encodable either.
+                postcard::to_stdvec(spec)
+                    .map(|bytes| {
+                        bytes.hash(&mut hasher);
+                        hasher.finish()
+                    })
+                    .unwrap_or(0)
+            })
+            .collect();
+        self
+    }
 }
 
 /// A [`Key`] as its number.

@@ -243,12 +243,12 @@ struct Made {
 fn make(
     i: usize,
     spec: nonstop_scheduler::task::TaskSpec,
+    fingerprint: u64,
     inherited_nofile: (u64, u64),
     socket: Option<&std::path::Path>,
     watch: &mut Option<Watch>,
     nonstop: RawFd,
 ) -> anyhow::Result<Made> {
-    let fingerprint = fingerprint(&spec);
     // The prepared form is all a start needs: the spec's own copy goes (a hundred tasks kept
     // both), but for the program's name.
     let mut spec = spec;
@@ -298,20 +298,6 @@ fn make(
         fingerprint,
         spawn_spec,
     })
-}
-
-/// A digest of `spec` (its encoded form, which holds every field): equal for a task the
-/// pipeline did not change.
-fn fingerprint(spec: &nonstop_scheduler::task::TaskSpec) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    match postcard::to_stdvec(spec) {
-        Ok(bytes) => bytes.hash(&mut hasher),
-        // Not encodable (it was decoded from this very encoding, so never): every reload
-        // sees it as changed.
-        Err(_) => return 0,
-    }
-    hasher.finish()
 }
 
 /// Shutdown, once SIGTERM or SIGINT came.
@@ -410,10 +396,12 @@ impl Supervisor {
         let mut entries = Vec::with_capacity(pipeline.tasks.len());
         let mut pipes = HashMap::new();
         let socket = control.as_ref().map(|c| c.path().to_owned());
+        let fingerprints = pipeline.fingerprints;
         for (i, spec) in pipeline.tasks.into_iter().enumerate() {
             let made = make(
                 i,
                 spec,
+                fingerprints.get(i).copied().unwrap_or(0),
                 inherited_nofile,
                 socket.as_deref(),
                 &mut watch,

@@ -302,7 +302,7 @@ impl Supervisor {
         }
         let socket = self.control.as_ref().map(|c| c.path().to_owned());
         let mut grew = false;
-        for spec in pipeline.tasks {
+        for (spec, fingerprint) in pipeline.tasks.into_iter().zip(pipeline.fingerprints) {
             // Removed by an earlier reload and still stopping: it comes back in its own place
             // and starts again once its instance is gone (two instances of one name would
             // share its cgroup and its log).
@@ -313,14 +313,14 @@ impl Supervisor {
                 diff.added.push(spec.name.clone());
                 self.entries[i].removed = false;
                 grew = true;
-                if self.entries[i].fingerprint == super::fingerprint(&spec) {
+                if self.entries[i].fingerprint == fingerprint {
                     self.entries[i].task.start();
                     continue;
                 }
             }
             let found = self.find(&spec.name);
             if let Some(i) = found
-                && self.entries[i].fingerprint == super::fingerprint(&spec)
+                && self.entries[i].fingerprint == fingerprint
             {
                 diff.unchanged += 1;
                 continue;
@@ -339,6 +339,7 @@ impl Supervisor {
             let made = match make(
                 i,
                 spec,
+                fingerprint,
                 self.inherited_nofile,
                 socket.as_deref(),
                 &mut self.watch,
