@@ -7,6 +7,12 @@ use std::fmt::Write;
 /// Appends `s` to `out` as a JSON string.
 pub(super) fn string(out: &mut String, s: &str) {
     out.push('"');
+    // Most strings (names, states, paths) need no escape at all: one scan, one copy.
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     // Runs of characters that need no escape are copied whole (a metrics text is ~500 KB).
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
@@ -57,6 +63,14 @@ impl<'a> Object<'a> {
         let out = self.key(key);
         string(out, value);
         self
+    }
+
+    /// A path, as text (lossily, in the rare path that is not UTF-8).
+    pub(super) fn path(&mut self, key: &str, value: &std::path::Path) -> &mut Self {
+        match value.to_str() {
+            Some(s) => self.str(key, s),
+            None => self.str(key, &value.to_string_lossy()),
+        }
     }
 
     pub(super) fn opt_str(&mut self, key: &str, value: Option<&str>) -> &mut Self {

@@ -258,7 +258,7 @@ impl Supervisor {
                     .str("pipeline", &self.shown)
                     .str("since", &time(wall_of(now, self.started)))
                     .secs("uptime", uptime)
-                    .str("logs", &self.globals.logs.dir.display().to_string())
+                    .path("logs", &self.globals.logs.dir)
                     .str("containment", self.containment.word())
                     .bool("shutting_down", self.shutdown.is_some())
                     .end();
@@ -331,7 +331,7 @@ impl Supervisor {
             }),
             None => o.raw("probe", "null"),
         };
-        o.str("log", &entry.log.path().display().to_string());
+        o.path("log", entry.log.path());
         o.end();
     }
 }
