@@ -182,7 +182,10 @@ impl Supervisor {
         let answer = match result {
             // The shutdown began meanwhile: nothing more is started or changed.
             _ if self.shutdown.is_some() => {
-                info!("the reload of {} is dropped: the runner is shutting down", self.shown);
+                info!(
+                    "the reload of {} is dropped: the runner is shutting down",
+                    self.shown
+                );
                 error_answer("the runner is shutting down")
             }
             Ok(pipeline) => {
