@@ -35,6 +35,7 @@ use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstatat, futimens};
 use nix::sys::time::TimeSpec;
 use nix::unistd::UnlinkatFlags;
 use nonstop_core::plugin::{Context, Task};
+use nonstop_plugin_files::{compile, names};
 use serde::Deserialize;
 
 /// The suffix of a temporary file (after `.NAME.gz`).
@@ -93,19 +94,6 @@ struct Job {
     dir: Arc<OwnedFd>,
     name: OsString,
     shown: PathBuf,
-}
-
-fn compile(patterns: &[String]) -> Result<Vec<glob::Pattern>, String> {
-    if patterns.is_empty() {
-        return Err("match: give at least one pattern (\"*.log\" matches every .log file)".into());
-    }
-    patterns
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            glob::Pattern::new(p).map_err(|e| format!("match[{i}]: {p:?} is not a pattern: {e}"))
-        })
-        .collect()
 }
 
 fn check(args: &Args) -> Result<Vec<glob::Pattern>, String> {
@@ -502,25 +490,6 @@ fn compress(job: &Job, level: u32) -> Result<(u64, u64), String> {
             e.desc()
         )),
     }
-}
-
-/// The names in the directory open at `dir` (without `.` and `..`), with their types when
-/// the file system gives them (`d_type`).
-fn names(dir: &OwnedFd) -> nix::Result<Vec<(OsString, Option<nix::dir::Type>)>> {
-    let own = dir
-        .as_fd()
-        .try_clone_to_owned()
-        .map_err(|_| Errno::EMFILE)?;
-    let mut d = nix::dir::Dir::from_fd(own)?;
-    let mut out = Vec::new();
-    for entry in d.iter() {
-        let entry = entry?;
-        let name = entry.file_name().to_bytes();
-        if name != b"." && name != b".." {
-            out.push((OsStr::from_bytes(name).to_owned(), entry.file_type()));
-        }
-    }
-    Ok(out)
 }
 
 struct Gzip;

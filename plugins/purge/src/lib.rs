@@ -15,8 +15,8 @@
 //! between two calls is refused by the kernel, not followed). Symbolic links, sockets and the
 //! like are left alone; only regular files are deleted.
 
-use std::ffi::{OsStr, OsString};
-use std::os::fd::{AsFd, OwnedFd};
+use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -26,6 +26,7 @@ use nix::fcntl::{AtFlags, OFlag, open, openat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstatat};
 use nix::unistd::UnlinkatFlags;
 use nonstop_core::plugin::{Context, Task};
+use nonstop_plugin_files::{compile, names};
 use serde::Deserialize;
 
 /// The task's `args`.
@@ -101,19 +102,6 @@ pub fn purge(args: &Args, report: &mut dyn Report) -> Result<Stats, String> {
     };
     walk.dir(&root, &args.dir)?;
     Ok(walk.stats)
-}
-
-fn compile(patterns: &[String]) -> Result<Vec<glob::Pattern>, String> {
-    if patterns.is_empty() {
-        return Err("match: give at least one pattern (\"*.log\" matches every .log file)".into());
-    }
-    patterns
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            glob::Pattern::new(p).map_err(|e| format!("match[{i}]: {p:?} is not a pattern: {e}"))
-        })
-        .collect()
 }
 
 struct Walk<'a> {
@@ -249,26 +237,6 @@ impl Walk<'_> {
                 .log(&format!("purge: {verb} {}", path.display()));
         }
     }
-}
-
-/// The names in the directory open at `dir` (without `.` and `..`), with their types when
-/// the file system gives them (`d_type`).
-fn names(dir: &OwnedFd) -> nix::Result<Vec<(OsString, Option<nix::dir::Type>)>> {
-    // Dir takes a descriptor of its own, which it closes.
-    let own = dir
-        .as_fd()
-        .try_clone_to_owned()
-        .map_err(|_| Errno::EMFILE)?;
-    let mut d = nix::dir::Dir::from_fd(own)?;
-    let mut out = Vec::new();
-    for entry in d.iter() {
-        let entry = entry?;
-        let name = entry.file_name().to_bytes();
-        if name != b"." && name != b".." {
-            out.push((OsStr::from_bytes(name).to_owned(), entry.file_type()));
-        }
-    }
-    Ok(out)
 }
 
 struct Purge;
