@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::harness::{PipelineDir, nonstop};
+use crate::harness::{PipelineDir, check_ok, nonstop};
 
 #[test]
 fn a_good_pipeline_gets_one_line_per_task_and_exit_0() {
@@ -28,17 +28,7 @@ tasks:
     env: { PATH: /usr/bin }
 ",
     );
-    let out = Command::new(nonstop())
-        .arg("check")
-        .arg(p.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = check_ok(&p.path());
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
         lines,

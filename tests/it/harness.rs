@@ -539,3 +539,20 @@ pub fn ctl_ok(p: &PipelineDir, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// `nonstop check FILE`, which must succeed: its stdout (one line per task).
+pub fn check_ok(file: &Path) -> String {
+    let out = Command::new(nonstop())
+        .arg("check")
+        .arg(file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "nonstop check {}: {stdout}{}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}

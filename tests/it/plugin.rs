@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::{PipelineDir, Runner, c_library, misbehave_plugin, nonstop};
+use crate::harness::{PipelineDir, Runner, c_library, check_ok, misbehave_plugin, nonstop};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -466,17 +466,7 @@ fn the_seed_example_checks_with_the_built_in_plugins() {
         assert_eq!(lib.parent(), nonstop().parent(), "{}", lib.display());
     }
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed.yaml");
-    let out = Command::new(nonstop())
-        .arg("check")
-        .arg(&example)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = check_ok(&example);
     for task in ["checkproc", "gzipfiles", "deletelogs", "deletesurf"] {
         assert!(stdout.contains(task), "{stdout}");
     }
