@@ -3,7 +3,7 @@
 //!
 //! - `cargo xtask ci`: exactly what CI runs: format check, clippy with warnings as errors, the
 //!   whole test suite, then a check that the suite left no System V objects behind.
-//! - `cargo xtask bench [beat|spawn|runner|watch|plugins]`: the benchmarks, each printing ratios against a
+//! - `cargo xtask bench [beat|spawn|runner|watch|plugins|control]`: the benchmarks, each printing ratios against a
 //!   baseline measured in the same run.
 //! - `cargo xtask demo`: builds the runner and the example server and runs
 //!   `examples/demo.yaml` until Ctrl-C.
