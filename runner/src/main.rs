@@ -202,7 +202,9 @@ fn main() -> ExitCode {
         } => match (detach, daemon_stage) {
             (_, Some(1)) => detach::stage1(&file),
             (true, None) => detach::detach(&file, socket),
-            _ => run::run(&file, socket),
+            // The detached runner: its stdout and stderr are LOGS_DIR/nonstop.log.
+            (_, Some(_)) => run::run(&file, socket, true),
+            (false, None) => run::run(&file, socket, false),
         },
         Command::CompressLog { file } => compress::compress(&file),
         Command::Beat => beat::run(),

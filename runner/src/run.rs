@@ -15,8 +15,10 @@ use nonstop_supervisor::pipeline::ControlConfig;
 
 /// Runs the pipeline at `file` until SIGTERM/SIGINT and every task is stopped.
 /// The control socket is the pipeline's `control.socket`, else `socket` (`--socket`), else
-/// the default (`control::default_socket`); with none, there is no control socket.
-pub fn run(file: &Path, socket: Option<&Path>) -> anyhow::Result<ExitCode> {
+/// the default (`control::default_socket`); with none, there is no control socket. A
+/// `detached` runner (`run -d`) writes its own log to `LOGS_DIR/nonstop.log`, which SIGUSR2
+/// opens again.
+pub fn run(file: &Path, socket: Option<&Path>, detached: bool) -> anyhow::Result<ExitCode> {
     let shown = file.display().to_string();
     let checked = match pipeline::load(file) {
         Ok(c) => c,
@@ -41,6 +43,15 @@ pub fn run(file: &Path, socket: Option<&Path>) -> anyhow::Result<ExitCode> {
                  the like"
             ),
         }
+    }
+    if detached {
+        checked.pipeline.own_log = Some(checked.pipeline.logs.dir.join(crate::detach::LOG));
+    }
+    // Absolute, as tasks are told it (NONSTOP_SOCKET) and may run in other directories.
+    if let Some(control) = &mut checked.pipeline.control {
+        control.socket = std::path::absolute(&control.socket).with_context(|| {
+            format!("cannot make {} an absolute path", control.socket.display())
+        })?;
     }
     let binaries = Binaries::open()?;
     // Blocked before the hand-off, so a SIGTERM sent meanwhile waits for the signalfd.

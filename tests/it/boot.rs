@@ -76,10 +76,22 @@ fn run_d_detaches_and_holds_the_pipeline_against_a_second_runner() {
             "{args:?}: {err}"
         );
     }
+    // Its log moved away (logrotate without copytruncate), SIGUSR2 opens a new one.
+    std::fs::rename(p.file("logs/nonstop.log"), p.file("logs/nonstop.log.1")).unwrap();
+    kill(Pid::from_raw(runner), Signal::SIGUSR2).unwrap();
+    assert!(wait_until(5 * SECOND, || {
+        std::fs::read_to_string(p.file("logs/nonstop.log"))
+            .is_ok_and(|l| l.contains("reopened 1 task logs and "))
+    }));
     assert!(ctl(&p, &["shutdown"]).status.success());
     assert!(wait_until(10 * SECOND, || !alive(runner)));
     let log = std::fs::read_to_string(p.file("logs/nonstop.log")).unwrap();
     assert!(log.contains("all tasks stopped"), "{log}");
+    let old = std::fs::read_to_string(p.file("logs/nonstop.log.1")).unwrap();
+    assert!(
+        old.contains("started task=web") && !old.contains("all tasks stopped"),
+        "{old}"
+    );
 }
 
 #[test]

@@ -269,6 +269,7 @@ pub fn parse(text: &str, dir: &Path) -> Result<Checked, Vec<Diagnostic>> {
             },
             control,
             metrics,
+            own_log: None,
             tasks: specs,
             fingerprints: Vec::new(),
         }

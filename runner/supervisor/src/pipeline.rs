@@ -67,6 +67,9 @@ pub struct Pipeline {
     /// `metrics:`: a file rewritten with the Prometheus metrics (node_exporter's textfile
     /// collector reads it).
     pub metrics: Option<PathBuf>,
+    /// The runner's own log file, when its stdout and stderr are one (`nonstop run -d`):
+    /// SIGUSR2 opens it again by its name, as it does the task logs.
+    pub own_log: Option<PathBuf>,
     /// The tasks, in file order.
     pub tasks: Vec<TaskSpec>,
     /// A digest of each task's definition, in the same order ([`Pipeline::with_fingerprints`]):

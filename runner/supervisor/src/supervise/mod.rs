@@ -373,6 +373,8 @@ struct Supervisor {
     started: Instant,
     /// `metrics: FILE`, rewritten as the loop turns.
     metrics: Option<metrics::MetricsFile>,
+    /// The runner's own log file (`run -d`), opened again on SIGUSR2.
+    own_log: Option<PathBuf>,
     /// The cgroups of tasks stopped for good, their directories removed: their descriptors
     /// are closed by the kernel when the runner exits (see `supervise`), not one `close` at a
     /// time while the other tasks are stopping.
@@ -436,6 +438,7 @@ impl Supervisor {
             reloading: None,
             started: Instant::now(),
             metrics: pipeline.metrics.clone().map(metrics::MetricsFile::new),
+            own_log: pipeline.own_log.clone(),
             agenda: Agenda::all(entries.len()),
             entries,
             order,

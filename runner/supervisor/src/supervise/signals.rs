@@ -139,6 +139,33 @@ impl Supervisor {
                 }
             }
         }
-        info!("SIGUSR2 received: reopened {reopened} task logs");
+        // The runner's own log (run -d) too: what is written from now on goes to the file
+        // that has its name (logrotate without copytruncate: move it, then signal).
+        let own = match &self.own_log {
+            None => String::new(),
+            Some(path) => match reopen_own_log(path) {
+                Ok(()) => format!(" and {}", path.display()),
+                Err(e) => {
+                    error!("cannot reopen {}: {e}", path.display());
+                    String::new()
+                }
+            },
+        };
+        info!("SIGUSR2 received: reopened {reopened} task logs{own}");
     }
+}
+
+/// Opens `path` (appending, creating it) as this process's stdout and stderr.
+fn reopen_own_log(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    crate::log::flush();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .custom_flags(nix::libc::O_CLOEXEC)
+        .open(path)?;
+    nix::unistd::dup2_stdout(&file)?;
+    nix::unistd::dup2_stderr(&file)?;
+    Ok(())
 }
