@@ -73,8 +73,12 @@ fn a_sigstopped_task_is_killed_and_restarted_and_a_beating_one_is_left_alone() {
     let p = pipeline(
         &key,
         &format!(
-            "  frozen:\n    command: [{helper}, beat, \"20\", \"-1\"]\n    heartbeat: 1s\n\
-             \x20 steady:\n    command: [{helper}, beat, \"20\", \"-1\"]\n    heartbeat: 1s\n",
+            // A first beat may come late on a loaded machine (start: 10s); after it, beats
+            // every 20 ms against 1 s.
+            "  frozen:\n    command: [{helper}, beat, \"20\", \"-1\"]\n    \
+             heartbeat: {{ timeout: 1s, start: 10s }}\n\
+             \x20 steady:\n    command: [{helper}, beat, \"20\", \"-1\"]\n    \
+             heartbeat: {{ timeout: 1s, start: 10s }}\n",
             helper = helper_path()
         ),
     );
@@ -325,7 +329,7 @@ fn a_python_task_beats_through_the_shipped_module_and_is_killed_when_it_stops() 
             "  ingest:\n    command: [python3, -c, \"import nonstop_heartbeat, time\\n\
              hb = nonstop_heartbeat.from_env()\\nprint('beating', hb.slot, flush=True)\\n\
              for _ in range(10):\\n    hb.beat()\\n    time.sleep(0.02)\\ntime.sleep(1000)\"]\n    \
-             env: {{ PYTHONPATH: {} }}\n    heartbeat: 300ms\n\
+             env: {{ PYTHONPATH: {} }}\n    heartbeat: {{ timeout: 300ms, start: 10s }}\n\
              \x20 after_ingest:\n    command: [sleep, \"1000\"]\n    after: [ingest]\n",
             module_dir.display()
         ),
