@@ -33,7 +33,8 @@ fn a_task_that_stops_beating_is_killed_with_its_grandchildren_and_restarted() {
         p.path(),
         format!(
             "heartbeat: {{ key: {key} }}\ntasks:\n  stuck:\n    \
-             command: [{beater}, \"20\", \"5\", {file}]\n    heartbeat: 300ms\n    \
+             command: [{beater}, \"20\", \"5\", {file}]\n    \
+             heartbeat: {{ timeout: 300ms, start: 10s }}\n    \
              stop: {{ grace: 2s }}\n",
             key = key.arg(),
             beater = beater.display(),

@@ -104,7 +104,7 @@ fn a_plugin_beats_through_its_context_and_stops_when_asked() {
     let lib = misbehave_plugin();
     let p = PipelineDir::new(&format!(
         "heartbeat: {{ key: {} }}\ntasks:\n  beater:\n    plugin: {}\n    args: {{ act: beat }}\n    \
-         heartbeat: 300ms\n    stop: {{ grace: 5s }}\n",
+         heartbeat: {{ timeout: 300ms, start: 10s }}\n    stop: {{ grace: 5s }}\n",
         key.arg(),
         lib.display()
     ));
