@@ -13,7 +13,7 @@ use crate::pipeline;
 /// Prints one line per task and exits 0, or prints every error and exits 1.
 pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
     let shown = file.display().to_string();
-    match pipeline::load(file) {
+    match pipeline::load_or_report(file) {
         Ok(p) => {
             for w in &p.warnings {
                 eprintln!(
@@ -36,13 +36,9 @@ pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {
-            for e in &errors {
-                eprintln!("{}", e.display(&shown));
-            }
             eprintln!(
-                "{shown}: {} error{}",
-                errors.len(),
-                if errors.len() == 1 { "" } else { "s" }
+                "{shown}: {errors} error{}",
+                if errors == 1 { "" } else { "s" }
             );
             Ok(ExitCode::FAILURE)
         }

@@ -13,6 +13,7 @@
 //! `run -d` of a running pipeline is refused, as a second `run` is.
 
 use std::io::{BufRead, BufReader};
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -35,19 +36,20 @@ const WAIT: Duration = Duration::from_secs(30);
 pub fn detach(file: &Path, socket: Option<&Path>) -> anyhow::Result<ExitCode> {
     let file = std::fs::canonicalize(file)
         .with_context(|| format!("cannot find the pipeline {}", file.display()))?;
-    let shown = file.display().to_string();
-    let checked = match pipeline::load(&file) {
-        Ok(c) => c,
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("{}", e.display(&shown));
-            }
-            return Ok(ExitCode::FAILURE);
-        }
+    let Ok(checked) = pipeline::load_or_report(&file) else {
+        return Ok(ExitCode::FAILURE);
     };
     let logs = checked.pipeline.logs.dir.clone();
     std::fs::create_dir_all(&logs)
         .with_context(|| format!("cannot create the log directory {}", logs.display()))?;
+    // The runner's log: stage 1's stderr, which it hands on to stage 2 as its stdout and
+    // stderr (so stage 1 need not read the pipeline again to find it).
+    let log = logs.join(LOG);
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .with_context(|| format!("cannot open {}", log.display()))?;
     let lock = logs.join(nonstop_supervisor::lock::FILE);
     if let Some(h) = recorded(&lock).filter(|h| h.liveness() == Liveness::Alive) {
         bail!(
@@ -61,7 +63,8 @@ pub fn detach(file: &Path, socket: Option<&Path>) -> anyhow::Result<ExitCode> {
         .args(["run", "--daemon-stage", "1"])
         .arg(&file)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped());
+        .stdout(Stdio::piped())
+        .stderr(log_file);
     if let Some(socket) = socket {
         stage1.env(crate::control::ENV, socket);
     }
@@ -73,9 +76,11 @@ pub fn detach(file: &Path, socket: Option<&Path>) -> anyhow::Result<ExitCode> {
     let status = child.wait()?;
     let pid: i32 = match line.trim().parse() {
         Ok(pid) if status.success() => pid,
-        _ => bail!("the runner could not be started in the background ({status})"),
+        _ => bail!(
+            "the runner could not be started in the background ({status}); why is in {}",
+            log.display()
+        ),
     };
-    let log = logs.join(LOG);
     let deadline = Instant::now() + WAIT;
     loop {
         if recorded(&lock).is_some_and(|h| h.pid == pid) {
@@ -105,16 +110,16 @@ pub fn detach(file: &Path, socket: Option<&Path>) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Stage 1: a session of its own, then stage 2, whose pid it prints.
+/// Stage 1: a session of its own, then stage 2, whose pid it prints. Its stderr is the
+/// runner's log, which stage 2 gets as stdout and stderr.
 pub fn stage1(file: &Path) -> anyhow::Result<ExitCode> {
     nix::unistd::setsid().context("cannot start a session")?;
-    let checked = pipeline::load(file).map_err(|_| anyhow::anyhow!("the pipeline changed"))?;
-    let log_path = checked.pipeline.logs.dir.join(LOG);
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let log = std::fs::File::from(
+        std::io::stderr()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("cannot take the log")?,
+    );
     let stage2 = Command::new(std::env::current_exe().context("cannot find nonstop")?)
         .args(["run", "--daemon-stage", "2"])
         .arg(file)

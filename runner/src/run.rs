@@ -20,14 +20,8 @@ use nonstop_supervisor::pipeline::ControlConfig;
 /// opens again.
 pub fn run(file: &Path, socket: Option<&Path>, detached: bool) -> anyhow::Result<ExitCode> {
     let shown = file.display().to_string();
-    let checked = match pipeline::load(file) {
-        Ok(c) => c,
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("{}", e.display(&shown));
-            }
-            return Ok(ExitCode::FAILURE);
-        }
+    let Ok(checked) = pipeline::load_or_report(file) else {
+        return Ok(ExitCode::FAILURE);
     };
     nonstop_supervisor::log::init();
     for w in &checked.warnings {
@@ -68,13 +62,8 @@ pub fn run(file: &Path, socket: Option<&Path>, detached: bool) -> anyhow::Result
 /// (`handoff::encode_pipeline`), warnings on stderr; or every error on stderr and exit 1.
 pub fn reload_check(file: &Path) -> anyhow::Result<ExitCode> {
     let shown = file.display().to_string();
-    match pipeline::load(file) {
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("{}", e.display(&shown));
-            }
-            Ok(ExitCode::FAILURE)
-        }
+    match pipeline::load_or_report(file) {
+        Err(_) => Ok(ExitCode::FAILURE),
         Ok(checked) => {
             for w in &checked.warnings {
                 eprintln!("{}", w.display(&shown));

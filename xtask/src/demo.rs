@@ -11,16 +11,7 @@ use anyhow::{Context, Result, bail};
 use crate::{cargo, exec, root};
 
 pub fn run() -> Result<()> {
-    exec(cargo().args([
-        "build",
-        "-p",
-        "nonstop-runner",
-        "-p",
-        "nonstop-supervisor",
-        "--bins",
-        "--example",
-        "demo-server",
-    ]))?;
+    exec(&mut build_demo())?;
     let target = target_dir()?;
     let demo = target.join("demo");
     std::fs::create_dir_all(&demo).with_context(|| format!("cannot create {}", demo.display()))?;
@@ -42,6 +33,23 @@ pub fn run() -> Result<()> {
         .current_dir(root())
         .exec();
     bail!("cannot start the runner: {err}")
+}
+
+/// `cargo build` of what the demo runs: both binaries and the example server (in the dev
+/// profile; `--release` may be added).
+pub(crate) fn build_demo() -> std::process::Command {
+    let mut build = cargo();
+    build.args([
+        "build",
+        "-p",
+        "nonstop-runner",
+        "-p",
+        "nonstop-supervisor",
+        "--bins",
+        "--example",
+        "demo-server",
+    ]);
+    build
 }
 
 /// `examples/demo.yaml` with its `../target/` paths (relative to `examples/`) made absolute

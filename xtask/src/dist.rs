@@ -108,17 +108,7 @@ struct Built {
 }
 
 fn build(options: &Options) -> Result<Built> {
-    let mut build = cargo();
-    build.args([
-        "build",
-        "-p",
-        "nonstop-runner",
-        "-p",
-        "nonstop-supervisor",
-        "--bins",
-        "--example",
-        "demo-server",
-    ]);
+    let mut build = crate::demo::build_demo();
     if !options.debug {
         build.arg("--release");
     }

@@ -94,6 +94,18 @@ pub fn plugin_dirs_of(file: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// The largest pipeline file read: a chain of 200,000 tasks is 10 MiB.
 pub const MAX_FILE: u64 = 64 << 20;
 
+/// [`load`], each error printed to stderr as `FILE:LINE:COL: FIELD: MESSAGE` (the file as
+/// `path` shows it); `Err` holds how many there were.
+pub fn load_or_report(path: &Path) -> Result<Checked, usize> {
+    load(path).map_err(|errors| {
+        let shown = path.display().to_string();
+        for e in &errors {
+            eprintln!("{}", e.display(&shown));
+        }
+        errors.len()
+    })
+}
+
 /// Reads and checks the pipeline at `path`.
 pub fn load(path: &Path) -> Result<Checked, Vec<Diagnostic>> {
     let whole = |message: String| {

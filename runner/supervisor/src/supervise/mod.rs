@@ -332,7 +332,6 @@ struct Supervisor {
     pipes: HashMap<RawFd, usize>,
     /// Running compressions: the task whose log they compress, and the file.
     compressors: HashMap<Pid, (usize, PathBuf)>,
-    compress: bool,
     events: EventLoop,
     runner: Pid,
     /// The `nonstop` binary: `nonstop compress-log FILE` compresses a rotated log (the
@@ -414,13 +413,7 @@ impl Supervisor {
             entries.push(entry);
         }
         let devnull = if entries.iter().any(|e| e.probe_prepared.is_some()) {
-            Some(
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open("/dev/null")
-                    .context("cannot open /dev/null")?
-                    .into(),
-            )
+            Some(open_devnull().context("cannot open /dev/null")?)
         } else {
             None
         };
@@ -445,7 +438,6 @@ impl Supervisor {
             by_pid: HashMap::new(),
             pipes,
             compressors: HashMap::new(),
-            compress: pipeline.logs.compress,
             events,
             runner: nix::unistd::getpid(),
             nonstop,
@@ -786,6 +778,14 @@ impl Supervisor {
         entry.cgroup = Some(cgroup);
         Ok(())
     }
+}
+
+/// `/dev/null` for writing: the output of exec probes.
+fn open_devnull() -> std::io::Result<OwnedFd> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .map(Into::into)
 }
 
 /// Gives `spec` the soft `nofile` limit the runner was started with, unless it sets its own

@@ -67,7 +67,7 @@ impl Supervisor {
                 }
                 for file in rotated {
                     debug!(task = %self.entries[i].name(), "rotated its log to {}", file.display());
-                    if self.compress {
+                    if self.globals.logs.compress {
                         self.spawn_compressor(i, file);
                     }
                 }

@@ -15,6 +15,7 @@
 //! cannot change while the runner runs: a reload that changes them says so and keeps them;
 //! `metrics` may change.
 
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Seek};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -285,8 +286,7 @@ impl Supervisor {
             .metrics
             .clone()
             .map(super::metrics::MetricsFile::new);
-        let wanted: std::collections::HashSet<&str> =
-            pipeline.tasks.iter().map(|t| t.name.as_str()).collect();
+        let wanted: HashSet<&str> = pipeline.tasks.iter().map(|t| t.name.as_str()).collect();
         for i in 0..self.entries.len() {
             let entry = &self.entries[i];
             if entry.removed || wanted.contains(entry.name()) {
@@ -305,11 +305,17 @@ impl Supervisor {
         }
         let socket = self.control.as_ref().map(|c| c.path().to_owned());
         let mut grew = false;
+        // The tasks still there, by name, looked up once each (a pipeline may have thousands).
+        let live: HashMap<String, usize> = (0..self.entries.len())
+            .filter(|&i| !self.entries[i].removed)
+            .map(|i| (self.entries[i].name().to_owned(), i))
+            .collect();
         for (spec, fingerprint) in pipeline.tasks.into_iter().zip(pipeline.fingerprints) {
+            let mut found = live.get(&spec.name).copied();
             // Removed by an earlier reload and still stopping: it comes back in its own place
             // and starts again once its instance is gone (two instances of one name would
             // share its cgroup and its log).
-            if self.find(&spec.name).is_none()
+            if found.is_none()
                 && let Some(i) = self.still_stopping(&spec.name)
             {
                 info!(task = %spec.name, "added back by the reload: it starts again once it has stopped");
@@ -320,8 +326,8 @@ impl Supervisor {
                     self.entries[i].task.start();
                     continue;
                 }
+                found = Some(i);
             }
-            let found = self.find(&spec.name);
             if let Some(i) = found
                 && self.entries[i].fingerprint == fingerprint
             {
@@ -493,11 +499,10 @@ impl Supervisor {
             self.agenda.push_all();
         }
         if self.devnull.is_none() && self.entries.iter().any(|e| e.probe_prepared.is_some()) {
-            self.devnull = std::fs::OpenOptions::new()
-                .write(true)
-                .open("/dev/null")
-                .map(Into::into)
-                .ok();
+            match super::open_devnull() {
+                Ok(devnull) => self.devnull = Some(devnull),
+                Err(e) => error!("cannot open /dev/null for exec probes: {e}"),
+            }
         }
     }
 

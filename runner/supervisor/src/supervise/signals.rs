@@ -11,6 +11,7 @@ use nonstop_scheduler::task::Phase;
 use tracing::{error, info, warn};
 
 use super::events::Received;
+use super::requests::{state_word, wall_of};
 use super::{REPEAT, Supervisor, human};
 
 impl Supervisor {
@@ -79,38 +80,25 @@ impl Supervisor {
             containment = %self.containment.word(),
             "status of every task follows"
         );
-        let wall = |at: Instant| -> String {
-            let ago = now.mono.saturating_duration_since(at);
-            let ago = jiff::SignedDuration::try_from(ago).unwrap_or_default();
-            format!("{:.0}", now.wall - ago)
-        };
+        let wall = |at: Instant| format!("{:.0}", wall_of(now, at));
         let until = |at: Instant| human(at.saturating_duration_since(now.mono));
         for entry in self.entries.iter().filter(|e| !e.removed) {
             let task = &entry.task;
             let (name, starts) = (entry.name(), task.starts());
-            let (state, process, detail) = match task.phase() {
-                Phase::Waiting => ("waiting", None, String::new()),
+            let state = state_word(task.phase());
+            let (process, detail) = match task.phase() {
                 Phase::Running { pid, since } => (
-                    "running",
                     Some((pid, since)),
                     task.lingering()
                         .map(|exit| format!("its main process exited ({exit}); others of it run"))
                         .unwrap_or_default(),
                 ),
-                Phase::Stopping { pid, since, .. } => {
-                    ("stopping", Some((pid, since)), String::new())
-                }
-                Phase::Backoff { until: at } => {
-                    ("backoff", None, format!("restarting in {}", until(at)))
-                }
-                Phase::Idle { next } => ("idle", None, format!("next run in {}", until(next))),
-                Phase::Exited(exit) => ("exited", None, format!("{exit}; not restarted")),
-                Phase::Failed => (
-                    "failed",
-                    None,
-                    "crash loop; not restarted until started again".into(),
-                ),
-                Phase::Stopped => ("stopped", None, String::new()),
+                Phase::Stopping { pid, since, .. } => (Some((pid, since)), String::new()),
+                Phase::Backoff { until: at } => (None, format!("restarting in {}", until(at))),
+                Phase::Idle { next } => (None, format!("next run in {}", until(next))),
+                Phase::Exited(exit) => (None, format!("{exit}; not restarted")),
+                Phase::Failed => (None, "crash loop; not restarted until started again".into()),
+                Phase::Waiting | Phase::Stopped => (None, String::new()),
             };
             match (process, detail.is_empty()) {
                 (Some((pid, since)), true) => {
