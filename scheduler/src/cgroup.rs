@@ -9,6 +9,7 @@
 //! the runner creates its pipeline's cgroup and one per task. Children are placed with
 //! `clone3(CLONE_INTO_CGROUP)` (see [`crate::spawn`]) on the cgroup's directory descriptor.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -81,12 +82,20 @@ fn unescape_octal(s: &str) -> String {
 
 /// One cgroup v2 directory, open: its directory (for `CLONE_INTO_CGROUP`) and its
 /// `cgroup.events` (read again to learn whether it is populated).
+///
+/// A cgroup that was [killed](Cgroup::kill) is [spent](Cgroup::spent): on some kernels (6.18
+/// here) a child cloned into it with `CLONE_INTO_CGROUP` is SIGKILLed at once, however long
+/// after the kill, while a process moved in through `cgroup.procs` survives. Nothing may
+/// start in a spent cgroup again: its owner makes a fresh one (a new directory is a new
+/// kernel object).
 #[derive(Debug)]
 pub struct Cgroup {
     path: PathBuf,
     dir: OwnedFd,
     events: File,
     procs: File,
+    /// Whether [`Cgroup::kill`] was called on it.
+    killed: Cell<bool>,
 }
 
 impl Cgroup {
@@ -156,6 +165,7 @@ impl Cgroup {
             dir,
             events,
             procs,
+            killed: Cell::new(false),
         })
     }
 
@@ -259,7 +269,9 @@ impl Cgroup {
 
     /// SIGKILLs every process in it and below, forks in flight included: `cgroup.kill`
     /// (Linux 5.14); on older kernels, SIGKILL to every listed process until none is left.
+    /// Marks it [spent](Cgroup::spent), whether or not the kill succeeds.
     pub fn kill(&self) -> Result<(), Error> {
+        self.killed.set(true);
         let file = self.path.join("cgroup.kill");
         match std::fs::write(&file, b"1") {
             Ok(()) => Ok(()),
@@ -275,6 +287,12 @@ impl Cgroup {
             }
             Err(e) => Err(Error::cgroup("write", file, e)),
         }
+    }
+
+    /// Whether it was killed ([`Cgroup::kill`]): no process may be started in it again (see
+    /// [`Cgroup`]); make a fresh cgroup instead.
+    pub fn spent(&self) -> bool {
+        self.killed.get()
     }
 
     /// Its open descriptors (directory, `cgroup.events`, `cgroup.procs`), for a process that

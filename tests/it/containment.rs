@@ -163,6 +163,15 @@ fn the_next_runner_kills_what_a_runner_and_its_guard_left() {
     );
     next.wait_for(&["started", "family"], 10 * SECOND);
     assert!(living(&left).is_empty(), "{:?}", living(&left));
+    // Its tasks run in the cgroup that was killed (a fresh one, since a killed cgroup may
+    // SIGKILL what is cloned into it): `family` and `deaf` write their children's pids again.
+    assert!(
+        wait_until(30 * SECOND, || p.numbers::<i32>("pids").len() == 6),
+        "{:?}\n{}",
+        p.numbers::<i32>("pids"),
+        next.drain().join("\n")
+    );
+    let _cleanup_next = KillOnDrop(p.numbers::<i32>("pids"));
     assert!(next.terminate(10 * SECOND).success());
 }
 

@@ -16,6 +16,7 @@ mod hooks;
 mod plugin;
 mod probe;
 mod reload;
+mod restart_after_kill;
 mod run_handoff;
 mod run_periodic;
 mod run_resident;

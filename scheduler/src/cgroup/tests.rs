@@ -143,7 +143,9 @@ fn kill_ends_what_ignores_sigterm_and_the_cgroup_empties() {
     cg.signal(Signal::SIGTERM).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     assert!(cg.populated().unwrap(), "TERM is ignored");
+    assert!(!cg.spent(), "a signal does not spend a cgroup");
     cg.kill().unwrap();
+    assert!(cg.spent(), "a killed cgroup is never started into again");
     assert!(wait_until(|| !cg.populated().unwrap()));
     assert!(cg.pids().unwrap().is_empty());
     assert_eq!(reap(pid), WaitStatus::Signaled(pid, Signal::SIGKILL, false));

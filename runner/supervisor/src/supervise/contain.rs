@@ -4,7 +4,9 @@
 //! - **cgroups** (cgroup v2 writable: root, or a subtree delegated to the runner): the
 //!   pipeline gets a cgroup below the runner's own, named after its log directory (so the next
 //!   runner of the same pipeline finds what a dead one left), and each task a cgroup of its
-//!   own in it, `TASK.task`. Tasks start inside theirs (`clone3(CLONE_INTO_CGROUP)`).
+//!   own in it, `TASK.task`. Tasks start inside theirs (`clone3(CLONE_INTO_CGROUP)`). A
+//!   killed cgroup is never started into again (see `Cgroup::spent`): the pipeline's, killed
+//!   here to end what a dead runner left, is made anew, and so is a task's (`make_cgroup`).
 //! - **process groups** otherwise: each task is its own process group. A process that leaves
 //!   it (`setsid`) escapes a stop and can outlive the runner if the runner is SIGKILLed.
 //!
@@ -86,9 +88,10 @@ fn pipeline_cgroup(logs_dir: &Path) -> Result<Cgroup, String> {
         ));
     }
     let path = own.join(name(logs_dir));
-    let cgroup = Cgroup::create(&path).map_err(|e| e.to_string())?;
+    let mut cgroup = Cgroup::create(&path).map_err(|e| e.to_string())?;
     let left = cgroup.pids().map_err(|e| e.to_string())?;
-    if !left.is_empty() {
+    let killed = !left.is_empty();
+    if killed {
         warn!(
             "{} processes left by an earlier runner of this pipeline are still running in {} \
              (pids {}): killing them",
@@ -116,6 +119,13 @@ fn pipeline_cgroup(logs_dir: &Path) -> Result<Cgroup, String> {
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
             cgroup::remove_tree(&entry.path()).map_err(|e| e.to_string())?;
         }
+    }
+    // A killed cgroup is spent (see `Cgroup`): the pipeline gets a fresh one, so that no
+    // kernel carries the kill over to the task cgroups made below it.
+    if killed {
+        drop(cgroup);
+        cgroup::remove_tree(&path).map_err(|e| e.to_string())?;
+        cgroup = Cgroup::create(&path).map_err(|e| e.to_string())?;
     }
     Ok(cgroup)
 }

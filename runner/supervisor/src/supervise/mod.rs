@@ -28,6 +28,7 @@ mod watch;
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -378,6 +379,9 @@ struct Supervisor {
     /// are closed by the kernel when the runner exits (see `supervise`), not one `close` at a
     /// time while the other tasks are stopping.
     retired: Vec<Cgroup>,
+    /// Task cgroups made under a name of their own because a killed one could not be removed
+    /// (see `make_cgroup`): the last number used.
+    renewed: u64,
 }
 
 impl Supervisor {
@@ -452,6 +456,7 @@ impl Supervisor {
             devnull,
             notifier: notify::Notifier::from_env(),
             retired: Vec::new(),
+            renewed: 0,
         })
     }
 
@@ -764,18 +769,47 @@ impl Supervisor {
     }
 
     /// With cgroups, task `i`'s cgroup, made at its first start (between the starts of other
-    /// tasks, so that making a hundred overlaps with the tasks already starting) and kept for
-    /// the runner's life.
+    /// tasks, so that making a hundred overlaps with the tasks already starting) and kept
+    /// across restarts, unless it was killed: a killed cgroup is [spent](Cgroup::spent) (a
+    /// child cloned into it may be SIGKILLed at once), so the task gets a fresh one.
     fn make_cgroup(&mut self, i: usize) -> anyhow::Result<()> {
         let Containment::Cgroups(pipeline) = &self.containment else {
             return Ok(());
         };
         let entry = &mut self.entries[i];
-        if entry.cgroup.is_some() {
-            return Ok(());
+        let name = format!("{}.task", entry.name());
+        match entry.cgroup.take() {
+            Some(cgroup) if !cgroup.spent() => {
+                entry.cgroup = Some(cgroup);
+                return Ok(());
+            }
+            Some(spent) => {
+                // Every process of it is gone (a task starts again only then): remove it and
+                // make the same name anew, a new kernel object. Should it still be busy, the
+                // fresh one gets a name of its own, and the old one goes with the pipeline's.
+                if self.watches.remove(&spent.events().as_raw_fd()).is_some() {
+                    let _ = self.events.unwatch(&spent.events());
+                }
+                let file = spent.path().file_name().map(|n| n.as_bytes().to_vec());
+                drop(spent);
+                let removed = match file {
+                    Some(file) => pipeline.remove_child(&file),
+                    None => Ok(()),
+                };
+                let name = match removed {
+                    Ok(()) => name,
+                    Err(e) => {
+                        self.renewed = self.renewed.wrapping_add(1);
+                        let fresh = format!("{name}~{}", self.renewed);
+                        warn!(task = %entry.name(), "{e}; starting it in {fresh} instead");
+                        fresh
+                    }
+                };
+                debug!(task = %entry.name(), "a fresh cgroup, {name}: the last one was killed");
+                entry.cgroup = Some(pipeline.create_child(&name)?);
+            }
+            None => entry.cgroup = Some(pipeline.create_child(&name)?),
         }
-        let cgroup = pipeline.create_child(&format!("{}.task", entry.name()))?;
-        entry.cgroup = Some(cgroup);
         Ok(())
     }
 }
