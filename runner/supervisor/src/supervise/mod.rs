@@ -36,6 +36,7 @@ use anyhow::Context;
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
+use nonstop_core::Deadline;
 use nonstop_ipc::ProcessId;
 use nonstop_scheduler::cgroup::Cgroup;
 use nonstop_scheduler::order::{Agenda, Gate, Order};
@@ -510,8 +511,8 @@ impl Supervisor {
                 return Ok(());
             }
             let timeout = if self.agenda.is_empty() {
-                self.next_deadline()
-                    .map(|d| d.saturating_duration_since(Instant::now()))
+                // Never: sleep until an event, with no timeout.
+                self.next_deadline().remaining(Instant::now())
             } else {
                 // Starts were cut short to take a signal: come back at once.
                 Some(Duration::ZERO)
@@ -550,31 +551,26 @@ impl Supervisor {
             })
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
-        let tasks = self.entries.iter().filter_map(|e| e.task.deadline());
+    /// The earliest deadline of everything the loop waits for.
+    fn next_deadline(&self) -> Deadline {
+        let tasks = self.entries.iter().map(|e| e.task.deadline());
         let probes = self
             .entries
             .iter()
             .filter_map(|e| e.probe.as_ref().map(probe::ProbeRun::deadline));
-        let watch = self.watch.as_ref().and_then(Watch::deadline);
+        let watch = self.watch.as_ref().map(Watch::deadline);
         let systemd = self.notifier.deadline();
-        let control = self.control.as_ref().and_then(control::Control::deadline);
-        let metrics = self
-            .metrics
-            .as_ref()
-            .and_then(metrics::MetricsFile::deadline);
-        let reload = self
-            .reloading
-            .as_ref()
-            .and_then(reload::Reloading::deadline);
+        let control = self.control.as_ref().map(control::Control::deadline);
+        let metrics = self.metrics.as_ref().map(metrics::MetricsFile::deadline);
+        let reload = self.reloading.as_ref().map(reload::Reloading::deadline);
         tasks
             .chain(probes)
             .chain(watch)
-            .chain(systemd)
+            .chain([systemd])
             .chain(control)
             .chain(metrics)
             .chain(reload)
-            .min()
+            .fold(Deadline::Never, Deadline::min)
     }
 
     fn handle_deadlines(&mut self, now: Now) {
@@ -585,11 +581,7 @@ impl Supervisor {
         self.sweep(now);
         self.drive_probes(now);
         for i in 0..self.entries.len() {
-            while self.entries[i]
-                .task
-                .deadline()
-                .is_some_and(|d| d <= now.mono)
-            {
+            while self.entries[i].task.deadline().is_due(now.mono) {
                 let Some(due) = self.entries[i].task.on_deadline(now) else {
                     break;
                 };
@@ -814,5 +806,13 @@ fn human(d: Duration) -> String {
     } else {
         let s = d.as_secs();
         format!("{}m{}s", s / 60, s % 60)
+    }
+}
+
+/// `in 1.5s` until `deadline` from `now`, or `never` (beyond what the clock counts).
+fn human_until(deadline: Deadline, now: Instant) -> String {
+    match deadline.remaining(now) {
+        Some(left) => format!("in {}", human(left)),
+        None => "never".into(),
     }
 }
