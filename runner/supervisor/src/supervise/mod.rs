@@ -796,16 +796,18 @@ fn with_nofile(spec: &mut spawn::SpawnSpec, inherited: (u64, u64)) {
     }
 }
 
-/// `1.5s`, `250ms`, `2m3s`.
+/// `1.5s`, `250ms`, `2m3s`; from a day on, `3d4h` (a backoff may be 100 years long).
 fn human(d: Duration) -> String {
     let ms = d.as_millis();
+    let s = d.as_secs();
     if ms < 1000 {
         format!("{ms}ms")
     } else if ms < 60_000 {
         format!("{:.1}s", d.as_secs_f64())
-    } else {
-        let s = d.as_secs();
+    } else if s < 86_400 {
         format!("{}m{}s", s / 60, s % 60)
+    } else {
+        format!("{}d{}h", s / 86_400, s % 86_400 / 3600)
     }
 }
 
@@ -814,5 +816,28 @@ fn human_until(deadline: Deadline, now: Instant) -> String {
     match deadline.remaining(now) {
         Some(left) => format!("in {}", human(left)),
         None => "never".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_deadlines_read_as_words_up_to_a_hundred_years_and_never() {
+        let now = Instant::now();
+        for (d, shown) in [
+            (Duration::from_millis(250), "250ms"),
+            (Duration::from_millis(1500), "1.5s"),
+            (Duration::from_secs(123), "2m3s"),
+            (Duration::from_secs(3 * 86_400 + 4 * 3600 + 5), "3d4h"),
+            (nonstop_core::Duration::MAX.0, "36500d0h"),
+            (Duration::MAX, "213503982334601d7h"),
+        ] {
+            assert_eq!(human(d), shown);
+        }
+        let max = Deadline::after(now, nonstop_core::Duration::MAX.0);
+        assert_eq!(human_until(max, now), "in 36500d0h");
+        assert_eq!(human_until(Deadline::Never, now), "never");
     }
 }
