@@ -26,9 +26,14 @@ impl ParseError {
 }
 
 /// A length of time: `250ms`, `5s`, `5m`, `2h`, `1.5d`, or a plain number of seconds (`30`,
-/// `0.5`). Units: `ms`, `s`, `m`, `h`, `d`. Never negative.
+/// `0.5`). Units: `ms`, `s`, `m`, `h`, `d`. Never negative, and at most [`Duration::MAX`]
+/// (100 years) when parsed: no timeout or period needs more, and every sum of an instant and
+/// such a duration fits the clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Duration(pub std::time::Duration);
+
+/// Why a duration longer than [`Duration::MAX`] is refused.
+const TOO_LONG: &str = "too long: a duration is at most 100 years (36500d)";
 
 const DURATION_UNITS: [(&str, f64); 5] = [
     ("ms", 0.001),
@@ -39,23 +44,29 @@ const DURATION_UNITS: [(&str, f64); 5] = [
 ];
 
 impl Duration {
+    /// The longest duration that parses: 100 years of 365 days (`36500d`). Longer ones are
+    /// refused with an error, not wrapped or saturated.
+    pub const MAX: Duration = Duration(std::time::Duration::from_secs(100 * 365 * 86_400));
+
     /// Whole seconds.
     pub fn as_secs(self) -> u64 {
         self.0.as_secs()
     }
 
-    /// A number of seconds (from a YAML number).
+    /// A number of seconds (from a YAML number), at most [`Duration::MAX`].
     pub fn from_secs_f64(secs: f64) -> Result<Duration, ParseError> {
+        Duration::bounded(secs).map_err(|why| ParseError::new("duration", &secs.to_string(), why))
+    }
+
+    /// `secs` seconds if that is a duration that parses; else why not.
+    fn bounded(secs: f64) -> Result<Duration, &'static str> {
         if !secs.is_finite() || secs < 0.0 {
-            return Err(ParseError::new(
-                "duration",
-                &secs.to_string(),
-                "must be a finite number of seconds, 0 or more",
-            ));
+            return Err("must be a finite number of seconds, 0 or more");
         }
-        std::time::Duration::try_from_secs_f64(secs)
-            .map(Duration)
-            .map_err(|_| ParseError::new("duration", &secs.to_string(), "too large"))
+        match std::time::Duration::try_from_secs_f64(secs) {
+            Ok(d) if d <= Duration::MAX.0 => Ok(Duration(d)),
+            _ => Err(TOO_LONG),
+        }
     }
 }
 
@@ -89,7 +100,7 @@ impl FromStr for Duration {
         let value: f64 = number
             .parse()
             .map_err(|_| bad("expected a number before the unit (e.g. 5s)"))?;
-        Duration::from_secs_f64(value * scale).map_err(|_| bad("too large"))
+        Duration::bounded(value * scale).map_err(bad)
     }
 }
 
@@ -289,6 +300,64 @@ mod tests {
             "-1K".parse::<ByteSize>().unwrap_err().to_string(),
             "invalid size \"-1K\": a size cannot be negative"
         );
+    }
+
+    #[test]
+    fn durations_are_at_most_100_years_in_every_form() {
+        let max = std::time::Duration::from_secs(3_153_600_000);
+        assert_eq!(Duration::MAX.0, max);
+        assert_eq!(Duration::MAX.to_string(), "36500d");
+        // The maximum, written every way, parses; and shows as what parses again.
+        for at_max in [
+            "36500d",
+            "876000h",
+            "52560000m",
+            "3153600000s",
+            "3153600000",
+        ] {
+            let d: Duration = at_max.parse().unwrap();
+            assert_eq!(d, Duration::MAX, "{at_max}");
+            assert_eq!(d.to_string().parse::<Duration>().unwrap(), d);
+        }
+        let v: Vec<Duration> = serde_yaml::from_str("[3153600000, 3153600000.0, 36500d]").unwrap();
+        assert!(v.iter().all(|&d| d == Duration::MAX), "{v:?}");
+        // A millisecond more, and the values that once passed the check and aborted the runner.
+        let too_long = "too long: a duration is at most 100 years (36500d)";
+        for above in [
+            "36500.00000001d",
+            "3153600000.001s",
+            "3153600001",
+            "36501d",
+            "213503982334601d",
+            "18446744073709551615",
+        ] {
+            assert_eq!(
+                above.parse::<Duration>().unwrap_err().to_string(),
+                format!("invalid duration \"{above}\": {too_long}"),
+            );
+        }
+        for above in [
+            "1e19",
+            "9.3e18",
+            "3153600001",
+            "1.8e19",
+            "18446744073709551615",
+        ] {
+            let err = serde_yaml::from_str::<Duration>(above)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(too_long), "{above}: {err}");
+        }
+        assert_eq!(
+            Duration::from_secs_f64(1e19).unwrap_err().to_string(),
+            format!("invalid duration \"10000000000000000000\": {too_long}")
+        );
+        // Through JSON too (plugin arguments).
+        let err = serde_json::from_str::<Duration>("1e19")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(too_long), "{err}");
+        assert!(serde_json::from_str::<Duration>("\"36500d\"").is_ok());
     }
 
     #[test]

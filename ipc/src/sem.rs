@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::libc::{self, c_int};
+use nonstop_core::Deadline;
 
 use crate::error::Object;
 use crate::{Error, Key, Result};
@@ -190,20 +191,20 @@ impl Semaphore {
 
     /// Performs one semop. `Ok(false)` means the timeout (or IPC_NOWAIT) expired.
     fn op(&self, delta: i16, flags: i16, timeout: Option<Duration>) -> Result<bool> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // No timeout, or one beyond what the clock counts: wait without one.
+        let deadline = timeout.map_or(Deadline::Never, |t| Deadline::after(Instant::now(), t));
         loop {
             let mut buf = libc::sembuf {
                 sem_num: 0,
                 sem_op: delta,
                 sem_flg: flags,
             };
-            let rc = match deadline {
+            let rc = match deadline.remaining(Instant::now()) {
                 None => {
                     // SAFETY: `buf` is one valid sembuf and we pass nsops = 1.
                     unsafe { libc::semop(self.id, &mut buf, 1) }
                 }
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
+                Some(left) => {
                     let ts = libc::timespec {
                         tv_sec: left.as_secs() as libc::time_t,
                         tv_nsec: left.subsec_nanos() as libc::c_long,

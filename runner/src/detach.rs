@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use nonstop_core::Deadline;
 use nonstop_ipc::{Liveness, ProcessId};
 use nonstop_supervisor::lock::recorded;
 
@@ -81,7 +82,7 @@ pub fn detach(file: &Path, socket: Option<&Path>) -> anyhow::Result<ExitCode> {
             log.display()
         ),
     };
-    let deadline = Instant::now() + WAIT;
+    let deadline = Deadline::after(Instant::now(), WAIT);
     loop {
         if recorded(&lock).is_some_and(|h| h.pid == pid) {
             println!(
@@ -94,7 +95,7 @@ pub fn detach(file: &Path, socket: Option<&Path>) -> anyhow::Result<ExitCode> {
             .ok()
             .flatten()
             .is_none_or(|p| p.liveness() != Liveness::Alive);
-        if gone || Instant::now() > deadline {
+        if gone || deadline.is_due(Instant::now()) {
             eprintln!(
                 "nonstop: the runner (pid {pid}) did not start; the end of {}:",
                 log.display()

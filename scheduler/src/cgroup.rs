@@ -24,6 +24,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
+use nonstop_core::Deadline;
 
 use crate::Error;
 
@@ -308,13 +309,14 @@ impl Cgroup {
     /// Waits until it is empty (`populated 0`), at most `timeout`; returns whether it is. It
     /// sleeps in `poll` on `cgroup.events` for `POLLPRI`: no polling loop.
     pub fn wait_empty(&self, timeout: Duration) -> Result<bool, Error> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Deadline::after(Instant::now(), timeout);
         loop {
             // Each read clears the change poll reports: one after it is not missed.
             if !self.populated()? {
                 return Ok(true);
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            // Never (a timeout beyond the clock): wait in slices of the longest poll.
+            let left = deadline.remaining(Instant::now()).unwrap_or(Duration::MAX);
             if left.is_zero() {
                 return Ok(false);
             }

@@ -77,7 +77,8 @@ impl Backoff {
             state.next = self.initial;
         }
         let delay = state.next.min(self.max);
-        state.next = (delay * 2).min(self.max);
+        // Saturating: `Duration * 2` panics past `Duration::MAX`.
+        state.next = delay.saturating_mul(2).min(self.max);
         delay
     }
 }
@@ -140,6 +141,21 @@ mod tests {
         assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
         assert_eq!(b.delay(&mut s, 5000 * MS), 100 * MS);
         assert_eq!(b.delay(&mut s, quick), 200 * MS);
+    }
+
+    #[test]
+    fn a_backoff_too_long_to_double_stays_at_its_maximum() {
+        for huge in [nonstop_core::Duration::MAX.0, Duration::MAX] {
+            let b = Backoff {
+                initial: huge,
+                max: huge,
+                stable: huge,
+            };
+            let mut s = b.start();
+            for _ in 0..3 {
+                assert_eq!(b.delay(&mut s, MS), huge);
+            }
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use nonstop_core::Deadline;
 use serde::{Deserialize, Serialize};
 
 use crate::spawn::SpawnSpec;
@@ -82,8 +83,8 @@ pub struct Probing {
     failures: u32,
     start: Duration,
     started: Instant,
-    next: Instant,
-    in_flight: Option<Instant>,
+    next: Deadline,
+    in_flight: Option<Deadline>,
     failed: u32,
     healthy_once: bool,
 }
@@ -97,7 +98,7 @@ impl Probing {
             failures: spec.failures.max(1),
             start: spec.start,
             started,
-            next: started,
+            next: Deadline::At(started),
             in_flight: None,
             failed: 0,
             healthy_once: false,
@@ -105,7 +106,7 @@ impl Probing {
     }
 
     /// When it needs attention: the timeout of the probe in flight, else the next probe.
-    pub fn deadline(&self) -> Instant {
+    pub fn deadline(&self) -> Deadline {
         self.in_flight.unwrap_or(self.next)
     }
 
@@ -127,21 +128,24 @@ impl Probing {
     /// The deadline passed: what to do, if anything.
     pub fn on_deadline(&mut self, now: Instant) -> Option<ProbeDue> {
         match self.in_flight {
-            Some(until) if until <= now => {
+            Some(until) if until.is_due(now) => {
                 self.in_flight = None;
                 Some(ProbeDue::TimedOut)
             }
             Some(_) => None,
-            None if self.next <= now => {
-                self.in_flight = Some(now + self.timeout);
+            None => {
+                let Deadline::At(next) = self.next else {
+                    return None;
+                };
+                if next > now {
+                    return None;
+                }
+                self.in_flight = Some(Deadline::after(now, self.timeout));
                 // On the grid from the start, so probes do not drift; a late wake-up skips
                 // to the next point after now.
-                while self.next <= now {
-                    self.next += self.every;
-                }
+                self.next = Deadline::first_after(next, self.every, now);
                 Some(ProbeDue::Start)
             }
-            None => None,
         }
     }
 
@@ -157,13 +161,13 @@ impl Probing {
             return Health::Ready;
         }
         if !self.healthy_once {
-            return if now >= self.started + self.start {
+            return if Deadline::after(self.started, self.start).is_due(now) {
                 Health::Hung { failed: 0 }
             } else {
                 Health::Failing { failed: 0 }
             };
         }
-        self.failed += 1;
+        self.failed = self.failed.saturating_add(1);
         if self.failed >= self.failures {
             Health::Hung {
                 failed: self.failed,
@@ -196,16 +200,16 @@ mod tests {
     fn probes_run_on_a_grid_and_a_timeout_is_a_failure() {
         let t0 = Instant::now();
         let mut p = Probing::new(&spec(), t0);
-        assert_eq!(p.deadline(), t0, "the first at once");
+        assert_eq!(p.deadline(), Deadline::At(t0), "the first at once");
         assert_eq!(p.on_deadline(t0), Some(ProbeDue::Start));
         assert_eq!(
             p.deadline(),
-            t0 + 50 * MS,
+            Deadline::At(t0 + 50 * MS),
             "the timeout of the probe in flight"
         );
         assert_eq!(p.on_deadline(t0 + 10 * MS), None);
         assert_eq!(p.on_result(true, t0 + 10 * MS), Health::Ready);
-        assert_eq!(p.deadline(), t0 + 100 * MS);
+        assert_eq!(p.deadline(), Deadline::At(t0 + 100 * MS));
         assert_eq!(p.on_deadline(t0 + 100 * MS), Some(ProbeDue::Start));
         assert_eq!(p.on_deadline(t0 + 150 * MS), Some(ProbeDue::TimedOut));
         assert!(!p.in_flight());
@@ -216,7 +220,7 @@ mod tests {
         // A late wake-up skips to the grid point after it.
         assert_eq!(p.on_deadline(t0 + 330 * MS), Some(ProbeDue::Start));
         assert_eq!(p.on_result(true, t0 + 331 * MS), Health::Healthy);
-        assert_eq!(p.deadline(), t0 + 400 * MS);
+        assert_eq!(p.deadline(), Deadline::At(t0 + 400 * MS));
     }
 
     #[test]
@@ -266,5 +270,31 @@ mod tests {
             Health::Hung { failed: 0 },
             "never healthy within start"
         );
+    }
+
+    #[test]
+    fn probes_every_and_start_too_long_for_the_clock_never_panic() {
+        let t0 = Instant::now();
+        for huge in [
+            nonstop_core::Duration::MAX.0,
+            Duration::from_secs_f64(1e19),
+            Duration::MAX,
+        ] {
+            let mut p = Probing::new(
+                &ProbeSpec {
+                    every: huge,
+                    timeout: huge,
+                    start: huge,
+                    ..spec()
+                },
+                t0,
+            );
+            assert_eq!(p.on_deadline(t0), Some(ProbeDue::Start), "{huge:?}");
+            assert!(!p.deadline().is_due(t0 + 1000 * MS));
+            // Failures while starting do not count: `start` is far ahead.
+            assert_eq!(p.on_result(false, t0), Health::Failing { failed: 0 });
+            assert_eq!(p.on_result(true, t0), Health::Ready);
+            assert!(!p.deadline().is_due(t0 + 1000 * MS));
+        }
     }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
+use nonstop_core::Deadline;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -193,32 +194,20 @@ impl Now {
 impl Schedule {
     /// When the first run is due: at once for `every`, at the next match for `cron`. `None`
     /// if a cron expression never matches again.
-    pub fn first(&self, now: Now) -> Option<Instant> {
+    pub fn first(&self, now: Now) -> Option<Deadline> {
         match self {
-            Schedule::Every(_) => Some(now.mono),
+            Schedule::Every(_) => Some(Deadline::At(now.mono)),
             Schedule::Cron(c) => c.next_after(now.wall).map(|t| wall_to_mono(t, now)),
         }
     }
 
     /// The next start after the run scheduled at `scheduled`, strictly later than `now`:
     /// starts that fell due while a run was still going are passed over (the task logs each
-    /// as a skip when it falls due).
-    pub fn next(&self, scheduled: Instant, now: Now) -> Option<Instant> {
+    /// as a skip when it falls due). A period too long for the clock is never due again.
+    pub fn next(&self, scheduled: Instant, now: Now) -> Option<Deadline> {
         match self {
-            Schedule::Every(period) => {
-                if period.is_zero() {
-                    return Some(now.mono);
-                }
-                let next = scheduled + *period;
-                if next > now.mono {
-                    return Some(next);
-                }
-                // The first point of the grid after now.
-                let behind = now.mono.duration_since(next).as_nanos();
-                let periods = behind / period.as_nanos() + 1;
-                let ahead = u64::try_from(period.as_nanos() * periods).unwrap_or(u64::MAX);
-                Some(next + Duration::from_nanos(ahead))
-            }
+            // The first point of the grid after now (a zero period: now).
+            Schedule::Every(period) => Some(Deadline::first_after(scheduled, *period, now.mono)),
             Schedule::Cron(c) => c.next_after(now.wall).map(|t| wall_to_mono(t, now)),
         }
     }
@@ -240,10 +229,10 @@ impl Schedule {
 }
 
 /// The monotonic instant at which the wall clock is expected to show `at`.
-fn wall_to_mono(at: Timestamp, now: Now) -> Instant {
+fn wall_to_mono(at: Timestamp, now: Now) -> Deadline {
     match Duration::try_from(at.duration_since(now.wall)) {
-        Ok(ahead) => now.mono + ahead,
-        Err(_) => now.mono,
+        Ok(ahead) => Deadline::after(now.mono, ahead),
+        Err(_) => Deadline::At(now.mono),
     }
 }
 
@@ -263,25 +252,53 @@ mod tests {
         let t0 = Instant::now();
         let s = Schedule::Every(Duration::from_secs(10));
         let now = now_at(t0, "2026-01-01T00:00:00Z");
-        assert_eq!(s.first(now), Some(t0));
+        assert_eq!(s.first(now), Some(Deadline::At(t0)));
         // A run that ended after 3 s: the next start is on the grid, not 10 s after the end.
         let later = Now {
             mono: t0 + Duration::from_secs(3),
             ..now
         };
-        assert_eq!(s.next(t0, later), Some(t0 + Duration::from_secs(10)));
+        assert_eq!(
+            s.next(t0, later),
+            Some(Deadline::At(t0 + Duration::from_secs(10)))
+        );
         // A run that overran to 25 s missed the starts at 10 s and 20 s.
         let late = Now {
             mono: t0 + Duration::from_secs(25),
             ..now
         };
-        assert_eq!(s.next(t0, late), Some(t0 + Duration::from_secs(30)));
+        assert_eq!(
+            s.next(t0, late),
+            Some(Deadline::At(t0 + Duration::from_secs(30)))
+        );
         // Exactly on a grid point: that one is missed too, the next is strictly later.
         let on = Now {
             mono: t0 + Duration::from_secs(20),
             ..now
         };
-        assert_eq!(s.next(t0, on), Some(t0 + Duration::from_secs(30)));
+        assert_eq!(
+            s.next(t0, on),
+            Some(Deadline::At(t0 + Duration::from_secs(30)))
+        );
+    }
+
+    #[test]
+    fn a_period_too_long_for_the_clock_is_never_due_again() {
+        let t0 = Instant::now();
+        let now = now_at(t0, "2026-01-01T00:00:00Z");
+        // At the pipeline's maximum: a hundred years on.
+        let max = Schedule::Every(nonstop_core::Duration::MAX.0);
+        assert_eq!(
+            max.next(t0, now),
+            Some(Deadline::At(t0 + nonstop_core::Duration::MAX.0))
+        );
+        // Beyond it (no check can let these through, but no sum may panic either).
+        for huge in [Duration::from_secs_f64(1e19), Duration::MAX] {
+            let s = Schedule::Every(huge);
+            assert_eq!(s.first(now), Some(Deadline::At(t0)));
+            assert_eq!(s.next(t0, now), Some(Deadline::Never));
+            assert_eq!(s.missed(t0, now), Some(1));
+        }
     }
 
     #[test]
@@ -291,17 +308,26 @@ mod tests {
         let t0 = Instant::now();
         let now = now_at(t0, "2026-01-01T02:59:00Z");
         let s = Schedule::Cron(Box::new(daily));
-        assert_eq!(s.first(now), Some(t0 + Duration::from_secs(60)));
+        assert_eq!(
+            s.first(now),
+            Some(Deadline::At(t0 + Duration::from_secs(60)))
+        );
         // With seconds.
         let secs = CronSchedule::parse("*/15 * * * * *", utc.clone()).unwrap();
         let secs = Schedule::Cron(Box::new(secs));
         let now = now_at(t0, "2026-01-01T00:00:01Z");
-        assert_eq!(secs.first(now), Some(t0 + Duration::from_secs(14)));
+        assert_eq!(
+            secs.first(now),
+            Some(Deadline::At(t0 + Duration::from_secs(14)))
+        );
         // In another zone: 03:00 in Berlin (UTC+1 in January) is 02:00 UTC.
         let berlin = Zone::named("Europe/Berlin").unwrap();
         let s = Schedule::Cron(Box::new(CronSchedule::parse("0 3 * * *", berlin).unwrap()));
         let now = now_at(t0, "2026-01-01T01:00:00Z");
-        assert_eq!(s.first(now), Some(t0 + Duration::from_secs(3600)));
+        assert_eq!(
+            s.first(now),
+            Some(Deadline::At(t0 + Duration::from_secs(3600)))
+        );
         assert_eq!(s.to_string(), "cron \"0 3 * * *\" (Europe/Berlin)");
         assert!(CronSchedule::parse("61 * * * *", utc.clone()).is_err());
         assert!(CronSchedule::parse("not cron", utc.clone()).is_err());

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
+use nonstop_core::Deadline;
 use serde::{Deserialize, Serialize};
 
 use crate::policy::{Backoff, BackoffState, CrashLoop, CrashLoopState, Restart};
@@ -158,26 +159,26 @@ pub enum Phase {
         /// When it started.
         since: Instant,
     },
-    /// The stop signal was sent; SIGKILL follows at `kill_at` (`None` once sent).
+    /// The stop signal was sent; SIGKILL follows at `kill_at` (never once sent).
     Stopping {
         /// Its pid (and process group).
         pid: Pid,
         /// When it started.
         since: Instant,
         /// When SIGKILL is due.
-        kill_at: Option<Instant>,
+        kill_at: Deadline,
         /// Why.
         reason: StopReason,
     },
     /// A resident task waits to be restarted.
     Backoff {
         /// When.
-        until: Instant,
+        until: Deadline,
     },
     /// A periodic task waits for its next run.
     Idle {
         /// When.
-        next: Instant,
+        next: Deadline,
     },
     /// A resident task exited and its policy does not restart it.
     Exited(Exit),
@@ -222,7 +223,7 @@ pub enum AfterExit {
     /// Next run at `next` (periodic).
     NextRun {
         /// When.
-        next: Instant,
+        next: Deadline,
         /// Starts that fell due while the run went on and were skipped: a count for `every`,
         /// `Some(0)` for none; `None` for a cron task that skipped some (not counted).
         skipped: Option<u64>,
@@ -287,7 +288,7 @@ pub struct Task {
     scheduled: Option<Instant>,
     /// Periodic, while running: the next scheduled start (or, once a start was skipped, the
     /// first one skipped).
-    upcoming: Option<Instant>,
+    upcoming: Option<Deadline>,
     /// Periodic: whether the current run has overrun a start.
     skipping: bool,
     /// Successful runs (status 0) since the runner started.
@@ -419,7 +420,7 @@ impl Task {
         match &self.spec.kind {
             Kind::Resident(_) => Some(Due::Start),
             Kind::Periodic { schedule, .. } => match schedule.first(now) {
-                Some(first) if first <= now.mono => {
+                Some(Deadline::At(first)) if first <= now.mono => {
                     self.scheduled = Some(first);
                     Some(Due::Start)
                 }
@@ -435,22 +436,25 @@ impl Task {
         }
     }
 
-    /// The next instant this task needs attention, if any.
-    pub fn deadline(&self) -> Option<Instant> {
+    /// The next instant this task needs attention ([`Deadline::Never`] for none).
+    pub fn deadline(&self) -> Deadline {
         match self.phase {
-            Phase::Backoff { until } => Some(until),
-            Phase::Idle { next } => Some(next),
+            Phase::Backoff { until } => until,
+            Phase::Idle { next } => next,
             Phase::Stopping { kill_at, .. } => kill_at,
             Phase::Running { since, .. } => match &self.spec.kind {
                 Kind::Periodic { timeout, .. } => {
-                    let timeout_at = timeout.map(|t| since + t);
+                    let timeout_at = timeout.map_or(Deadline::Never, |t| Deadline::after(since, t));
                     // Once a start is skipped, the others of this run need no wake-up each.
-                    let upcoming = self.upcoming.filter(|_| !self.skipping);
-                    [upcoming, timeout_at].into_iter().flatten().min()
+                    let upcoming = match self.upcoming {
+                        Some(upcoming) if !self.skipping => upcoming,
+                        _ => Deadline::Never,
+                    };
+                    upcoming.min(timeout_at)
                 }
-                Kind::Resident(_) => None,
+                Kind::Resident(_) => Deadline::Never,
             },
-            _ => None,
+            _ => Deadline::Never,
         }
     }
 
@@ -458,21 +462,21 @@ impl Task {
     /// deadline is still past).
     pub fn on_deadline(&mut self, now: Now) -> Option<Due> {
         match self.phase {
-            Phase::Backoff { until } if until <= now.mono => Some(Due::Start),
-            Phase::Idle { next } if next <= now.mono => {
-                self.scheduled = Some(next);
+            Phase::Backoff { until } if until.is_due(now.mono) => Some(Due::Start),
+            Phase::Idle { next } if next.is_due(now.mono) => {
+                self.scheduled = next.instant();
                 Some(Due::Start)
             }
             Phase::Stopping {
                 pid,
                 since,
-                kill_at: Some(kill_at),
+                kill_at,
                 reason,
-            } if kill_at <= now.mono => {
+            } if kill_at.is_due(now.mono) => {
                 self.phase = Phase::Stopping {
                     pid,
                     since,
-                    kill_at: None,
+                    kill_at: Deadline::Never,
                     reason,
                 };
                 Some(Due::Kill { pid })
@@ -482,12 +486,12 @@ impl Task {
                     return None;
                 };
                 if let Some(timeout) = timeout
-                    && since + *timeout <= now.mono
+                    && Deadline::after(since, *timeout).is_due(now.mono)
                 {
                     self.phase = Phase::Stopping {
                         pid,
                         since,
-                        kill_at: Some(now.mono + self.spec.stop.grace),
+                        kill_at: Deadline::after(now.mono, self.spec.stop.grace),
                         reason: StopReason::Timeout,
                     };
                     return Some(Due::Timeout {
@@ -496,7 +500,7 @@ impl Task {
                     });
                 }
                 match self.upcoming {
-                    Some(upcoming) if upcoming <= now.mono && !self.skipping => {
+                    Some(upcoming) if upcoming.is_due(now.mono) && !self.skipping => {
                         self.skipping = true;
                         Some(Due::Skipped { pid })
                     }
@@ -574,7 +578,9 @@ impl Task {
             }
             Some(StopReason::Restart) => {
                 self.skipping = false;
-                self.phase = Phase::Backoff { until: now.mono };
+                self.phase = Phase::Backoff {
+                    until: Deadline::At(now.mono),
+                };
                 return AfterExit::Restarted;
             }
             _ => {}
@@ -598,18 +604,18 @@ impl Task {
                 let ran = now.mono.saturating_duration_since(since);
                 let delay = self.spec.backoff.delay(&mut self.backoff, ran);
                 self.phase = Phase::Backoff {
-                    until: now.mono + delay,
+                    until: Deadline::after(now.mono, delay),
                 };
                 AfterExit::Restart { delay }
             }
             Kind::Periodic { schedule, .. } => {
                 self.skipping = false;
                 let (next, skipped) = match self.upcoming.take() {
-                    Some(upcoming) if upcoming > now.mono => (Some(upcoming), Some(0)),
                     // Overran: the first start after now; the ones between were skipped.
-                    Some(upcoming) => {
+                    Some(Deadline::At(upcoming)) if upcoming <= now.mono => {
                         (schedule.next(upcoming, now), schedule.missed(upcoming, now))
                     }
+                    Some(upcoming) => (Some(upcoming), Some(0)),
                     None => {
                         let scheduled = self.scheduled.unwrap_or(now.mono);
                         (schedule.next(scheduled, now), Some(0))
@@ -638,7 +644,7 @@ impl Task {
                 self.phase = Phase::Stopping {
                     pid,
                     since,
-                    kill_at: None,
+                    kill_at: Deadline::Never,
                     reason: StopReason::Shutdown,
                 };
                 Some(pid)
@@ -684,7 +690,7 @@ impl Task {
         self.phase = Phase::Stopping {
             pid,
             since,
-            kill_at: Some(now.mono + self.spec.stop.grace),
+            kill_at: Deadline::after(now.mono, self.spec.stop.grace),
             reason: StopReason::Hung,
         };
         Some((pid, self.spec.stop.signal))
@@ -747,7 +753,7 @@ impl Task {
                 self.phase = Phase::Stopping {
                     pid,
                     since,
-                    kill_at: Some(now.mono + self.spec.stop.grace),
+                    kill_at: Deadline::after(now.mono, self.spec.stop.grace),
                     reason,
                 };
                 Some((pid, self.spec.stop.signal))

@@ -20,6 +20,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal;
+use nonstop_core::Deadline;
 use nonstop_core::plugin::{Context, Task};
 use nonstop_ipc::{Key, PidFd, SeedOptions, SeedTable, TableOptions};
 use nonstop_watchdog::{Action, Beat, Check, FreeReason, Identity, Protected};
@@ -235,15 +236,18 @@ fn finish(
     stats: &mut Stats,
     log: &mut dyn FnMut(&str),
 ) {
-    let deadline = Instant::now() + grace;
+    let deadline = Deadline::after(Instant::now(), grace);
     let mut left: Vec<(PidFd, String)> = stopping;
     let mut done = HashSet::new();
     while !left.is_empty() {
         let now = Instant::now();
-        if now >= deadline {
+        if deadline.is_due(now) {
             break;
         }
-        let ms = (deadline - now).as_millis().min(100) as u16;
+        // Never (a grace beyond the clock): wait for them in slices all the same.
+        let ms = deadline
+            .remaining(now)
+            .map_or(100, |left| left.as_millis().min(100)) as u16;
         let mut fds: Vec<nix::poll::PollFd<'_>> = left
             .iter()
             .map(|(p, _)| {

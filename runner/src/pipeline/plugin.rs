@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nonstop_core::Deadline;
+
 /// The longest a plugin's `validate` may take.
 const VALIDATE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -81,11 +83,13 @@ pub fn validate(library: &Path, args: &str) -> Result<(), Refusal> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| whole(format!("cannot start the plugin host: {e}")))?;
-    let deadline = Instant::now() + VALIDATE_TIMEOUT;
+    let deadline = Deadline::after(Instant::now(), VALIDATE_TIMEOUT);
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) if !deadline.is_due(Instant::now()) => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use nix::fcntl::{Flock, FlockArg};
+use nonstop_core::Deadline;
 use nonstop_ipc::{Liveness, ProcessId};
 use tracing::info;
 
@@ -37,7 +38,7 @@ impl Lock {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the log directory {}", dir.display()))?;
         let path = dir.join(FILE);
-        let deadline = Instant::now() + WAIT_FOR_GUARD;
+        let deadline = Deadline::after(Instant::now(), WAIT_FOR_GUARD);
         let mut waited = false;
         loop {
             let file = OpenOptions::new()
@@ -60,7 +61,7 @@ impl Lock {
                             h.pid,
                             path.display()
                         ),
-                        _ if Instant::now() < deadline => {
+                        _ if !deadline.is_due(Instant::now()) => {
                             if !waited {
                                 info!(
                                     "waiting for the guard of a runner that died (pid {}) to \

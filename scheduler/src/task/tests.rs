@@ -80,7 +80,7 @@ fn a_crashing_resident_task_backs_off_then_fails_as_a_crash_loop() {
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            t.deadline(),
+            t.deadline().instant(),
             Some(c.at(now).mono + delays[i as usize] as u32 * MS)
         );
         assert_eq!(t.on_deadline(c.at(now)), None, "not due yet");
@@ -94,7 +94,7 @@ fn a_crashing_resident_task_backs_off_then_fails_as_a_crash_loop() {
         AfterExit::CrashLoop { .. }
     ));
     assert_eq!(t.phase(), Phase::Failed);
-    assert_eq!(t.deadline(), None);
+    assert_eq!(t.deadline().instant(), None);
     assert_eq!(t.starts(), 5);
 }
 
@@ -169,7 +169,7 @@ fn a_periodic_task_keeps_its_grid_and_skips_instead_of_overlapping() {
     assert_eq!(t.activate(c.at(0)), Some(Due::Start));
     t.on_started(pid(1), c.at(2));
     assert_eq!(
-        t.deadline(),
+        t.deadline().instant(),
         Some(c.at(1000).mono),
         "next start on the grid of the first"
     );
@@ -179,12 +179,12 @@ fn a_periodic_task_keeps_its_grid_and_skips_instead_of_overlapping() {
         Some(Due::Skipped { pid: pid(1) })
     );
     // Told once per run: the starts at 2000, 3000 and 4000 are skipped without a wake-up.
-    assert_eq!(t.deadline(), None);
+    assert_eq!(t.deadline().instant(), None);
     assert_eq!(t.on_deadline(c.at(4000)), None);
     assert_eq!(
         t.on_exit(Exit::Code(0), c.at(4500)),
         AfterExit::NextRun {
-            next: c.at(5000).mono,
+            next: Deadline::At(c.at(5000).mono),
             skipped: Some(4)
         }
     );
@@ -196,7 +196,7 @@ fn a_periodic_task_keeps_its_grid_and_skips_instead_of_overlapping() {
     assert_eq!(
         t.on_exit(Exit::Code(0), c.at(5500)),
         AfterExit::NextRun {
-            next: c.at(6000).mono,
+            next: Deadline::At(c.at(6000).mono),
             skipped: Some(0)
         }
     );
@@ -213,7 +213,7 @@ fn a_periodic_task_keeps_its_grid_and_skips_instead_of_overlapping() {
     assert_eq!(
         t.on_exit(Exit::Code(0), c.at(1500)),
         AfterExit::NextRun {
-            next: c.at(2000).mono,
+            next: Deadline::At(c.at(2000).mono),
             skipped: Some(1)
         }
     );
@@ -225,7 +225,7 @@ fn a_periodic_task_keeps_its_grid_and_skips_instead_of_overlapping() {
     assert_eq!(
         t.on_exit(Exit::Code(1), c.at(2100)),
         AfterExit::NextRun {
-            next: c.at(3000).mono,
+            next: Deadline::At(c.at(3000).mono),
             skipped: Some(0)
         }
     );
@@ -241,7 +241,7 @@ fn a_periodic_run_past_its_timeout_is_stopped_then_killed() {
     }));
     t.activate(c.at(0));
     t.on_started(pid(7), c.at(0));
-    assert_eq!(t.deadline(), Some(c.at(300).mono));
+    assert_eq!(t.deadline().instant(), Some(c.at(300).mono));
     assert_eq!(
         t.on_deadline(c.at(300)),
         Some(Due::Timeout {
@@ -250,16 +250,16 @@ fn a_periodic_run_past_its_timeout_is_stopped_then_killed() {
         })
     );
     assert_eq!(
-        t.deadline(),
+        t.deadline().instant(),
         Some(c.at(800).mono),
         "SIGKILL after the grace"
     );
     assert_eq!(t.on_deadline(c.at(800)), Some(Due::Kill { pid: pid(7) }));
-    assert_eq!(t.deadline(), None);
+    assert_eq!(t.deadline().instant(), None);
     assert_eq!(
         t.on_exit(Exit::Signal(Signal::SIGKILL), c.at(801)),
         AfterExit::NextRun {
-            next: c.at(10_000).mono,
+            next: Deadline::At(c.at(10_000).mono),
             skipped: Some(0)
         }
     );
@@ -272,7 +272,7 @@ fn stopping_for_shutdown_signals_running_tasks_and_ends_the_others() {
     running.activate(c.at(0));
     running.on_started(pid(9), c.at(0));
     assert_eq!(running.stop(c.at(100)), Some((pid(9), Signal::SIGTERM)));
-    assert_eq!(running.deadline(), Some(c.at(600).mono));
+    assert_eq!(running.deadline().instant(), Some(c.at(600).mono));
     assert_eq!(
         running.on_exit(Exit::Signal(Signal::SIGTERM), c.at(150)),
         AfterExit::Stopped
@@ -318,10 +318,16 @@ fn a_wall_clock_step_moves_a_cron_task_but_not_an_every_task() {
     }));
     // At 10:30 the next run is at 11:00, 30 minutes on the monotonic clock.
     assert_eq!(cron.activate(at(0, "2026-01-01T10:30:00Z")), None);
-    assert_eq!(cron.deadline(), Some(t0 + Duration::from_secs(1800)));
+    assert_eq!(
+        cron.deadline().instant(),
+        Some(t0 + Duration::from_secs(1800))
+    );
     // One second later the clock is set back to 08:59:00: the next run is at 09:00.
     cron.wall_clock_changed(at(1, "2026-01-01T08:59:00Z"));
-    assert_eq!(cron.deadline(), Some(t0 + Duration::from_secs(61)));
+    assert_eq!(
+        cron.deadline().instant(),
+        Some(t0 + Duration::from_secs(61))
+    );
 
     let mut every = Task::new(spec(Kind::Periodic {
         schedule: Schedule::Every(Duration::from_secs(60)),
@@ -330,9 +336,9 @@ fn a_wall_clock_step_moves_a_cron_task_but_not_an_every_task() {
     every.activate(at(0, "2026-01-01T10:30:00Z"));
     every.on_started(pid(1), at(0, "2026-01-01T10:30:00Z"));
     every.on_exit(Exit::Code(0), at(1, "2026-01-01T10:30:01Z"));
-    let before = every.deadline();
+    let before = every.deadline().instant();
     every.wall_clock_changed(at(2, "2026-01-01T08:00:00Z"));
-    assert_eq!(every.deadline(), before);
+    assert_eq!(every.deadline().instant(), before);
 }
 
 #[test]
@@ -344,7 +350,11 @@ fn killing_now_skips_the_grace_and_ends_in_stopped() {
     // A graceful stop already under way is cut short too.
     assert_eq!(running.stop(c.at(10)), Some((pid(5), Signal::SIGTERM)));
     assert_eq!(running.kill_now(), Some(pid(5)));
-    assert_eq!(running.deadline(), None, "no grace left to wait for");
+    assert_eq!(
+        running.deadline().instant(),
+        None,
+        "no grace left to wait for"
+    );
     assert_eq!(
         running.on_exit(Exit::Signal(Signal::SIGKILL), c.at(11)),
         AfterExit::Stopped
@@ -375,7 +385,7 @@ fn a_main_exit_that_leaves_processes_waits_for_them_before_the_policy_decides() 
     assert_eq!(t.lingering(), Some(Exit::Code(0)));
     assert!(matches!(t.phase(), Phase::Running { .. }));
     assert!(t.satisfies_dependents(), "a daemon that runs is up");
-    assert_eq!(t.deadline(), None, "no restart while it runs");
+    assert_eq!(t.deadline().instant(), None, "no restart while it runs");
     assert_eq!(
         t.on_gone(c.at(5000)),
         Some(AfterExit::Restart { delay: 100 * MS })
@@ -409,7 +419,7 @@ fn a_main_exit_that_leaves_processes_waits_for_them_before_the_policy_decides() 
         MainExit::Wait
     );
     assert_eq!(
-        t.deadline(),
+        t.deadline().instant(),
         Some(c.at(9600).mono),
         "SIGKILL still due after the grace"
     );
@@ -426,7 +436,7 @@ fn a_hung_instance_is_stopped_then_killed_and_counts_as_a_failure() {
     t.on_started(pid(7), c.at(0));
     assert_eq!(t.on_hung(c.at(100)), Some((pid(7), Signal::SIGTERM)));
     assert_eq!(t.on_hung(c.at(110)), None, "already stopping");
-    assert_eq!(t.deadline(), Some(c.at(600).mono), "the grace");
+    assert_eq!(t.deadline().instant(), Some(c.at(600).mono), "the grace");
     assert_eq!(t.on_deadline(c.at(600)), Some(Due::Kill { pid: pid(7) }));
     // Even an exit 0 on SIGTERM is a failure: on-failure restarts it, with the backoff.
     match t.on_exit(Exit::Code(0), c.at(610)) {
@@ -534,7 +544,7 @@ fn an_operator_stop_keeps_a_task_stopped_until_it_is_started_again() {
         Some((pid(100), Signal::SIGTERM))
     );
     assert_eq!(
-        t.deadline(),
+        t.deadline().instant(),
         Some(c.at(510).mono),
         "SIGKILL after the grace"
     );
@@ -544,7 +554,7 @@ fn an_operator_stop_keeps_a_task_stopped_until_it_is_started_again() {
         AfterExit::Stopped
     );
     assert_eq!(t.phase(), Phase::Stopped);
-    assert_eq!(t.deadline(), None, "not restarted");
+    assert_eq!(t.deadline().instant(), None, "not restarted");
     assert!(t.phase().is_final());
     assert_eq!(t.start(), Started::Now);
     // Started while an operator's stop is under way: it starts again once it is gone.
@@ -579,7 +589,7 @@ fn an_operator_restart_stops_then_starts_at_once_without_counting_a_crash() {
             AfterExit::Restarted,
             "not a crash loop, however often"
         );
-        assert_eq!(t.deadline(), Some(c.at(at + 20).mono), "at once");
+        assert_eq!(t.deadline().instant(), Some(c.at(at + 20).mono), "at once");
         assert_eq!(t.on_deadline(c.at(at + 20)), Some(Due::Start));
     }
     // A shutdown during a restart wins.
@@ -591,4 +601,102 @@ fn an_operator_restart_stops_then_starts_at_once_without_counting_a_crash() {
     let mut t = Task::new(spec(Kind::Resident(Restart::Always)));
     assert_eq!(t.restart(c.at(0)), None);
     assert_eq!(t.phase(), Phase::Waiting);
+}
+
+/// Every duration of a task at `huge`: the pipeline's maximum, or beyond what the clock counts
+/// (which no check lets through, but which must not panic either).
+fn huge_spec(kind: Kind, huge: Duration) -> TaskSpec {
+    TaskSpec {
+        backoff: Backoff {
+            initial: huge,
+            max: huge,
+            stable: huge,
+        },
+        crash_loop: CrashLoop {
+            max: 4,
+            within: huge,
+        },
+        stop: StopSpec {
+            signal: Signal::SIGTERM,
+            grace: huge,
+        },
+        ..spec(kind)
+    }
+}
+
+const HUGE: [Duration; 3] = [
+    nonstop_core::Duration::MAX.0,
+    Duration::from_secs(10_000_000_000_000_000_000),
+    Duration::MAX,
+];
+
+#[test]
+fn a_periodic_task_with_every_duration_beyond_the_clock_runs_and_stops_without_panicking() {
+    let c = Clock::new();
+    for huge in HUGE {
+        let mut t = Task::new(huge_spec(
+            Kind::Periodic {
+                schedule: Schedule::Every(huge),
+                timeout: Some(huge),
+            },
+            huge,
+        ));
+        assert_eq!(t.activate(c.at(0)), Some(Due::Start), "{huge:?}");
+        t.on_started(pid(1), c.at(0));
+        // Neither its next start nor its timeout falls due in any time a test can wait.
+        assert!(!t.deadline().is_due(c.at(1000).mono));
+        assert_eq!(t.on_deadline(c.at(1000)), None);
+        let AfterExit::NextRun { next, skipped } = t.on_exit(Exit::Code(0), c.at(1000)) else {
+            panic!("{:?}", t.phase());
+        };
+        assert_eq!(skipped, Some(0));
+        assert!(!next.is_due(c.at(1000).mono));
+        // Started again by an operator, then stopped with a grace that never runs out.
+        assert_eq!(t.start(), Started::Now);
+        t.on_started(pid(2), c.at(2000));
+        assert_eq!(t.stop(c.at(2000)), Some((pid(2), Signal::SIGTERM)));
+        assert!(!t.deadline().is_due(c.at(3000).mono));
+        assert_eq!(t.kill_now(), Some(pid(2)));
+        assert_eq!(t.deadline(), Deadline::Never);
+        assert_eq!(
+            t.on_exit(Exit::Signal(Signal::SIGKILL), c.at(3000)),
+            AfterExit::Stopped
+        );
+    }
+}
+
+#[test]
+fn a_resident_task_with_every_duration_beyond_the_clock_backs_off_and_stops_without_panicking() {
+    let c = Clock::new();
+    for huge in HUGE {
+        let mut t = Task::new(huge_spec(Kind::Resident(Restart::Always), huge));
+        assert_eq!(t.activate(c.at(0)), Some(Due::Start));
+        t.on_started(pid(1), c.at(0));
+        // Twice, so the backoff doubles past its maximum.
+        for n in 0..2 {
+            assert_eq!(
+                t.on_exit(Exit::Code(1), c.at(10)),
+                AfterExit::Restart { delay: huge },
+                "{huge:?} {n}"
+            );
+            assert!(!t.deadline().is_due(c.at(1000).mono));
+            assert_eq!(t.start(), Started::Now);
+            t.on_started(pid(2), c.at(20));
+        }
+        // Hung, with a grace that never runs out; a stop by an operator, the same.
+        assert_eq!(t.on_hung(c.at(30)), Some((pid(2), Signal::SIGTERM)));
+        assert!(!t.deadline().is_due(c.at(1000).mono));
+        assert_eq!(
+            t.on_exit(Exit::Code(1), c.at(40)),
+            AfterExit::Restart { delay: huge }
+        );
+        assert_eq!(t.start(), Started::Now);
+        t.on_started(pid(3), c.at(50));
+        assert_eq!(
+            t.stop_by_operator(c.at(60)),
+            Some((pid(3), Signal::SIGTERM))
+        );
+        assert!(!t.deadline().is_due(c.at(1000).mono));
+        assert_eq!(t.on_exit(Exit::Code(0), c.at(70)), AfterExit::Stopped);
+    }
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
+use nonstop_core::Deadline;
 
 /// How long the runner waits for adopted processes to die after SIGKILL before it gives up.
 pub const GIVE_UP: Duration = Duration::from_secs(5);
@@ -20,7 +21,7 @@ pub const GIVE_UP: Duration = Duration::from_secs(5);
 /// grace.
 #[derive(Debug)]
 pub struct Sweep {
-    kill_at: Instant,
+    kill_at: Deadline,
     killing: bool,
     signalled: HashSet<Pid>,
 }
@@ -36,7 +37,7 @@ pub enum Step {
         /// Each process and its signal.
         signals: Vec<(Pid, Signal)>,
         /// The next decision is due then, if nothing exits before.
-        until: Instant,
+        until: Deadline,
         /// The grace just ended with adopted processes left.
         escalated: bool,
     },
@@ -48,7 +49,7 @@ impl Sweep {
     /// A sweep starting at `now`, SIGKILL due after `grace`.
     pub fn new(now: Instant, grace: Duration) -> Sweep {
         Sweep {
-            kill_at: now + grace,
+            kill_at: Deadline::after(now, grace),
             killing: false,
             signalled: HashSet::new(),
         }
@@ -57,7 +58,7 @@ impl Sweep {
     /// No more grace (a second SIGTERM): SIGKILL from `now`.
     pub fn hurry(&mut self, now: Instant) {
         if !self.killing {
-            self.kill_at = self.kill_at.min(now);
+            self.kill_at = self.kill_at.min(Deadline::At(now));
         }
     }
 
@@ -72,12 +73,12 @@ impl Sweep {
             return Step::Done;
         }
         let mut escalated = false;
-        if !self.killing && now >= self.kill_at {
+        if !self.killing && self.kill_at.is_due(now) {
             self.killing = true;
             self.signalled.clear();
             escalated = !adopted.is_empty();
         }
-        if self.killing && now >= self.kill_at + GIVE_UP {
+        if self.killing && (self.kill_at + GIVE_UP).is_due(now) {
             return Step::GiveUp(adopted.iter().chain(compressors).copied().collect());
         }
         let mut signals = Vec::new();
@@ -178,7 +179,7 @@ mod tests {
             step,
             Step::Signal {
                 signals: vec![(pid(10), Signal::SIGTERM), (pid(11), Signal::SIGTERM)],
-                until: t0 + 100 * MS,
+                until: Deadline::At(t0 + 100 * MS),
                 escalated: false
             }
         );
@@ -188,7 +189,7 @@ mod tests {
             step,
             Step::Signal {
                 signals: vec![(pid(12), Signal::SIGTERM)],
-                until: t0 + 100 * MS,
+                until: Deadline::At(t0 + 100 * MS),
                 escalated: false
             }
         );
@@ -198,7 +199,7 @@ mod tests {
             step,
             Step::Signal {
                 signals: vec![(pid(12), Signal::SIGKILL), (pid(20), Signal::SIGKILL)],
-                until: t0 + 100 * MS + GIVE_UP,
+                until: Deadline::At(t0 + 100 * MS + GIVE_UP),
                 escalated: true
             }
         );
@@ -219,7 +220,7 @@ mod tests {
             sweep.step(t0, &[], &[pid(20)]),
             Step::Signal {
                 signals: vec![],
-                until: t0 + Duration::from_secs(5),
+                until: Deadline::At(t0 + Duration::from_secs(5)),
                 escalated: false
             }
         );
@@ -228,11 +229,40 @@ mod tests {
             sweep.step(t0 + 10 * MS, &[], &[pid(20)]),
             Step::Signal {
                 signals: vec![(pid(20), Signal::SIGKILL)],
-                until: t0 + 10 * MS + GIVE_UP,
+                until: Deadline::At(t0 + 10 * MS + GIVE_UP),
                 escalated: false
             }
         );
         assert_eq!(sweep.step(t0 + 20 * MS, &[], &[]), Step::Done);
+    }
+
+    #[test]
+    fn a_grace_beyond_the_clock_terms_and_waits_without_a_timeout() {
+        let t0 = Instant::now();
+        for grace in [
+            Duration::from_secs(10_000_000_000_000_000_000),
+            Duration::MAX,
+        ] {
+            let mut sweep = Sweep::new(t0, grace);
+            assert_eq!(
+                sweep.step(t0, &[pid(10)], &[]),
+                Step::Signal {
+                    signals: vec![(pid(10), Signal::SIGTERM)],
+                    until: Deadline::Never,
+                    escalated: false
+                }
+            );
+            // A second SIGTERM still ends the grace.
+            sweep.hurry(t0 + MS);
+            assert_eq!(
+                sweep.step(t0 + MS, &[pid(10)], &[]),
+                Step::Signal {
+                    signals: vec![(pid(10), Signal::SIGKILL)],
+                    until: Deadline::At(t0 + MS + GIVE_UP),
+                    escalated: true
+                }
+            );
+        }
     }
 
     fn is_zombie(pid: u32) -> bool {

@@ -27,6 +27,7 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::sys::socket::{getsockopt, sockopt};
 use nix::sys::stat::{Mode, umask};
 use nix::unistd::Uid;
+use nonstop_core::Deadline;
 use tracing::{debug, warn};
 
 use super::Supervisor;
@@ -58,7 +59,7 @@ struct Client {
     /// The answer, once there is one, and how much of it is written.
     answer: Option<(Vec<u8>, usize)>,
     /// When it is closed, done or not.
-    deadline: Instant,
+    deadline: Deadline,
     /// Its pid, for the log.
     pid: i32,
 }
@@ -156,8 +157,12 @@ impl Control {
     }
 
     /// The earliest instant a connection must be closed at.
-    pub(super) fn deadline(&self) -> Option<Instant> {
-        self.clients.values().map(|c| c.deadline).min()
+    pub(super) fn deadline(&self) -> Deadline {
+        self.clients
+            .values()
+            .map(|c| c.deadline)
+            .min()
+            .unwrap_or(Deadline::Never)
     }
 
     /// Closes the connections whose time is up.
@@ -165,7 +170,7 @@ impl Control {
         let late: Vec<RawFd> = self
             .clients
             .iter()
-            .filter(|(_, c)| c.deadline <= now)
+            .filter(|(_, c)| c.deadline.is_due(now))
             .map(|(&fd, _)| fd)
             .collect();
         for fd in late {
@@ -303,7 +308,7 @@ impl Control {
                     stream,
                     request: Vec::new(),
                     answer: None,
-                    deadline: Instant::now() + CLIENT_TIME,
+                    deadline: Deadline::after(Instant::now(), CLIENT_TIME),
                     pid,
                 },
             );

@@ -12,7 +12,7 @@ use nonstop_scheduler::schedule::Now;
 use nonstop_scheduler::task::{AfterExit, Exit, MainExit, Phase, Task};
 use tracing::{debug, error, info, warn};
 
-use super::{Supervisor, human};
+use super::{Supervisor, human, human_until};
 
 impl Supervisor {
     /// Reaps every exited child: SIGCHLD coalesces, so loop until none is left.
@@ -248,7 +248,7 @@ impl Supervisor {
                 limit.max, human(limit.within)
             ),
             AfterExit::NextRun { next, skipped } => {
-                let wait = human(next.saturating_duration_since(Instant::now()));
+                let wait = human_until(next, Instant::now());
                 let skipped = match skipped {
                     Some(0) => String::new(),
                     Some(1) => "; 1 start was skipped while it ran".into(),
@@ -256,9 +256,9 @@ impl Supervisor {
                     None => "; starts were skipped while it ran".into(),
                 };
                 if exit.success() {
-                    info!(task = %name, pid, "run finished with {exit}{ran}; next run in {wait}{skipped}");
+                    info!(task = %name, pid, "run finished with {exit}{ran}; next run {wait}{skipped}");
                 } else {
-                    warn!(task = %name, pid, "run failed with {exit}{ran}; next run in {wait}{skipped}");
+                    warn!(task = %name, pid, "run failed with {exit}{ran}; next run {wait}{skipped}");
                 }
             }
             AfterExit::NoMoreRuns => {

@@ -9,6 +9,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use nonstop_core::Deadline;
 use nonstop_scheduler::schedule::Now;
 use nonstop_scheduler::task::{Exit, Phase};
 use tracing::warn;
@@ -24,7 +25,7 @@ pub(super) struct MetricsFile {
     path: PathBuf,
     written: Option<Instant>,
     /// A rewrite waits for this instant (one second after the last).
-    due: Option<Instant>,
+    due: Deadline,
     /// Whether a failure to write it was logged (once, until it works again).
     failing: bool,
 }
@@ -34,7 +35,7 @@ impl MetricsFile {
         MetricsFile {
             path,
             written: None,
-            due: None,
+            due: Deadline::Never,
             failing: false,
         }
     }
@@ -45,7 +46,7 @@ impl MetricsFile {
     }
 
     /// When the loop must wake to write it.
-    pub(super) fn deadline(&self) -> Option<Instant> {
+    pub(super) fn deadline(&self) -> Deadline {
         self.due
     }
 }
@@ -167,15 +168,15 @@ impl Supervisor {
         let Some(file) = &mut self.metrics else {
             return;
         };
-        match file.written {
-            Some(at) if now < at + EVERY => {
-                file.due.get_or_insert(at + EVERY);
+        if let Some(at) = file.written {
+            let next = Deadline::after(at, EVERY);
+            if !next.is_due(now) {
+                file.due = next;
                 return;
             }
-            _ => {}
         }
         file.written = Some(now);
-        file.due = None;
+        file.due = Deadline::Never;
         let path = file.path.clone();
         let text = self.metrics_text();
         let result = write_atomically(&path, text.as_bytes());

@@ -37,6 +37,7 @@ use anyhow::Context;
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
+use nonstop_core::Deadline;
 use nonstop_ipc::ProcessId;
 use nonstop_scheduler::cgroup::Cgroup;
 use nonstop_scheduler::order::{Agenda, Gate, Order};
@@ -515,8 +516,8 @@ impl Supervisor {
                 return Ok(());
             }
             let timeout = if self.agenda.is_empty() {
-                self.next_deadline()
-                    .map(|d| d.saturating_duration_since(Instant::now()))
+                // Never: sleep until an event, with no timeout.
+                self.next_deadline().remaining(Instant::now())
             } else {
                 // Starts were cut short to take a signal: come back at once.
                 Some(Duration::ZERO)
@@ -555,31 +556,26 @@ impl Supervisor {
             })
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
-        let tasks = self.entries.iter().filter_map(|e| e.task.deadline());
+    /// The earliest deadline of everything the loop waits for.
+    fn next_deadline(&self) -> Deadline {
+        let tasks = self.entries.iter().map(|e| e.task.deadline());
         let probes = self
             .entries
             .iter()
             .filter_map(|e| e.probe.as_ref().map(probe::ProbeRun::deadline));
-        let watch = self.watch.as_ref().and_then(Watch::deadline);
+        let watch = self.watch.as_ref().map(Watch::deadline);
         let systemd = self.notifier.deadline();
-        let control = self.control.as_ref().and_then(control::Control::deadline);
-        let metrics = self
-            .metrics
-            .as_ref()
-            .and_then(metrics::MetricsFile::deadline);
-        let reload = self
-            .reloading
-            .as_ref()
-            .and_then(reload::Reloading::deadline);
+        let control = self.control.as_ref().map(control::Control::deadline);
+        let metrics = self.metrics.as_ref().map(metrics::MetricsFile::deadline);
+        let reload = self.reloading.as_ref().map(reload::Reloading::deadline);
         tasks
             .chain(probes)
             .chain(watch)
-            .chain(systemd)
+            .chain([systemd])
             .chain(control)
             .chain(metrics)
             .chain(reload)
-            .min()
+            .fold(Deadline::Never, Deadline::min)
     }
 
     fn handle_deadlines(&mut self, now: Now) {
@@ -590,11 +586,7 @@ impl Supervisor {
         self.sweep(now);
         self.drive_probes(now);
         for i in 0..self.entries.len() {
-            while self.entries[i]
-                .task
-                .deadline()
-                .is_some_and(|d| d <= now.mono)
-            {
+            while self.entries[i].task.deadline().is_due(now.mono) {
                 let Some(due) = self.entries[i].task.on_deadline(now) else {
                     break;
                 };
@@ -838,15 +830,48 @@ fn with_nofile(spec: &mut spawn::SpawnSpec, inherited: (u64, u64)) {
     }
 }
 
-/// `1.5s`, `250ms`, `2m3s`.
+/// `1.5s`, `250ms`, `2m3s`; from a day on, `3d4h` (a backoff may be 100 years long).
 fn human(d: Duration) -> String {
     let ms = d.as_millis();
+    let s = d.as_secs();
     if ms < 1000 {
         format!("{ms}ms")
     } else if ms < 60_000 {
         format!("{:.1}s", d.as_secs_f64())
-    } else {
-        let s = d.as_secs();
+    } else if s < 86_400 {
         format!("{}m{}s", s / 60, s % 60)
+    } else {
+        format!("{}d{}h", s / 86_400, s % 86_400 / 3600)
+    }
+}
+
+/// `in 1.5s` until `deadline` from `now`, or `never` (beyond what the clock counts).
+fn human_until(deadline: Deadline, now: Instant) -> String {
+    match deadline.remaining(now) {
+        Some(left) => format!("in {}", human(left)),
+        None => "never".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_deadlines_read_as_words_up_to_a_hundred_years_and_never() {
+        let now = Instant::now();
+        for (d, shown) in [
+            (Duration::from_millis(250), "250ms"),
+            (Duration::from_millis(1500), "1.5s"),
+            (Duration::from_secs(123), "2m3s"),
+            (Duration::from_secs(3 * 86_400 + 4 * 3600 + 5), "3d4h"),
+            (nonstop_core::Duration::MAX.0, "36500d0h"),
+            (Duration::MAX, "213503982334601d7h"),
+        ] {
+            assert_eq!(human(d), shown);
+        }
+        let max = Deadline::after(now, nonstop_core::Duration::MAX.0);
+        assert_eq!(human_until(max, now), "in 36500d0h");
+        assert_eq!(human_until(Deadline::Never, now), "never");
     }
 }

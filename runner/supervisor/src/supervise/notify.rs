@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use nonstop_core::Deadline;
 use sd_notify::NotifyState;
 use tracing::{debug, warn};
 
@@ -15,7 +16,7 @@ pub(super) struct Notifier {
     enabled: bool,
     ready: bool,
     /// The ping period (half of `WATCHDOG_USEC`) and the next ping.
-    watchdog: Option<(Duration, Instant)>,
+    watchdog: Option<(Duration, Deadline)>,
 }
 
 impl Notifier {
@@ -24,7 +25,7 @@ impl Notifier {
         let enabled = std::env::var_os("NOTIFY_SOCKET").is_some();
         let watchdog = sd_notify::watchdog_enabled()
             .filter(|_| enabled)
-            .map(|usec| (usec / 2, Instant::now()));
+            .map(|usec| (usec / 2, Deadline::At(Instant::now())));
         if let Some((every, _)) = watchdog {
             debug!("systemd watchdog: pinging every {every:?}");
         }
@@ -77,17 +78,17 @@ impl Notifier {
     }
 
     /// When the loop must turn next for the watchdog, if systemd watches it.
-    pub(super) fn deadline(&self) -> Option<Instant> {
-        self.watchdog.map(|(_, next)| next)
+    pub(super) fn deadline(&self) -> Deadline {
+        self.watchdog.map_or(Deadline::Never, |(_, next)| next)
     }
 
     /// The loop is turning: pings systemd if a ping is due.
     pub(super) fn turn(&mut self, now: Instant) {
         if let Some((every, next)) = self.watchdog
-            && next <= now
+            && next.is_due(now)
         {
             self.send(&[NotifyState::Watchdog]);
-            self.watchdog = Some((every, now + every));
+            self.watchdog = Some((every, Deadline::after(now, every)));
         }
     }
 }

@@ -14,6 +14,7 @@ use nix::sys::socket::{
     socket, sockopt,
 };
 use nix::unistd::Pid;
+use nonstop_core::Deadline;
 use nonstop_scheduler::probe::{Health, ProbeCheck, ProbeDue, ProbeSpec, Probing};
 use nonstop_scheduler::schedule::Now;
 use nonstop_scheduler::spawn;
@@ -40,7 +41,7 @@ impl ProbeRun {
         }
     }
 
-    pub(super) fn deadline(&self) -> Instant {
+    pub(super) fn deadline(&self) -> Deadline {
         self.state.deadline()
     }
 

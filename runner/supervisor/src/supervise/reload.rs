@@ -24,6 +24,7 @@ use std::time::Instant;
 use anyhow::Context;
 use nix::sys::memfd::{MFdFlags, memfd_create};
 use nix::unistd::Pid;
+use nonstop_core::Deadline;
 use nonstop_scheduler::order::{Agenda, Order};
 use nonstop_scheduler::schedule::Now;
 use nonstop_scheduler::spawn;
@@ -54,8 +55,12 @@ pub(super) struct Reloading {
 
 impl Reloading {
     /// When the check must be over.
-    pub(super) fn deadline(&self) -> Option<Instant> {
-        (!self.killed).then_some(self.since + CHECK_TIME)
+    pub(super) fn deadline(&self) -> Deadline {
+        if self.killed {
+            Deadline::Never
+        } else {
+            Deadline::after(self.since, CHECK_TIME)
+        }
     }
 }
 
@@ -138,7 +143,7 @@ impl Supervisor {
     /// reload).
     pub(super) fn time_reload(&mut self, now: Instant) {
         if let Some(reloading) = &mut self.reloading
-            && reloading.deadline().is_some_and(|d| d <= now)
+            && reloading.deadline().is_due(now)
         {
             error!(
                 pid = reloading.pid.as_raw(),

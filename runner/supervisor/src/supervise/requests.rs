@@ -17,13 +17,19 @@ use super::{Entry, Supervisor};
 /// The version of the answers' schema.
 pub(super) const SCHEMA: u32 = 1;
 
-/// The wall-clock time of the monotonic instant `at`, seen from `now`.
+/// The wall-clock time of the monotonic instant `at`, seen from `now` (the last or first time
+/// a timestamp holds, when it is beyond them: a timestamp ends in the year 9999).
 pub(super) fn wall_of(now: Now, at: Instant) -> jiff::Timestamp {
-    let signed = |d: Duration| jiff::SignedDuration::try_from(d).unwrap_or_default();
+    let signed =
+        |d: Duration| jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX);
     if at <= now.mono {
-        now.wall - signed(now.mono - at)
+        now.wall
+            .checked_sub(signed(now.mono - at))
+            .unwrap_or(jiff::Timestamp::MIN)
     } else {
-        now.wall + signed(at - now.mono)
+        now.wall
+            .checked_add(signed(at - now.mono))
+            .unwrap_or(jiff::Timestamp::MAX)
     }
 }
 
@@ -301,9 +307,10 @@ impl Supervisor {
         o.num("starts", task.starts())
             .num("restarts", task.starts().saturating_sub(1))
             .with("last_exit", |out| exit_json(out, task.last_exit()));
+        // Never (beyond what the clock counts) is no time: null.
         let next = match phase {
-            Phase::Idle { next } => Some(next),
-            Phase::Backoff { until } => Some(until),
+            Phase::Idle { next } => next.instant(),
+            Phase::Backoff { until } => until.instant(),
             _ => None,
         };
         o.opt_str("next_start", next.map(|n| time(wall_of(now, n))).as_deref())

@@ -6,13 +6,14 @@
 use std::time::Instant;
 
 use nix::sys::signal::Signal;
+use nonstop_core::Deadline;
 use nonstop_scheduler::schedule::Now;
 use nonstop_scheduler::task::Phase;
 use tracing::{error, info, warn};
 
 use super::events::Received;
 use super::requests::{state_word, wall_of};
-use super::{REPEAT, Supervisor, human};
+use super::{REPEAT, Supervisor, human, human_until};
 
 impl Supervisor {
     /// Every signal the runner takes (`events::SIGNALS`) has a meaning: TERM and INT stop,
@@ -81,7 +82,7 @@ impl Supervisor {
             "status of every task follows"
         );
         let wall = |at: Instant| format!("{:.0}", wall_of(now, at));
-        let until = |at: Instant| human(at.saturating_duration_since(now.mono));
+        let until = |at: Deadline| human_until(at, now.mono);
         for entry in self.entries.iter().filter(|e| !e.removed) {
             let task = &entry.task;
             let (name, starts) = (entry.name(), task.starts());
@@ -94,8 +95,8 @@ impl Supervisor {
                         .unwrap_or_default(),
                 ),
                 Phase::Stopping { pid, since, .. } => (Some((pid, since)), String::new()),
-                Phase::Backoff { until: at } => (None, format!("restarting in {}", until(at))),
-                Phase::Idle { next } => (None, format!("next run in {}", until(next))),
+                Phase::Backoff { until: at } => (None, format!("restarting {}", until(at))),
+                Phase::Idle { next } => (None, format!("next run {}", until(next))),
                 Phase::Exited(exit) => (None, format!("{exit}; not restarted")),
                 Phase::Failed => (None, "crash loop; not restarted until started again".into()),
                 Phase::Waiting | Phase::Stopped => (None, String::new()),

@@ -90,10 +90,7 @@ impl Supervisor {
                     until
                 }
             };
-            for event in self
-                .events
-                .wait(Some(until.saturating_duration_since(Instant::now())))?
-            {
+            for event in self.events.wait(until.remaining(Instant::now()))? {
                 match event {
                     Event::Signal(s)
                         if s.signo == nix::libc::SIGTERM || s.signo == nix::libc::SIGINT =>

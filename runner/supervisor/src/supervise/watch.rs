@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
+use nonstop_core::Deadline;
 use nonstop_ipc::{HeartbeatTable, PidFd, ProcessId, SlotInfo, TableOptions};
 use nonstop_scheduler::schedule::Now;
 use nonstop_scheduler::task::{HeartbeatSpec, Readiness, StopSpec};
@@ -46,7 +47,7 @@ pub(super) struct Watch {
     /// Reserved slot → its task.
     owners: HashMap<u32, usize>,
     /// When to read the table next.
-    pub(super) next: Option<Instant>,
+    pub(super) next: Deadline,
     /// Processes that registered themselves, found hung and being stopped.
     foreign: Vec<ForeignStop>,
     /// The table was removed under the runner (`ipcrm`): nothing is watched any more.
@@ -58,7 +59,7 @@ pub(super) struct Watch {
 struct ForeignStop {
     pidfd: PidFd,
     name: String,
-    kill_at: Instant,
+    kill_at: Deadline,
 }
 
 /// How a process that registered itself is stopped.
@@ -96,7 +97,7 @@ impl Watch {
             table,
             protected: Protected::new(me.pid, nonstop_ipc::ancestors(me.pid)),
             owners: HashMap::new(),
-            next: Some(Instant::now()),
+            next: Deadline::At(Instant::now()),
             foreign: Vec::new(),
             lost: false,
         })
@@ -145,7 +146,7 @@ impl Watch {
                          runner is started again"
                     );
                     self.lost = true;
-                    self.next = None;
+                    self.next = Deadline::Never;
                 }
             }
             e => warn!("{what}: {e}"),
@@ -185,7 +186,7 @@ impl Watch {
     /// Read the table again no later than at `deadline_ns` (`CLOCK_MONOTONIC`).
     fn wake_by(&mut self, deadline_ns: u64) {
         let at = instant_of(deadline_ns);
-        self.next = Some(self.next.map_or(at, |n| n.min(at)));
+        self.next = self.next.min(at);
     }
 
     /// A reserved slot's state for `nonstop status`: `ok` or `late` (its deadline passed),
@@ -204,15 +205,15 @@ impl Watch {
     }
 
     /// The earliest instant the loop must wake for: the table, or a foreign kill.
-    pub(super) fn deadline(&self) -> Option<Instant> {
+    pub(super) fn deadline(&self) -> Deadline {
         let kills = self.foreign.iter().map(|f| f.kill_at);
-        self.next.into_iter().chain(kills).min()
+        kills.fold(self.next, Deadline::min)
     }
 
     /// Stops processes that registered themselves and are still running after their grace.
     fn kill_foreign(&mut self, now: Instant) {
         self.foreign.retain(|f| {
-            if f.kill_at > now {
+            if !f.kill_at.is_due(now) {
                 return true;
             }
             let pid = f.pidfd.process().pid;
@@ -262,7 +263,7 @@ impl Watch {
         self.foreign.push(ForeignStop {
             pidfd,
             name: slot.name.clone(),
-            kill_at: Instant::now() + FOREIGN_STOP.grace,
+            kill_at: Deadline::after(Instant::now(), FOREIGN_STOP.grace),
         });
     }
 
@@ -299,7 +300,7 @@ impl Supervisor {
             return;
         };
         watch.kill_foreign(now.mono);
-        if watch.lost || watch.next.is_none_or(|next| next > now.mono) {
+        if watch.lost || !watch.next.is_due(now.mono) {
             return;
         }
         let now_ns = mono_ns();
@@ -323,7 +324,7 @@ impl Supervisor {
                 Check::Overdue => hung.push((owner, slot, beat)),
             }
         }
-        watch.next = Some(instant_of(next));
+        watch.next = instant_of(next);
         for i in ready {
             self.on_ready(i, Readiness::Heartbeat, "first heartbeat");
         }
@@ -426,16 +427,19 @@ fn mono_ns() -> u64 {
     }
 }
 
-/// The [`Instant`] of `ns` on `CLOCK_MONOTONIC`.
-fn instant_of(ns: u64) -> Instant {
+/// The instant of `ns` on `CLOCK_MONOTONIC`, as a [`Deadline`] (never, if beyond what
+/// [`Instant`] counts).
+fn instant_of(ns: u64) -> Deadline {
     let now = mono_ns();
     let now_instant = Instant::now();
     if ns >= now {
-        now_instant + Duration::from_nanos(ns - now)
+        Deadline::after(now_instant, Duration::from_nanos(ns - now))
     } else {
-        now_instant
-            .checked_sub(Duration::from_nanos(now - ns))
-            .unwrap_or(now_instant)
+        Deadline::At(
+            now_instant
+                .checked_sub(Duration::from_nanos(now - ns))
+                .unwrap_or(now_instant),
+        )
     }
 }
 
