@@ -201,6 +201,14 @@ pub(super) fn check_task(
     if crash_loop.max == 0 {
         ctx.error(&field("crash_loop.max"), "must be at least 1");
     }
+    // The runner keeps the time of each exit within the window: bounded, so that a task
+    // restarting fast for a long window cannot grow the runner without end.
+    if crash_loop.max > CRASH_LOOP_MAX {
+        ctx.error(
+            &field("crash_loop.max"),
+            format!("must be at most {CRASH_LOOP_MAX}"),
+        );
+    }
     if crash_loop.within.is_zero() {
         ctx.error(&field("crash_loop.within"), "must be longer than 0");
     }
@@ -326,6 +334,9 @@ fn plugin_command(
         ],
     ))
 }
+
+/// The most exits `crash_loop.max` may allow within its window (the runner keeps their times).
+const CRASH_LOOP_MAX: u32 = 10_000;
 
 /// Shortest heartbeat timeout: the coarse clock of the beats ticks every 1 to 4 ms.
 const MIN_HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(10);
