@@ -559,3 +559,22 @@ fn a_failed_task_with_a_heartbeat_shows_no_heartbeat_state() {
     assert!(row.trim_end().ends_with('-'), "{table}");
     assert!(runner.terminate(10 * SECOND).success());
 }
+
+/// A client may close its sending side once its request is sent (`echo reload | socat -
+/// UNIX-CONNECT:...` does): a reload's answer, which comes when the reload is over, still
+/// reaches it.
+#[test]
+fn a_client_that_closes_its_sending_side_still_gets_the_reloads_answer() {
+    let p = PipelineDir::new("tasks:\n  web:\n    command: [sleep, \"1000\"]\n");
+    let mut runner = Runner::start(&p);
+    let web = pid_of(&runner.wait_for(&["started", "task=web"], 10 * SECOND));
+    let _cleanup = KillOnDrop(vec![web]);
+    let mut client = UnixStream::connect(p.file("logs/nonstop.sock")).unwrap();
+    client.write_all(b"reload\n").unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    client.set_read_timeout(Some(30 * SECOND)).unwrap();
+    let mut answer = String::new();
+    client.read_to_string(&mut answer).unwrap();
+    assert!(answer.contains("\"unchanged\":1"), "{answer}");
+    assert!(runner.terminate(10 * SECOND).success());
+}

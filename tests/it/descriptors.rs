@@ -45,13 +45,14 @@ fn hard_limit(pid: i32) -> u64 {
     line.split_whitespace().nth(4).unwrap().parse().unwrap()
 }
 
-/// The highest descriptor number process `pid` holds.
-fn top_descriptor(pid: i32) -> u64 {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
+/// The lowest descriptor number process `pid` does not hold: the one its next `open` or
+/// `accept` would get.
+fn lowest_free_descriptor(pid: i32) -> u64 {
+    let held: std::collections::HashSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .max()
-        .unwrap()
+        .collect();
+    (0..).find(|n| !held.contains(n)).unwrap()
 }
 
 /// The CPU time process `pid` used so far, in clock ticks (utime + stime).
@@ -183,8 +184,8 @@ fn out_of_descriptors_the_control_socket_neither_spins_nor_floods_the_log_and_re
     let socket = p.file("logs/nonstop.sock");
     let hard = hard_limit(pid);
 
-    // At the limit: no descriptor number is left above those it holds.
-    set_limit(pid, top_descriptor(pid) + 1, hard);
+    // At the limit: its next descriptor would be over it. Only what it frees can be used.
+    set_limit(pid, lowest_free_descriptor(pid), hard);
     let idle: Vec<UnixStream> = (0..100)
         .map(|_| UnixStream::connect(&socket).unwrap())
         .collect();
@@ -193,6 +194,10 @@ fn out_of_descriptors_the_control_socket_neither_spins_nor_floods_the_log_and_re
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    runner.wait_for(
+        &["closed to make room (the runner is out of descriptors)"],
+        10 * SECOND,
     );
     drop(idle);
 

@@ -295,6 +295,12 @@ impl Control {
             self.write(fd, events);
             return Vec::new();
         }
+        if client.asked {
+            // Watched for nothing until its answer is ready: this is its hang-up or an
+            // error. Nobody waits for the answer any more.
+            self.close(fd, events);
+            return Vec::new();
+        }
         self.read(fd, events).into_iter().collect()
     }
 
@@ -345,6 +351,12 @@ impl Control {
             }
         }
         client.asked = true;
+        // What else it sends is not read, and its input no longer wakes the loop while its
+        // answer is being made (a reload's comes when the reload is over); its hang-up does.
+        if events.watch_hangup(&client.stream).is_err() {
+            self.close(fd, events);
+            return None;
+        }
         let request = std::mem::take(&mut client.request);
         let end = request
             .iter()
@@ -577,6 +589,11 @@ impl Control {
         let Some(client) = self.clients.get_mut(&fd) else {
             return;
         };
+        // Only a client that asked and has no answer yet: a reload's client may have been
+        // closed for its time meanwhile, and its descriptor number given to a newcomer.
+        if !client.asked || client.answer.is_some() {
+            return;
+        }
         client.answer = Some((answer, 0));
         client.progress = Instant::now();
         if events.watch_writable(&client.stream).is_err() {
