@@ -519,11 +519,12 @@ fn idle_connections_of_the_runners_user_keep_neither_root_nor_that_user_out() {
     let web = pid_of(&runner.wait_for(&["started", "task=web"], 10 * SECOND));
     let _cleanup = KillOnDrop(vec![web]);
     let socket = p.file("logs/nonstop.sock");
+    // Root's idle connections first, every place taken; then the user's crowd.
+    let root_idle: Vec<UnixStream> = (0..32)
+        .map(|_| UnixStream::connect(&socket).unwrap())
+        .collect();
     let _crowd = idle_crowd(&socket, 1000, 65534);
-    // Root.
-    assert!(ctl_ok(&p, &["status"]).contains("web"));
-    assert_eq!(ctl_ok(&p, &["health"]), "healthy\n");
-    // The runner's own user.
+    // The runner's own user (answered after every connection before it was accepted).
     let as_nobody = Command::new(nonstop())
         .args(["status", "--socket"])
         .arg(&socket)
@@ -533,6 +534,20 @@ fn idle_connections_of_the_runners_user_keep_neither_root_nor_that_user_out() {
         .unwrap();
     assert!(as_nobody.status.success(), "{}", stderr(&as_nobody));
     assert!(stdout(&as_nobody).contains("web"));
+    // The user took 24 places, root's oldest; then it made room among its own.
+    let still_open = root_idle
+        .iter()
+        .filter(|s| {
+            s.set_nonblocking(true).unwrap();
+            let mut s: &UnixStream = s;
+            let read = s.read(&mut [0u8; 256]);
+            matches!(read, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        })
+        .count();
+    assert_eq!(still_open, 8);
+    // Root.
+    assert!(ctl_ok(&p, &["status"]).contains("web"));
+    assert_eq!(ctl_ok(&p, &["health"]), "healthy\n");
     assert!(runner.terminate(10 * SECOND).success());
 }
 
