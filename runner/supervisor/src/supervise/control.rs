@@ -59,6 +59,10 @@ pub(super) const CLIENT_TIME: Duration = Duration::from_secs(10);
 const FIRST_PAUSE: Duration = Duration::from_millis(100);
 /// The longest rest of the listener.
 const MAX_PAUSE: Duration = Duration::from_secs(1);
+/// The most connections accepted in one turn of the loop: a crowd that connects without end
+/// keeps the backlog full, and the loop must go on to signals and exits between batches
+/// (the listener, still readable, is reported again at the next turn).
+const ACCEPT_BATCH: usize = 2 * MAX_CLIENTS;
 
 /// The listening socket and the open connections.
 pub(super) struct Control {
@@ -375,8 +379,8 @@ impl Control {
         }
     }
 
-    /// Accepts every waiting connection and reads the requests that came with it (the
-    /// commands send theirs at once). A peer that is neither root nor the runner's uid is
+    /// Accepts the waiting connections (at most [`ACCEPT_BATCH`] a turn) and reads the
+    /// requests that came with them (the commands send theirs at once). A peer that is neither root nor the runner's uid is
     /// told why and closed. With every place taken, the connection that has kept the runner
     /// waiting longest makes room (see [`Control::make_room`]); only when none does is the
     /// newcomer answered `busy`. When `accept` fails for want of descriptors, one is freed
@@ -387,7 +391,7 @@ impl Control {
         if self.paused.is_some() {
             return requests;
         }
-        loop {
+        for _ in 0..ACCEPT_BATCH {
             let now = Instant::now();
             let stream = match self.listener.accept() {
                 Ok((stream, _)) => {
@@ -404,6 +408,11 @@ impl Control {
                         Some(nix::libc::EMFILE | nix::libc::ENFILE)
                     );
                     if out_of_descriptors {
+                        // `accept` takes a descriptor before it looks for a connection: it
+                        // fails so with none waiting too, and then nothing is to be freed.
+                        if !self.waiting() {
+                            break;
+                        }
                         if let Some(fd) = self.longest_waiting(|_| true) {
                             self.evict(fd, "the runner is out of descriptors", now, events);
                             continue;
@@ -478,6 +487,15 @@ impl Control {
         }
         self.refill_spare();
         requests
+    }
+
+    /// Whether a connection waits to be accepted (the listener is readable).
+    fn waiting(&self) -> bool {
+        let mut fds = [nix::poll::PollFd::new(
+            self.listener.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO), Ok(n) if n > 0)
     }
 
     /// Makes a place for a newcomer of `uid`, if every place is taken (or, for a uid other
