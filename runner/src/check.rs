@@ -23,6 +23,9 @@ pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
                         .replacen(": ", ": warning: ", 1)
                 );
             }
+            if let Some(why) = descriptors_warning(&p.pipeline) {
+                eprintln!("{shown}: warning: {why}");
+            }
             let width = p
                 .pipeline
                 .tasks
@@ -43,6 +46,21 @@ pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// Whether this process's hard `nofile` limit is too low for the pipeline's descriptors
+/// (counting a cgroup per task unless `containment: process-group`): a warning, since the
+/// runner may run elsewhere, under another limit (a unit's `LimitNOFILE=`); `nonstop run`
+/// refuses such a pipeline where the limit is too low.
+fn descriptors_warning(pipeline: &nonstop_supervisor::pipeline::Pipeline) -> Option<String> {
+    use nonstop_supervisor::pipeline::ContainmentMode;
+    use nonstop_supervisor::supervise::descriptors;
+    let cgroups = pipeline.containment != ContainmentMode::ProcessGroup;
+    let why = descriptors::need(&pipeline.tasks, cgroups, 0).over(descriptors::hard_limit())?;
+    Some(format!(
+        "{why} here, and `nonstop run` refuses to start where it is this low; {}",
+        descriptors::ADVICE
+    ))
 }
 
 /// `resident, restart always, backoff 100ms..30s: /bin/server --port 5005`.

@@ -262,18 +262,20 @@ fn slow_and_hostile_clients_neither_block_the_loop_nor_grow_it() {
     let web = pid_of(&runner.wait_for(&["started", "task=web"], 10 * SECOND));
     let _cleanup = KillOnDrop(vec![web]);
     let socket = p.file("logs/nonstop.sock");
-    // Clients that connect and say nothing, up to the limit: the others are told "busy", and
-    // the runner goes on serving as soon as one leaves.
-    let mut silent: Vec<UnixStream> = (0..32)
+    // Clients that connect and say nothing, more than there are places: each newcomer takes
+    // the place of the one that has said nothing longest, which is told so and closed.
+    let mut silent: Vec<UnixStream> = (0..40)
         .map(|_| UnixStream::connect(&socket).unwrap())
         .collect();
     let out = ctl(&p, &["status"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("busy"), "{}", stderr(&out));
-    silent.pop();
-    assert!(wait_until(5 * SECOND, || ctl(&p, &["status"])
-        .status
-        .success()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    silent[0].set_read_timeout(Some(5 * SECOND)).unwrap();
+    let mut told = String::new();
+    silent[0].read_to_string(&mut told).unwrap();
+    assert!(
+        told.contains("closed to make room (every control connection was taken)"),
+        "{told}"
+    );
     drop(silent);
     // A request that never ends is cut at 64 KiB.
     let mut endless = UnixStream::connect(&socket).unwrap();
@@ -438,4 +440,156 @@ fn kill_pid(pid: i32) {
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGTERM,
     );
+}
+
+/// `test-helper connect SOCKET N` as `uid`: N connections that send nothing, held until the
+/// helper is dropped.
+fn idle_crowd(socket: &std::path::Path, n: usize, uid: u32) -> crate::harness::Proc {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(crate::harness::helper_path());
+    command
+        .arg("connect")
+        .arg(socket)
+        .arg(n.to_string())
+        .uid(uid)
+        .gid(uid);
+    let crowd = crate::harness::Proc::spawn(&mut command);
+    assert_eq!(crowd.line(60 * SECOND), format!("connected {n}"));
+    crowd
+}
+
+/// A task running as root (or as the runner's user) that opens a thousand connections and
+/// sends nothing cannot keep root out: `status`, `health` and `shutdown` are answered, each
+/// newcomer taking the place of the connection that has said nothing longest, and the log
+/// says so in a few lines, not a thousand.
+#[test]
+fn a_thousand_idle_connections_do_not_keep_root_from_status_health_or_shutdown() {
+    let p = PipelineDir::new("tasks:\n  web:\n    command: [sleep, \"1000\"]\n");
+    let mut runner = Runner::start(&p);
+    let web = pid_of(&runner.wait_for(&["started", "task=web"], 10 * SECOND));
+    let _cleanup = KillOnDrop(vec![web]);
+    let socket = p.file("logs/nonstop.sock");
+    let _crowd = idle_crowd(&socket, 1000, 0);
+    let table = ctl_ok(&p, &["status"]);
+    assert!(table.contains("web"), "{table}");
+    assert!(ctl_ok(&p, &["status", "--json"]).contains("\"ok\":true"));
+    let out = ctl(&p, &["health"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    // The crowd again, while the commands run: they are still answered.
+    let _more = idle_crowd(&socket, 1000, 0);
+    assert_eq!(ctl_ok(&p, &["health"]), "healthy\n");
+    runner.wait_for(&["control connection closed to make room"], 10 * SECOND);
+    let evictions = runner
+        .drain()
+        .iter()
+        .filter(|l| l.contains("closed to make room"))
+        .count();
+    assert!(evictions <= 4, "{evictions} lines for the evictions");
+    assert_eq!(ctl_ok(&p, &["shutdown"]), "shutting down\n");
+    assert!(runner.wait(20 * SECOND).success());
+}
+
+/// With the runner under a user of its own, that user's idle connections hold at most part of
+/// the places: root is answered without waiting for them, and so is that user's own command.
+#[test]
+fn idle_connections_of_the_runners_user_keep_neither_root_nor_that_user_out() {
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::getuid().is_root() {
+        // Needs another uid to run the runner as.
+        return;
+    }
+    let p = PipelineDir::new(
+        "containment: process-group\ntasks:\n  web:\n    command: [sleep, \"1000\"]\n",
+    );
+    // nobody may enter the pipeline's directory and write its logs and socket there.
+    std::fs::set_permissions(p.dir.path(), PermissionsExt::from_mode(0o777)).unwrap();
+    let mut runner = Runner::spawn(
+        Command::new(nonstop())
+            .arg("run")
+            .arg(p.path())
+            .uid(65534)
+            .gid(65534),
+    );
+    let web = pid_of(&runner.wait_for(&["started", "task=web"], 10 * SECOND));
+    let _cleanup = KillOnDrop(vec![web]);
+    let socket = p.file("logs/nonstop.sock");
+    // Root's idle connections first, every place taken; then the user's crowd.
+    let root_idle: Vec<UnixStream> = (0..32)
+        .map(|_| UnixStream::connect(&socket).unwrap())
+        .collect();
+    let _crowd = idle_crowd(&socket, 1000, 65534);
+    // The runner's own user (answered after every connection before it was accepted).
+    let as_nobody = Command::new(nonstop())
+        .args(["status", "--socket"])
+        .arg(&socket)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(as_nobody.status.success(), "{}", stderr(&as_nobody));
+    assert!(stdout(&as_nobody).contains("web"));
+    // The user took 24 places, root's oldest; then it made room among its own.
+    let still_open = root_idle
+        .iter()
+        .filter(|s| {
+            s.set_nonblocking(true).unwrap();
+            let mut s: &UnixStream = s;
+            let read = s.read(&mut [0u8; 256]);
+            matches!(read, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        })
+        .count();
+    assert_eq!(still_open, 8);
+    // Root.
+    assert!(ctl_ok(&p, &["status"]).contains("web"));
+    assert_eq!(ctl_ok(&p, &["health"]), "healthy\n");
+    assert!(runner.terminate(10 * SECOND).success());
+}
+
+/// A task that failed has no process, so no heartbeat state: not `starting`, which it kept
+/// from its last instance's start.
+#[test]
+fn a_failed_task_with_a_heartbeat_shows_no_heartbeat_state() {
+    let key = crate::harness::TestKey::new();
+    let p = PipelineDir::new(&format!(
+        "heartbeat: {{ key: {} }}\ntasks:\n  crashy:\n    command: [sh, -c, \"exit 3\"]\n    \
+         heartbeat: 30s\n    backoff: {{ initial: 0ms }}\n    \
+         crash_loop: {{ max: 2, within: 1m }}\n",
+        key.arg()
+    ));
+    let mut runner = Runner::start(&p);
+    runner.wait_for(&["failed, not restarted", "task=crashy"], 10 * SECOND);
+    let s = status(&p);
+    let c = task(&s, "crashy");
+    assert_eq!(c["state"], "failed");
+    assert_eq!(c["heartbeat"], Value::Null, "{c}");
+    let table = ctl_ok(&p, &["status"]);
+    let row = table.lines().find(|l| l.starts_with("crashy")).unwrap();
+    assert!(!row.contains("heartbeat"), "{table}");
+    assert!(row.trim_end().ends_with('-'), "{table}");
+    assert!(runner.terminate(10 * SECOND).success());
+}
+
+/// A client may close its sending side once its request is sent (`echo reload | socat -
+/// UNIX-CONNECT:...` does): a reload's answer, which comes when the reload is over, still
+/// reaches it.
+#[test]
+fn a_client_that_closes_its_sending_side_still_gets_the_reloads_answer() {
+    let p = PipelineDir::new("tasks:\n  web:\n    command: [sleep, \"1000\"]\n");
+    let mut runner = Runner::start(&p);
+    let web = pid_of(&runner.wait_for(&["started", "task=web"], 10 * SECOND));
+    let _cleanup = KillOnDrop(vec![web]);
+    let mut client = UnixStream::connect(p.file("logs/nonstop.sock")).unwrap();
+    client.write_all(b"reload\n").unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    client.set_read_timeout(Some(30 * SECOND)).unwrap();
+    let mut answer = String::new();
+    client.read_to_string(&mut answer).unwrap();
+    assert!(answer.contains("\"unchanged\":1"), "{answer}");
+    assert!(runner.terminate(10 * SECOND).success());
 }

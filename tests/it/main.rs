@@ -9,6 +9,7 @@ mod boot;
 mod check;
 mod containment;
 mod control;
+mod descriptors;
 mod dist;
 mod durations;
 mod hang;

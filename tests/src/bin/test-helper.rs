@@ -18,6 +18,9 @@
 //!   every INTERVAL_MS, then hangs.
 //! - `register KEY SLOTS NAME`: opens-or-creates the table, waits for a line on stdin,
 //!   registers, prints `slot N`, beats until stdin closes, then frees and prints `freed`.
+//! - `connect SOCKET N`: opens N connections to the Unix socket SOCKET, one after the other,
+//!   and sends nothing; prints `connected N`, then holds them until stdin closes (an idle
+//!   crowd for the control socket, run as the uid a test chooses).
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
@@ -58,6 +61,19 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
         loop {
             std::thread::park();
         }
+    }
+    if args.first().map(String::as_str) == Some("connect") {
+        let socket = args.get(1).ok_or("missing SOCKET")?;
+        let n: usize = args.get(2).ok_or("missing N")?.parse()?;
+        // One descriptor per connection: as many as the hard limit allows.
+        let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)?;
+        nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard)?;
+        let held: Vec<std::os::unix::net::UnixStream> = (0..n)
+            .map(|_| std::os::unix::net::UnixStream::connect(socket))
+            .collect::<Result<_, _>>()?;
+        say(&format!("connected {}", held.len()))?;
+        wait_for_go()?;
+        return Ok(());
     }
     let key: Key = args.get(1).ok_or("missing KEY")?.parse()?;
     match args.first().map(String::as_str) {

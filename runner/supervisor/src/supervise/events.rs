@@ -176,6 +176,14 @@ impl EventLoop {
         self.epoll.modify(fd.as_fd(), &mut event)
     }
 
+    /// Watches `fd` for nothing but its hang-up and errors (which epoll always reports): a
+    /// control connection whose request is in, and whose answer is not ready yet.
+    pub fn watch_hangup(&self, fd: &impl AsFd) -> nix::Result<()> {
+        let raw = fd.as_fd().as_raw_fd();
+        let mut event = EpollEvent::new(EpollFlags::empty(), raw as u64);
+        self.epoll.modify(fd.as_fd(), &mut event)
+    }
+
     /// Whether a signal waits in the signalfd (without taking it): a long run of starts checks
     /// this between two starts, so that SIGTERM is not kept waiting behind them.
     pub fn signal_pending(&self) -> bool {

@@ -12,6 +12,7 @@
 mod adopted;
 mod contain;
 mod control;
+pub mod descriptors;
 mod events;
 mod exits;
 mod failure;
@@ -24,6 +25,7 @@ mod reload;
 mod requests;
 mod signals;
 mod stop;
+mod throttle;
 mod watch;
 
 use std::collections::HashMap;
@@ -99,6 +101,29 @@ pub fn supervise(shown: &str, pipeline: Pipeline, nonstop: OwnedFd) -> anyhow::R
         .context("cannot raise RLIMIT_NOFILE")?;
     }
     let containment = contain::setup(pipeline.containment, &pipeline.logs.dir)?;
+    // A pipeline that needs more descriptors than the hard limit would start its first tasks
+    // and leave the rest failing to start, and the control socket unable to accept: refused
+    // now, before anything of it starts, with the numbers.
+    let cgroups = matches!(containment, Containment::Cgroups(_));
+    let need = descriptors::need(&pipeline.tasks, cgroups, 0);
+    if let Some(why) = need.over(inherited_nofile.1) {
+        if let Containment::Cgroups(cgroup) = &containment {
+            let _ = cgroup.remove();
+        }
+        if let Some(control) = control {
+            control.close_all();
+        }
+        if let Some(watch) = watch {
+            watch.close(me);
+        }
+        anyhow::bail!("cannot run {shown}: {why}; {}", descriptors::ADVICE);
+    }
+    debug!(
+        "{} tasks need about {} descriptors; the limit is {}",
+        need.tasks,
+        descriptors::grouped(need.descriptors),
+        descriptors::grouped(inherited_nofile.1)
+    );
     let mut supervisor = Supervisor::new(
         shown,
         pipeline,

@@ -194,6 +194,18 @@ impl Supervisor {
                 );
                 error_answer("the runner is shutting down")
             }
+            Ok(pipeline) if let Some(why) = self.too_many(&pipeline) => {
+                error!(
+                    "reload refused: {why}; {}; the pipeline runs on unchanged",
+                    super::descriptors::ADVICE
+                );
+                self.notifier
+                    .reloaded("reload refused; the pipeline runs on");
+                error_answer(&format!(
+                    "{why}; {}; nothing changed",
+                    super::descriptors::ADVICE
+                ))
+            }
             Ok(pipeline) => {
                 for line in messages.lines() {
                     warn!("{line}");
@@ -254,6 +266,21 @@ impl Supervisor {
                 control.answer(fd, answer.clone(), &self.events);
             }
         }
+    }
+
+    /// Why the runner's hard `nofile` limit is too low for `pipeline` (its tasks, and the
+    /// descriptors the tasks it removes keep until their place is taken), or `None`.
+    fn too_many(&self, pipeline: &Pipeline) -> Option<String> {
+        let cgroups = matches!(self.containment, super::Containment::Cgroups(_));
+        let wanted: HashSet<&str> = pipeline.tasks.iter().map(|t| t.name.as_str()).collect();
+        let kept: u64 = self
+            .entries
+            .iter()
+            .filter(|e| e.removed || !wanted.contains(e.name()))
+            .map(|e| super::descriptors::per_task(&e.task.spec, cgroups))
+            .sum();
+        super::descriptors::need(&pipeline.tasks, cgroups, kept)
+            .over(super::descriptors::hard_limit())
     }
 
     /// The tasks a reload did not remove.

@@ -229,6 +229,9 @@ impl Supervisor {
     /// Task `entry`'s heartbeat, while an instance runs: `starting` (no beat yet), `ok` or
     /// `late`, and the time since its last beat.
     pub(super) fn heartbeat_of(&self, entry: &Entry) -> Option<(&'static str, Duration)> {
+        // No process, no heartbeat: a task that failed before its first beat still awaits
+        // one (its readiness is reset only at the next start), which is not "starting".
+        entry.task.phase().pid()?;
         match (&self.watch, entry.slot) {
             (Some(_), Some(_)) if entry.task.awaits(Readiness::Heartbeat) => {
                 Some(("starting", Duration::ZERO))
