@@ -24,6 +24,8 @@ pub const ENV: &str = "NONSTOP_SOCKET";
 
 /// How long a request may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `reload` waits for its answer: the runner's check may take a minute.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// The schema version this client reads.
 const SCHEMA: u64 = 1;
@@ -133,7 +135,13 @@ pub fn request(socket: &Path, line: &str) -> anyhow::Result<Vec<u8>> {
         };
         Unreachable(format!("cannot connect to {}: {why}", socket.display()))
     })?;
-    stream.set_read_timeout(Some(TIMEOUT))?;
+    // A reload is answered when the runner has checked the file, which it allows a minute.
+    let wait = if line.split_whitespace().next() == Some("reload") {
+        RELOAD_TIMEOUT
+    } else {
+        TIMEOUT
+    };
+    stream.set_read_timeout(Some(wait))?;
     stream.set_write_timeout(Some(TIMEOUT))?;
     // A runner that refuses the client answers at once and closes: its answer is read even
     // when the request could not be sent whole.

@@ -247,6 +247,15 @@ impl Control {
             .unwrap_or(Deadline::Never)
     }
 
+    /// Gives connection `fd` until `time` from now to take its answer, if that is later than
+    /// it has: a reload's client waits for its check, which may take longer than
+    /// [`CLIENT_TIME`].
+    pub(super) fn allow(&mut self, fd: RawFd, time: Duration) {
+        if let Some(client) = self.clients.get_mut(&fd) {
+            client.deadline = client.deadline.max(Deadline::after(Instant::now(), time));
+        }
+    }
+
     /// Closes the connections whose time is up, ends the listener's rest when it is over,
     /// and logs the warnings held back.
     pub(super) fn expire(&mut self, now: Instant, events: &EventLoop) {

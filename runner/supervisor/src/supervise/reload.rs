@@ -39,7 +39,7 @@ use crate::pipeline::Pipeline;
 /// How long the check of a reloaded file may take (it loads plugins to validate their
 /// arguments, each in a child of its own): past it, the check is killed and the reload
 /// refused.
-const CHECK_TIME: std::time::Duration = std::time::Duration::from_secs(60);
+pub(super) const CHECK_TIME: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A reload under way: the checking child, its two memfds, and who waits for the result.
 pub(super) struct Reloading {

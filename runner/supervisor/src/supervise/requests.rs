@@ -71,6 +71,10 @@ impl Supervisor {
         let names: Vec<&str> = words.collect();
         if verb == "reload" {
             info!(client = pid, "reload requested");
+            // Its answer comes when the check is over, which may take up to its limit.
+            if let Some(control) = &mut self.control {
+                control.allow(fd, super::reload::CHECK_TIME + super::control::CLIENT_TIME);
+            }
             self.begin_reload(Some(fd));
             return None;
         }
