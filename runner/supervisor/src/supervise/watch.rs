@@ -38,6 +38,8 @@ const READY_POLL: Duration = Duration::from_millis(10);
 /// The pipeline's heartbeat table, claimed by this runner, and what the loop knows of it.
 pub(super) struct Watch {
     table: HeartbeatTable,
+    /// This runner, the table's owner.
+    me: ProcessId,
     /// Whether this runner removes it at exit: it created it, or took it over from a runner
     /// that died. A table that belonged to nobody is left in place.
     remove: bool,
@@ -77,7 +79,16 @@ impl Watch {
         let table = HeartbeatTable::open_or_create(config.key, &options)
             .with_context(|| format!("cannot create the heartbeat table {}", config.key))?;
         // A second runner on the same key is refused, naming the first.
-        let previous = table.claim(me)?;
+        let previous = match table.claim(me) {
+            Ok(previous) => previous,
+            Err(e) => {
+                // Not this runner's: another serves it. Made just now, it goes again.
+                if table.created() {
+                    let _ = table.remove();
+                }
+                return Err(e.into());
+            }
+        };
         if let Some(dead) = previous {
             info!(key = %config.key, "took over the heartbeat table of a runner that died (pid {})", dead.pid);
             // Its tasks' instances died with it (containment): their slots go now, not at
@@ -92,6 +103,7 @@ impl Watch {
         }
         info!(key = %config.key, slots = config.slots, "heartbeat table ready");
         Ok(Watch {
+            me,
             remove: table.created() || previous.is_some(),
             table,
             protected: Protected::new(me.pid, nonstop_ipc::ancestors(me.pid)),
@@ -265,13 +277,18 @@ impl Watch {
             kill_at: Instant::now() + FOREIGN_STOP.grace,
         });
     }
+}
 
-    /// At exit: frees this runner's slots and removes the table if this runner is the one to,
-    /// else leaves it without an owner.
-    pub(super) fn close(self, me: ProcessId) {
+impl Drop for Watch {
+    /// However the runner ends (a normal exit, or an error at start or later): frees this
+    /// runner's slots and removes the table if this runner is the one to, else leaves it
+    /// without an owner. So a runner that could not start leaves nothing at the key, and the
+    /// next one (with more slots, say) creates it afresh.
+    fn drop(&mut self) {
         if self.lost {
             return;
         }
+        let me = self.me;
         let key = self.table.key();
         if !self.remove {
             for &slot in self.owners.keys() {
