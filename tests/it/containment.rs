@@ -424,3 +424,47 @@ fn a_runner_that_fails_at_start_leaves_no_table_cgroup_or_socket_behind() {
     let _cleanup = KillOnDrop(vec![first, web]);
     assert!(runner.terminate(10 * SECOND).success());
 }
+
+/// A heartbeat table left at the key with another number of slots (by a runner that died
+/// before its slots were changed) is named as what it is, with its slots and its runner, not
+/// as "another program" using the key.
+#[test]
+fn a_table_left_with_other_slots_is_named_as_a_dead_runners_table() {
+    use nonstop_ipc::{HeartbeatTable, ProcessId, TableOptions};
+    let key = TestKey::new();
+    let left = HeartbeatTable::open_or_create(
+        key.key(),
+        &TableOptions {
+            slots: 2,
+            ..TableOptions::default()
+        },
+    )
+    .unwrap();
+    // Its runner, gone.
+    let mut gone = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap();
+    let dead = ProcessId::of(gone.id() as i32).unwrap().unwrap();
+    gone.kill().unwrap();
+    gone.wait().unwrap();
+    left.claim(dead).unwrap();
+    let p = PipelineDir::new(&format!(
+        "heartbeat: {{ key: {}, slots: 4 }}\ntasks:\n  web:\n    heartbeat: 10s\n    \
+         command: [sleep, \"1000\"]\n",
+        key.arg()
+    ));
+    let mut runner = Runner::start(&p);
+    let status = runner.wait(30 * SECOND);
+    let log = runner.seen.join("\n");
+    assert_eq!(status.code(), Some(1), "{log}");
+    let expected = format!(
+        "the heartbeat table {} has 2 slots, and this pipeline asks for 4 (heartbeat.slots): its \
+         runner (pid {}) is gone; if nothing else uses it, remove it with `ipcrm -M {} -S {}`",
+        key.arg(),
+        dead.pid,
+        key.arg(),
+        key.arg()
+    );
+    assert!(log.contains(&expected), "{log}");
+}

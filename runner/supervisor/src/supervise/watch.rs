@@ -63,6 +63,41 @@ struct ForeignStop {
     kill_at: Instant,
 }
 
+/// The segment at the key has another size than `config` asks for: if it is a nonstop table
+/// (left by a runner of this pipeline before its slots were changed, say), said so with its
+/// slots and its owner, not as "another program".
+fn other_size(
+    config: HeartbeatConfig,
+    options: &TableOptions,
+    e: nonstop_ipc::Error,
+) -> anyhow::Error {
+    let Ok(table) = HeartbeatTable::open(config.key, options) else {
+        return anyhow::Error::new(e)
+            .context(format!("cannot create the heartbeat table {}", config.key));
+    };
+    let owner = match table.owner() {
+        Some(owner) if owner.liveness() == nonstop_ipc::Liveness::Alive => {
+            format!("the runner with pid {} uses it", owner.pid)
+        }
+        Some(owner) => format!(
+            "its runner (pid {}) is gone; if nothing else uses it, remove it with `ipcrm -M {} \
+             -S {}`",
+            owner.pid, config.key, config.key
+        ),
+        None => format!(
+            "it has no runner; if nothing uses it, remove it with `ipcrm -M {} -S {}`",
+            config.key, config.key
+        ),
+    };
+    anyhow::anyhow!(
+        "the heartbeat table {} has {} slots, and this pipeline asks for {} (heartbeat.slots): \
+         {owner}",
+        config.key,
+        table.capacity(),
+        config.slots
+    )
+}
+
 /// How a process that registered itself is stopped.
 const FOREIGN_STOP: StopSpec = StopSpec {
     signal: Signal::SIGTERM,
@@ -76,8 +111,16 @@ impl Watch {
             slots: config.slots,
             ..TableOptions::default()
         };
-        let table = HeartbeatTable::open_or_create(config.key, &options)
-            .with_context(|| format!("cannot create the heartbeat table {}", config.key))?;
+        let table = match HeartbeatTable::open_or_create(config.key, &options) {
+            Ok(table) => table,
+            Err(e @ nonstop_ipc::Error::WrongSize { .. }) => {
+                return Err(other_size(config, &options, e));
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("cannot create the heartbeat table {}", config.key)));
+            }
+        };
         // A second runner on the same key is refused, naming the first.
         let previous = match table.claim(me) {
             Ok(previous) => previous,
