@@ -323,7 +323,9 @@ impl Semaphore {
         }
     }
 
-    fn remove_ref(&self) -> Result<()> {
+    /// [`Semaphore::remove`] through a shared reference (for a holder that removes it as it
+    /// is dropped).
+    pub(crate) fn remove_ref(&self) -> Result<()> {
         // SAFETY: IPC_RMID takes no fourth argument.
         if unsafe { libc::semctl(self.id, 0, libc::IPC_RMID) } < 0 {
             return Err(self.sys_error("semctl(IPC_RMID)"));

@@ -40,7 +40,8 @@ pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
         }
         Err(errors) => {
             eprintln!(
-                "{shown}: {errors} error{}",
+                "{}: {errors} error{}",
+                pipeline::printable(&shown),
                 if errors == 1 { "" } else { "s" }
             );
             Ok(ExitCode::FAILURE)

@@ -36,15 +36,21 @@ pub const UNREACHABLE: u8 = 3;
 /// The socket when none is named: `NONSTOP_SOCKET`, else `/run/nonstop/nonstop.sock` for
 /// root, else `$XDG_RUNTIME_DIR/nonstop.sock`; `None` without any of these.
 pub fn default_socket() -> Option<PathBuf> {
+    default_socket_from().map(|(socket, _)| socket)
+}
+
+/// [`default_socket`], and where it comes from (for messages): `NONSTOP_SOCKET`, `the
+/// default for root` or `XDG_RUNTIME_DIR`.
+pub fn default_socket_from() -> Option<(PathBuf, &'static str)> {
     if let Some(s) = std::env::var_os(ENV).filter(|s| !s.is_empty()) {
-        return Some(s.into());
+        return Some((s.into(), ENV));
     }
     if nix::unistd::Uid::effective().is_root() {
-        return Some("/run/nonstop/nonstop.sock".into());
+        return Some(("/run/nonstop/nonstop.sock".into(), "the default for root"));
     }
     std::env::var_os("XDG_RUNTIME_DIR")
         .filter(|d| !d.is_empty())
-        .map(|d| Path::new(&d).join("nonstop.sock"))
+        .map(|d| (Path::new(&d).join("nonstop.sock"), "XDG_RUNTIME_DIR"))
 }
 
 /// No runner answered (exit code [`UNREACHABLE`]).

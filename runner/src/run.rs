@@ -28,9 +28,18 @@ pub fn run(file: &Path, socket: Option<&Path>, detached: bool) -> anyhow::Result
         warn!("{}", w.display(&shown));
     }
     let mut checked = checked;
+    // Where the socket's path comes from, for a message about it.
+    let mut named_by = "control.socket";
     if checked.pipeline.control.is_none() {
-        match socket.map(Path::to_owned).or_else(control::default_socket) {
-            Some(socket) => checked.pipeline.control = Some(ControlConfig { socket }),
+        let named = match socket {
+            Some(socket) => Some((socket.to_owned(), "--socket")),
+            None => control::default_socket_from(),
+        };
+        match named {
+            Some((socket, from)) => {
+                named_by = from;
+                checked.pipeline.control = Some(ControlConfig { socket });
+            }
             None => warn!(
                 "no control socket: XDG_RUNTIME_DIR is not set; set control.socket in the \
                  pipeline or NONSTOP_SOCKET to control this runner with `nonstop status` and \
@@ -46,6 +55,13 @@ pub fn run(file: &Path, socket: Option<&Path>, detached: bool) -> anyhow::Result
         control.socket = std::path::absolute(&control.socket).with_context(|| {
             format!("cannot make {} an absolute path", control.socket.display())
         })?;
+        // Said now, not by the supervisor after it took the pipeline's lock.
+        if let Err(why) = pipeline::socket_path_fits(&control.socket) {
+            anyhow::bail!(
+                "cannot serve the control socket named by {named_by}: {why} (with --socket, \
+                 NONSTOP_SOCKET or control.socket in the pipeline)"
+            );
+        }
     }
     let binaries = Binaries::open()?;
     // Blocked before the hand-off, so a SIGTERM sent meanwhile waits for the signalfd.

@@ -111,6 +111,16 @@ impl CronSchedule {
     }
 }
 
+/// The shorthands croner takes for a whole expression.
+const NICKNAMES: [&str; 6] = [
+    "@yearly",
+    "@annually",
+    "@monthly",
+    "@weekly",
+    "@daily",
+    "@hourly",
+];
+
 /// The fields of a cron expression of 5 fields, and what each takes.
 const FIELDS: [(&str, &str); 6] = [
     ("second", "seconds are 0-59"),
@@ -128,6 +138,21 @@ const FIELDS: [(&str, &str); 6] = [
 /// with `*` in every other, and the first that fails is the one named.
 fn explain(text: &str, error: &croner::errors::CronError) -> String {
     let fields: Vec<&str> = text.split_whitespace().collect();
+    if let [word] = fields[..]
+        && word.starts_with('@')
+    {
+        // cron's @reboot is a program run once when cron starts: here that is a resident
+        // task that is not restarted, so it is said as that, not supported twice.
+        if word.eq_ignore_ascii_case("@reboot") {
+            return "@reboot is not a schedule: for a task run once when the runner starts, \
+                    remove `cron` (a resident task) and set `restart: never`"
+                .into();
+        }
+        return format!(
+            "unknown shorthand \"{word}\": the shorthands are {}, else 5 or 6 fields",
+            NICKNAMES.join(", ")
+        );
+    }
     let names = match fields.len() {
         0 => return "it is empty".into(),
         5 => &FIELDS[1..],

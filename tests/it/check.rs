@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::harness::{PipelineDir, check_ok, nonstop};
+use crate::harness::{PipelineDir, PublicBinaries, check_ok, nonstop};
 
 #[test]
 fn a_good_pipeline_gets_one_line_per_task_and_exit_0() {
@@ -151,8 +151,10 @@ fn a_hard_limit_above_the_users_own_needs_cap_sys_resource() {
         "{}",
         String::from_utf8_lossy(&root.stderr)
     );
-    // nobody, with the same hard limit and no capability, may not.
-    let nobody = Command::new(nonstop())
+    // nobody, with the same hard limit and no capability, may not (running a copy it can
+    // reach: this clone may be private).
+    let public = PublicBinaries::new();
+    let nobody = Command::new(public.nonstop())
         .arg("check")
         .arg(p.path())
         .uid(65534)
@@ -167,4 +169,102 @@ fn a_hard_limit_above_the_users_own_needs_cap_sys_resource() {
         )),
         "{err}"
     );
+}
+
+/// A task's `user:` must be able to execute its program: every directory on the way, the
+/// file, and for a script reading it too. Checked on the files' modes and owners, for the
+/// user's ids, whoever runs `check` (root may reach them all).
+#[test]
+fn a_program_the_tasks_user_cannot_execute_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    if nix::unistd::User::from_name("nobody")
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        return;
+    }
+    let p = PipelineDir::new("tasks:\n  job:\n    command: [./bin/job]\n    user: nobody\n");
+    std::fs::create_dir(p.file("bin")).unwrap();
+    p.executable("bin/job", "#!/bin/sh\nexit 0\n");
+    let mode = |path: &str, mode: u32| {
+        std::fs::set_permissions(p.file(path), PermissionsExt::from_mode(mode)).unwrap();
+    };
+    let check = || {
+        let out = Command::new(nonstop())
+            .arg("check")
+            .arg(p.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let refused = |why: &str| {
+        let (code, err) = check();
+        assert_eq!(code, Some(1), "{err}");
+        let line = format!(
+            "{}:3:15: tasks.job.command[0]: user nobody cannot execute program \"./bin/job\": \
+             {why}\n",
+            p.path().display()
+        );
+        assert!(err.starts_with(&line), "expected {line}\n got {err}");
+    };
+    let owner = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .unwrap()
+        .unwrap()
+        .name;
+    let group = nix::unistd::Group::from_gid(nix::unistd::getgid())
+        .unwrap()
+        .unwrap()
+        .name;
+    // A private directory, as `mktemp -d` makes them.
+    mode(".", 0o700);
+    let dir = p.dir.path().display();
+    refused(&format!(
+        "it cannot search directory \"{dir}\" (mode 0700, owner {owner}:{group})"
+    ));
+    mode(".", 0o755);
+    mode("bin", 0o750);
+    refused(&format!(
+        "it cannot search directory \"{dir}/bin\" (mode 0750, owner {owner}:{group})"
+    ));
+    mode("bin", 0o711);
+    mode("bin/job", 0o744);
+    refused(&format!(
+        "it may not execute it (mode 0744, owner {owner}:{group})"
+    ));
+    mode("bin/job", 0o711);
+    refused(&format!(
+        "it may not read it (mode 0711, owner {owner}:{group}), and its interpreter must read \
+         a script"
+    ));
+    mode("bin/job", 0o755);
+    check_ok(&p.path());
+}
+
+/// A control socket named at run time (`NONSTOP_SOCKET`, `--socket`, `XDG_RUNTIME_DIR`) whose
+/// path a Unix socket cannot have is refused by `run` with the path and where it came from,
+/// before the runner takes the pipeline's lock or makes anything.
+#[test]
+fn run_refuses_a_control_socket_path_too_long_for_a_unix_socket() {
+    let p = PipelineDir::new("tasks:\n  web:\n    command: [/bin/sleep, \"100\"]\n");
+    let socket = p.file(&format!("{}/nonstop.sock", "s".repeat(120)));
+    let out = Command::new(nonstop())
+        .arg("run")
+        .arg(p.path())
+        .env("NONSTOP_SOCKET", &socket)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let expected = format!(
+        "nonstop: cannot serve the control socket named by NONSTOP_SOCKET: the socket path \
+         \"{}\" is {} bytes long, but a Unix socket's path is at most 107 bytes",
+        socket.display(),
+        socket.as_os_str().len()
+    );
+    assert!(err.contains(&expected), "{err}");
+    assert!(!p.file("logs").exists(), "the runner started: {err}");
 }

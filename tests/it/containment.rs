@@ -13,7 +13,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::harness::{
-    KillOnDrop, PipelineDir, Runner, TestKey, alive, children_named, nonstop, pid_of, wait_until,
+    KillOnDrop, PipelineDir, PublicBinaries, Runner, TestKey, alive, children_named, nonstop,
+    pid_of, wait_until,
 };
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -311,10 +312,12 @@ fn without_a_writable_cgroup_the_runner_falls_back_to_process_groups_and_says_so
     let p = PipelineDir::new(
         "tasks:\n  family:\n    command: [sh, -c, \"sleep 1000 & echo $! > kid; wait\"]\n",
     );
-    // nobody may enter the pipeline's directory and write its logs there.
+    // nobody may enter the pipeline's directory and write its logs there, and run a copy of
+    // the binaries it can reach (this clone may be private).
     std::fs::set_permissions(p.dir.path(), PermissionsExt::from_mode(0o777)).unwrap();
+    let public = PublicBinaries::new();
     let mut runner = Runner::spawn(
-        Command::new(nonstop())
+        Command::new(public.nonstop())
             .arg("run")
             .arg(p.path())
             .uid(65534)
@@ -364,4 +367,113 @@ fn tasks_started_in_cgroups_keep_the_runners_cpus_and_so_does_the_runner() {
         assert_eq!(allowed(pid), mine, "task {pid} was left pinned");
     }
     assert!(runner.terminate(10 * SECOND).success());
+}
+
+/// A runner that fails at start after it made its heartbeat table (and reserved a slot in
+/// it), its pipeline's cgroup and its control socket removes them all, so that nothing is left
+/// at the key and the next run, given more slots, starts (it was refused: "another program
+/// uses this key"). Here a task's log cannot be opened, which the runner finds after those
+/// exist.
+#[test]
+fn a_runner_that_fails_at_start_leaves_no_table_cgroup_or_socket_behind() {
+    use nonstop_ipc::{Error, SemOptions, Semaphore, SharedMemory};
+    let key = TestKey::new();
+    let pipeline = |slots: u32| {
+        format!(
+            "heartbeat: {{ key: {}, slots: {slots} }}\ntasks:\n  first:\n    heartbeat: 10s\n    \
+             command: [sleep, \"1000\"]\n  web:\n    heartbeat: 10s\n    command: [sleep, \"1000\"]\n",
+            key.arg()
+        )
+    };
+    let p = PipelineDir::new(&pipeline(2));
+    // Where web's log file goes, a directory.
+    std::fs::create_dir_all(p.file("logs/web.log")).unwrap();
+    let mut runner = Runner::start(&p);
+    let status = runner.wait(30 * SECOND);
+    let log = runner.seen.join("\n");
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("heartbeat table ready"), "{log}");
+    assert!(log.contains("cannot open the log of task web"), "{log}");
+    assert!(
+        matches!(
+            SharedMemory::open_any_size(key.key()),
+            Err(Error::NotFound { .. })
+        ),
+        "the table's segment is left: {log}"
+    );
+    let quick = SemOptions {
+        init_timeout: Duration::ZERO,
+        ..SemOptions::default()
+    };
+    assert!(
+        matches!(
+            Semaphore::open(key.key(), &quick),
+            Err(Error::NotFound { .. })
+        ),
+        "the table's semaphore is left: {log}"
+    );
+    // (With cgroups, as root.)
+    let cgroup = runner.seen.iter().find_map(|l| {
+        l.split_once("each task in a cgroup of its own in ")
+            .map(|(_, c)| c.trim().to_owned())
+    });
+    if let Some(cgroup) = &cgroup {
+        assert!(!std::path::Path::new(cgroup).exists(), "{cgroup} is left");
+    }
+    assert!(
+        !p.file("logs/nonstop.sock").exists(),
+        "the control socket is left"
+    );
+    // Mended, with more slots: it starts.
+    std::fs::remove_dir(p.file("logs/web.log")).unwrap();
+    std::fs::write(p.path(), pipeline(4)).unwrap();
+    let mut runner = Runner::start(&p);
+    let first = pid_of(&runner.wait_for(&["started", "task=first"], 10 * SECOND));
+    let web = pid_of(&runner.wait_for(&["started", "task=web"], 10 * SECOND));
+    let _cleanup = KillOnDrop(vec![first, web]);
+    assert!(runner.terminate(10 * SECOND).success());
+}
+
+/// A heartbeat table left at the key with another number of slots (by a runner that died
+/// before its slots were changed) is named as what it is, with its slots and its runner, not
+/// as "another program" using the key.
+#[test]
+fn a_table_left_with_other_slots_is_named_as_a_dead_runners_table() {
+    use nonstop_ipc::{HeartbeatTable, ProcessId, TableOptions};
+    let key = TestKey::new();
+    let left = HeartbeatTable::open_or_create(
+        key.key(),
+        &TableOptions {
+            slots: 2,
+            ..TableOptions::default()
+        },
+    )
+    .unwrap();
+    // Its runner, gone.
+    let mut gone = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap();
+    let dead = ProcessId::of(gone.id() as i32).unwrap().unwrap();
+    gone.kill().unwrap();
+    gone.wait().unwrap();
+    left.claim(dead).unwrap();
+    let p = PipelineDir::new(&format!(
+        "heartbeat: {{ key: {}, slots: 4 }}\ntasks:\n  web:\n    heartbeat: 10s\n    \
+         command: [sleep, \"1000\"]\n",
+        key.arg()
+    ));
+    let mut runner = Runner::start(&p);
+    let status = runner.wait(30 * SECOND);
+    let log = runner.seen.join("\n");
+    assert_eq!(status.code(), Some(1), "{log}");
+    let expected = format!(
+        "the heartbeat table {} has 2 slots, and this pipeline asks for 4 (heartbeat.slots): its \
+         runner (pid {}) is gone; if nothing else uses it, remove it with `ipcrm -M {} -S {}`",
+        key.arg(),
+        dead.pid,
+        key.arg(),
+        key.arg()
+    );
+    assert!(log.contains(&expected), "{log}");
 }

@@ -252,6 +252,55 @@ pub fn nonstop() -> PathBuf {
     .clone()
 }
 
+/// The `nonstop` and `nonstop-supervisor` binaries of [`nonstop`] in a fresh directory that
+/// every user can reach, for tests that run them as another user: the build's own are in the
+/// clone's `target/`, which another user cannot reach from a private clone (`/root/...`, a
+/// `mktemp -d` directory, mode 0700). Hard links where the files allow it, else copies.
+/// Removed on drop.
+#[derive(Debug)]
+pub struct PublicBinaries {
+    dir: tempfile::TempDir,
+}
+
+impl PublicBinaries {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> PublicBinaries {
+        use std::os::unix::fs::PermissionsExt;
+        // A base every user can search: each directory from the root down has o+x.
+        let searchable = |dir: &Path| {
+            dir.ancestors().all(|d| {
+                std::fs::metadata(d)
+                    .is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o001 != 0)
+            })
+        };
+        let base = [std::env::temp_dir(), PathBuf::from("/tmp")]
+            .into_iter()
+            .find(|d| searchable(d))
+            .expect("neither $TMPDIR nor /tmp can be searched by every user");
+        let dir = tempfile::Builder::new()
+            .prefix("nonstop-bin-")
+            .tempdir_in(&base)
+            .unwrap();
+        std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
+        let nonstop = nonstop();
+        for name in ["nonstop", "nonstop-supervisor"] {
+            let from = nonstop.with_file_name(name);
+            let to = dir.path().join(name);
+            let mode = std::fs::metadata(&from).unwrap().permissions().mode();
+            if mode & 0o001 == 0 || std::fs::hard_link(&from, &to).is_err() {
+                std::fs::copy(&from, &to).unwrap();
+                std::fs::set_permissions(&to, PermissionsExt::from_mode(0o755)).unwrap();
+            }
+        }
+        PublicBinaries { dir }
+    }
+
+    /// `nonstop` in it (`nonstop-supervisor` beside it).
+    pub fn nonstop(&self) -> PathBuf {
+        self.dir.path().join("nonstop")
+    }
+}
+
 /// A pipeline file in a temporary directory of its own (logs go to its `logs/`).
 #[derive(Debug)]
 pub struct PipelineDir {

@@ -503,10 +503,12 @@ impl HeartbeatTable {
         Ok(same)
     }
 
-    /// Removes the segment and the semaphore from the system.
-    pub fn remove(self) -> Result<()> {
+    /// Removes the segment and the semaphore from the system: their key is free at once;
+    /// the memory goes when the last process detaches (this one, when the table is dropped).
+    /// Calls on the table fail with [`Error::Removed`] from then on.
+    pub fn remove(&self) -> Result<()> {
         let shm = self.shm.remove();
-        let sem = self.sem.remove();
+        let sem = self.sem.remove_ref();
         shm.and(sem)
     }
 }

@@ -73,6 +73,19 @@ impl Positions {
         }
     }
 
+    /// Whether the document has a node at `path`.
+    pub fn has(&self, path: &str) -> bool {
+        self.nodes.contains_key(path)
+    }
+
+    /// The path of the node whose key is at `pos`, if one is.
+    pub fn key_at(&self, pos: Pos) -> Option<&str> {
+        self.nodes
+            .iter()
+            .find(|(_, node)| node.key == Some(pos))
+            .map(|(path, _)| path.as_str())
+    }
+
     /// Where the key of `path` is (for "unknown field" errors); else as [`Positions::find`].
     pub fn find_key(&self, path: &str) -> Pos {
         match self.nodes.get(path).and_then(|n| n.key) {

@@ -6,6 +6,7 @@
 //! builds the scheduler's typed specs. Every problem becomes a [`Diagnostic`] that names
 //! `file:line:column`, the field path and what is wrong; all of them are reported at once.
 
+mod access;
 mod locate;
 pub mod plugin;
 mod probe;
@@ -37,21 +38,43 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    /// `FILE:LINE:COL: PATH: MESSAGE`.
+    /// `FILE:LINE:COL: PATH: MESSAGE`, on one line of printable text: what the file holds
+    /// (names, paths, values) may contain NUL, escape sequences or newlines, shown escaped
+    /// (`\0`, `\u{1b}`, `\n`), and a field path with a name longer than a task name may be
+    /// shows its start.
     pub fn display<'a>(&'a self, file: &'a str) -> impl fmt::Display + 'a {
         struct Shown<'a>(&'a Diagnostic, &'a str);
         impl fmt::Display for Shown<'_> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 let Shown(d, file) = self;
-                write!(f, "{file}:{}:{}: ", d.pos.line, d.pos.col)?;
+                write!(f, "{}:{}:{}: ", printable(file), d.pos.line, d.pos.col)?;
                 if !d.path.is_empty() {
-                    write!(f, "{}: ", d.path)?;
+                    let path: Vec<String> = d.path.split('.').map(tasks::abbreviated).collect();
+                    write!(f, "{}: ", printable(&path.join(".")))?;
                 }
-                f.write_str(&d.message)
+                f.write_str(&printable(&d.message))
             }
         }
         Shown(self, file)
     }
+}
+
+/// `text` with what a terminal would not show as itself escaped as Rust does (`\0`, `\n`,
+/// `\u{1b}`, `\u{202e}`), quotes and backslashes as they are.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let plain = |c: char| matches!(c, '"' | '\'' | '\\') || c.escape_debug().len() == 1;
+    if text.chars().all(plain) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if plain(c) {
+            out.push(c);
+        } else {
+            out.extend(c.escape_debug());
+        }
+    }
+    out.into()
 }
 
 /// A checked pipeline and what `check` warns about (things accepted that have no effect yet).
@@ -147,7 +170,9 @@ pub fn parse(text: &str, dir: &Path) -> Result<Checked, Vec<Diagnostic>> {
         Ok(v) => v,
         Err(e) => {
             return Err(vec![
-                duplicate_key(&ctx.positions, &e).unwrap_or_else(|| syntax_error(&e)),
+                duplicate_key(&ctx.positions, &e)
+                    .or_else(|| long_key(text, &ctx.positions, &e))
+                    .unwrap_or_else(|| syntax_error(&e)),
             ]);
         }
     };
@@ -187,6 +212,11 @@ pub fn parse(text: &str, dir: &Path) -> Result<Checked, Vec<Diagnostic>> {
                     .map(|c| ControlConfig {
                         socket: dir.join(c.socket),
                     });
+                if let Some(c) = &control
+                    && let Err(why) = socket_path_fits(&c.socket)
+                {
+                    ctx.error("control.socket", why);
+                }
             }
             "metrics" => {
                 metrics = ctx
@@ -262,6 +292,10 @@ pub fn parse(text: &str, dir: &Path) -> Result<Checked, Vec<Diagnostic>> {
         }
     };
 
+    if let Some(h) = heartbeat {
+        check_slots(&mut ctx, h, &specs);
+    }
+
     if !ctx.errors.is_empty() {
         // The copies of a task with `instances` make the same mistakes: each is said once.
         let mut seen = std::collections::HashSet::new();
@@ -288,6 +322,62 @@ pub fn parse(text: &str, dir: &Path) -> Result<Checked, Vec<Diagnostic>> {
         .with_fingerprints(),
         warnings: ctx.warnings,
     })
+}
+
+/// The runner reserves a slot of the heartbeat table for each task with `heartbeat:` (each
+/// copy of `instances` counts), for its whole life: a pipeline with more such tasks than the
+/// table has slots could not start.
+fn check_slots(ctx: &mut Ctx, h: HeartbeatConfig, specs: &[nonstop_scheduler::task::TaskSpec]) {
+    let beating: Vec<&nonstop_scheduler::task::TaskSpec> =
+        specs.iter().filter(|s| s.heartbeat.is_some()).collect();
+    let n = beating.len();
+    let Some(first_over) = beating.get(h.slots as usize) else {
+        return;
+    };
+    let need = format!(
+        "{n} tasks have a heartbeat (each copy of `instances` counts) and the runner reserves a \
+         slot of the table for each"
+    );
+    if ctx.positions.has("heartbeat") {
+        let slots = if ctx.positions.has("heartbeat.slots") {
+            format!("heartbeat.slots is {}", h.slots)
+        } else {
+            format!("the table has {} slots (the default)", h.slots)
+        };
+        ctx.error(
+            "heartbeat.slots",
+            format!("{need}, but {slots}: set heartbeat.slots to at least {n}"),
+        );
+    } else {
+        let task = first_over
+            .instance_of
+            .as_deref()
+            .unwrap_or(&first_over.name);
+        ctx.error(
+            &format!("tasks.{task}.heartbeat"),
+            format!(
+                "{need}, but the default table has {} slots: add `heartbeat: {{ key: KEY, \
+                 slots: {n} }}` to the pipeline",
+                h.slots
+            ),
+        );
+    }
+}
+
+/// Why a Unix socket cannot be bound at `path` (absolute, as the runner binds it): longer
+/// than `sockaddr_un.sun_path` holds. Also used by `nonstop run` for a socket named by
+/// `--socket` or the environment.
+pub fn socket_path_fits(path: &Path) -> Result<(), String> {
+    let len = path.as_os_str().len();
+    if len <= ControlConfig::MAX_PATH {
+        return Ok(());
+    }
+    Err(format!(
+        "the socket path \"{}\" is {len} bytes long, but a Unix socket's path is at most {} \
+         bytes (sockaddr_un.sun_path, 108 with its final NUL): choose a shorter one",
+        path.display(),
+        ControlConfig::MAX_PATH
+    ))
 }
 
 fn log_config(ctx: &mut Ctx, logs: raw::Logs, dir: &Path) -> LogConfig {
@@ -377,7 +467,13 @@ fn os_error(e: &std::io::Error) -> String {
 /// occurrence (the position index keeps the last one).
 fn duplicate_key(positions: &Positions, e: &serde_yaml::Error) -> Option<Diagnostic> {
     let message = e.to_string();
-    let (parent, rest) = message.split_once(": duplicate entry with key \"")?;
+    // In a nested map serde_yaml names the map first (`tasks: duplicate entry ...`); at the
+    // top level it does not.
+    const DUPLICATE: &str = "duplicate entry with key \"";
+    let (parent, rest) = match message.strip_prefix(DUPLICATE) {
+        Some(rest) => ("", rest),
+        None => message.split_once(&format!(": {DUPLICATE}"))?,
+    };
     let key = &rest[..rest.find('"')?];
     let path = if parent == "." || parent.is_empty() {
         key.to_owned()
@@ -388,6 +484,70 @@ fn duplicate_key(positions: &Positions, e: &serde_yaml::Error) -> Option<Diagnos
         pos: positions.find_key(&path),
         path,
         message: format!("duplicate key \"{key}\": a key may appear only once in a map"),
+    })
+}
+
+/// The longest key YAML allows written plainly, without `? ` (a "simple key").
+const MAX_SIMPLE_KEY: usize = 1024;
+
+/// A key longer than YAML allows ([`MAX_SIMPLE_KEY`]), which the parser reports as a syntax
+/// error at its `:`: said as what it is, for a task as its name's error. The map it is in is
+/// the key on the nearest line above that is indented less (the index has the document up to
+/// the error).
+fn long_key(text: &str, positions: &Positions, e: &serde_yaml::Error) -> Option<Diagnostic> {
+    let location = e.location()?;
+    let lines: Vec<&str> = text.lines().take(location.line()).collect();
+    let (line, above) = lines.split_last()?;
+    let indent = |l: &str| l.len() - l.trim_start_matches([' ', '-']).len();
+    let start = indent(line);
+    let rest = &line[start..];
+    // The `:` that ends it (followed by a blank or the end of the line; ASCII, so a boundary).
+    let bytes = rest.as_bytes();
+    let end = (0..bytes.len())
+        .find(|&i| bytes[i] == b':' && bytes.get(i + 1).is_none_or(|b| b.is_ascii_whitespace()))?;
+    let key = rest[..end].trim_end();
+    let key = key
+        .strip_prefix('"')
+        .and_then(|k| k.strip_suffix('"'))
+        .or_else(|| key.strip_prefix('\'').and_then(|k| k.strip_suffix('\'')))
+        .unwrap_or(key);
+    let length = key.chars().count();
+    if length <= MAX_SIMPLE_KEY {
+        return None;
+    }
+    let parent = above
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .find(|(_, l)| indent(l) < start)
+        .and_then(|(i, l)| {
+            positions.key_at(Pos {
+                line: i + 1,
+                col: indent(l) + 1,
+            })
+        })
+        .unwrap_or_default();
+    let pos = Pos {
+        line: location.line(),
+        col: start + 1,
+    };
+    let shown = tasks::abbreviated(key);
+    Some(if parent == "tasks" {
+        Diagnostic {
+            pos,
+            path: format!("tasks.{shown}"),
+            message: tasks::check_name(key).err()?,
+        }
+    } else {
+        Diagnostic {
+            pos,
+            path: parent.to_owned(),
+            message: format!(
+                "a key of {length} characters (\"{shown}\"): YAML allows at most \
+                 {MAX_SIMPLE_KEY} in a key"
+            ),
+        }
     })
 }
 
@@ -572,6 +732,18 @@ tasks:
                 }
             }
         }
+    }
+
+    #[test]
+    fn what_a_terminal_would_not_show_is_escaped() {
+        assert_eq!(
+            printable("plain \"quoted\" 'x' a\\b é"),
+            "plain \"quoted\" 'x' a\\b é"
+        );
+        assert_eq!(
+            printable("a\0b\x1b[2J\r\n\t\u{202e}"),
+            "a\\0b\\u{1b}[2J\\r\\n\\t\\u{202e}"
+        );
     }
 
     #[test]

@@ -69,13 +69,19 @@ pub(super) fn check_task(
 
     let cwd = match &t.cwd {
         None => dir.to_path_buf(),
-        Some(cwd) => {
-            let cwd = dir.join(cwd);
-            if !cwd.is_dir() {
-                ctx.error(
-                    &field("cwd"),
-                    format!("directory \"{}\" does not exist", cwd.display()),
-                );
+        Some(written) => {
+            let cwd = dir.join(written);
+            let shown = written.display();
+            let why = match std::fs::metadata(&cwd) {
+                Ok(meta) if meta.is_dir() => None,
+                Ok(_) => Some(format!("\"{shown}\" is not a directory")),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Some(format!("directory \"{shown}\" does not exist"))
+                }
+                Err(e) => Some(format!("cannot use \"{shown}\": {}", super::os_error(&e))),
+            };
+            if let Some(why) = why {
+                ctx.error(&field("cwd"), why);
             }
             cwd
         }
@@ -152,6 +158,41 @@ pub(super) fn check_task(
         }
         None => (PathBuf::new(), Vec::new()),
     };
+
+    // `user:` (or `group:`) must be able to execute the program (a plugin task's host loads
+    // its library as that user): check runs as someone else, usually root.
+    if let Some(c) = &credentials
+        && !program.as_os_str().is_empty()
+    {
+        let who = super::access::Who::of(c, t.user.as_deref(), t.group.as_deref());
+        match &plugin_library {
+            Some(library) => {
+                if let Some(why) = who.cannot_read(library) {
+                    ctx.error(
+                        &field("plugin"),
+                        format!(
+                            "{} cannot load the plugin library \"{}\": {why}",
+                            who.name(),
+                            library.display()
+                        ),
+                    );
+                }
+            }
+            None => {
+                if let Some(why) = who.cannot_run(&program, &cwd) {
+                    let written = t.command.as_ref().and_then(|c| c.first());
+                    ctx.error(
+                        &field("command[0]"),
+                        format!(
+                            "{} cannot execute program \"{}\": {why}",
+                            who.name(),
+                            written.map_or_else(|| program.display().to_string(), Clone::clone)
+                        ),
+                    );
+                }
+            }
+        }
+    }
 
     // A task another names in `on_failure` runs once per failure: by default it is not
     // restarted, and it cannot be periodic or restarted for ever.

@@ -133,6 +133,7 @@ pub(super) fn check_all(
             .collect();
     }
     check_cycles(ctx, &specs);
+    check_failure_cycles(ctx, &specs);
     specs
 }
 
@@ -161,8 +162,18 @@ fn with_instance(value: serde_yaml::Value, i: u32) -> serde_yaml::Value {
     }
 }
 
+/// The longest task name.
+const MAX_NAME: usize = 64;
+
 /// Task names become log file names: keep them plain.
-fn check_name(name: &str) -> Result<(), String> {
+pub(super) fn check_name(name: &str) -> Result<(), String> {
+    let length = name.chars().count();
+    if length > MAX_NAME {
+        return Err(format!(
+            "task name too long: \"{}\" is {length} characters, at most {MAX_NAME}",
+            abbreviated(name)
+        ));
+    }
     let ok_start = name
         .chars()
         .next()
@@ -170,70 +181,164 @@ fn check_name(name: &str) -> Result<(), String> {
     let ok_chars = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if !ok_start || !ok_chars || name.len() > 64 {
+    if !ok_start || !ok_chars {
         return Err(format!(
             "invalid task name \"{name}\": use letters, digits, '-', '_' and '.', starting with a \
-             letter or digit, at most 64 characters"
+             letter or digit, at most {MAX_NAME} characters"
         ));
     }
     Ok(())
 }
 
-/// Reports each cycle of `after` once, at the first task of it. A depth-first walk with an
-/// explicit stack: linear in tasks and dependencies, and no recursion, so a chain of 200,000
-/// tasks is fine.
+/// `text`, its first 40 characters and `…` if it is longer than a name may be, for messages.
+pub(super) fn abbreviated(text: &str) -> String {
+    if text.chars().count() <= MAX_NAME {
+        return text.to_owned();
+    }
+    let mut short: String = text.chars().take(40).collect();
+    short.push('…');
+    short
+}
+
+/// Reports each cycle of `after` once, at the first task of it.
 fn check_cycles(ctx: &mut Ctx, specs: &[TaskSpec]) {
-    let index: HashMap<&str, usize> = specs
+    let index = index_of(specs);
+    let edges: Vec<Vec<usize>> = specs
+        .iter()
+        .map(|s| {
+            s.after
+                .iter()
+                .filter_map(|d| index.get(d.as_str()).copied())
+                .collect()
+        })
+        .collect();
+    for cycle in cycles(&edges) {
+        let mut names: Vec<&str> = cycle.iter().map(|&(t, _)| specs[t].name.as_str()).collect();
+        names.push(names[0]);
+        ctx.error(
+            &format!("tasks.{}.after", names[0]),
+            format!("cyclic dependency: {}", names.join(" -> ")),
+        );
+    }
+}
+
+/// Reports each cycle of `on_failure` (a fails: b starts; b fails: a starts; ...), which would
+/// start its tasks one after the other for ever, at the entry of its first task that names
+/// the next. A task naming itself is reported where the names are checked.
+fn check_failure_cycles(ctx: &mut Ctx, specs: &[TaskSpec]) {
+    let index = index_of(specs);
+    // The copies of each task with `instances`, which its name stands for.
+    let mut copies: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, s) in specs.iter().enumerate() {
+        if let Some(group) = &s.instance_of {
+            copies.entry(group.as_str()).or_default().push(i);
+        }
+    }
+    // Each edge with the position of its name in the task's `on_failure`.
+    let mut at: Vec<Vec<usize>> = Vec::with_capacity(specs.len());
+    let edges: Vec<Vec<usize>> = specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let written = s.instance_of.as_deref().unwrap_or(&s.name);
+            let mut to = Vec::new();
+            let mut positions = Vec::new();
+            for (n, handler) in s.on_failure.iter().enumerate() {
+                if handler == written || handler == &s.name {
+                    continue;
+                }
+                let targets = match copies.get(handler.as_str()) {
+                    Some(all) => all.clone(),
+                    None => index.get(handler.as_str()).copied().into_iter().collect(),
+                };
+                for t in targets.into_iter().filter(|&t| t != i) {
+                    to.push(t);
+                    positions.push(n);
+                }
+            }
+            at.push(positions);
+            to
+        })
+        .collect();
+    // The copies of a task make the same cycle: said once per set of tasks as written.
+    let mut said = HashSet::new();
+    for cycle in cycles(&edges) {
+        let written = |t: usize| specs[t].instance_of.as_deref().unwrap_or(&specs[t].name);
+        let mut set: Vec<&str> = cycle.iter().map(|&(t, _)| written(t)).collect();
+        set.sort_unstable();
+        set.dedup();
+        if !said.insert(set) {
+            continue;
+        }
+        let (first, edge) = cycle[0];
+        let mut names: Vec<&str> = cycle.iter().map(|&(t, _)| specs[t].name.as_str()).collect();
+        names.push(names[0]);
+        ctx.error(
+            &format!("tasks.{}.on_failure[{}]", written(first), at[first][edge]),
+            format!(
+                "on_failure: {} is a cycle: each task's failure would start the next, for ever",
+                names.join(" -> ")
+            ),
+        );
+    }
+}
+
+fn index_of(specs: &[TaskSpec]) -> HashMap<&str, usize> {
+    specs
         .iter()
         .enumerate()
         .map(|(i, s)| (s.name.as_str(), i))
-        .collect();
+        .collect()
+}
+
+/// The cycles of the graph whose node `i` has edges to `edges[i]`: one for each edge that
+/// closes one, as the nodes on it from the first, each with the index (in its own edges) of
+/// the edge it leaves by. A depth-first walk with an explicit stack: linear in nodes and
+/// edges, and no recursion, so a chain of 200,000 tasks is fine.
+fn cycles(edges: &[Vec<usize>]) -> Vec<Vec<(usize, usize)>> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         New,
         OnPath,
         Done,
     }
-    let mut mark = vec![Mark::New; specs.len()];
-    // The current path: (task, how many of its dependencies were looked at).
+    let mut found = Vec::new();
+    let mut mark = vec![Mark::New; edges.len()];
+    // The current path: (node, how many of its edges were looked at).
     let mut path: Vec<(usize, usize)> = Vec::new();
-    for root in 0..specs.len() {
+    for root in 0..edges.len() {
         if mark[root] != Mark::New {
             continue;
         }
         mark[root] = Mark::OnPath;
         path.push((root, 0));
-        while let Some(&mut (task, ref mut next)) = path.last_mut() {
-            let Some(dep) = specs[task].after.get(*next) else {
-                mark[task] = Mark::Done;
+        while let Some(&mut (node, ref mut next)) = path.last_mut() {
+            let Some(&to) = edges[node].get(*next) else {
+                mark[node] = Mark::Done;
                 path.pop();
                 continue;
             };
             *next += 1;
-            let Some(&d) = index.get(dep.as_str()) else {
-                continue;
-            };
-            match mark[d] {
+            match mark[to] {
                 Mark::Done => {}
                 Mark::New => {
-                    mark[d] = Mark::OnPath;
-                    path.push((d, 0));
+                    mark[to] = Mark::OnPath;
+                    path.push((to, 0));
                 }
                 Mark::OnPath => {
-                    let start = path.iter().position(|&(t, _)| t == d).unwrap_or(0);
-                    let mut cycle: Vec<&str> = path[start..]
-                        .iter()
-                        .map(|&(t, _)| specs[t].name.as_str())
-                        .collect();
-                    cycle.push(&specs[d].name);
-                    ctx.error(
-                        &format!("tasks.{}.after", cycle[0]),
-                        format!("cyclic dependency: {}", cycle.join(" -> ")),
+                    let start = path.iter().position(|&(t, _)| t == to).unwrap_or(0);
+                    // Each node's counter is one past the edge it left by.
+                    found.push(
+                        path[start..]
+                            .iter()
+                            .map(|&(t, next)| (t, next.saturating_sub(1)))
+                            .collect(),
                     );
                 }
             }
         }
     }
+    found
 }
 
 #[cfg(test)]

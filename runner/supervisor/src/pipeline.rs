@@ -53,6 +53,12 @@ pub struct ControlConfig {
     pub socket: PathBuf,
 }
 
+impl ControlConfig {
+    /// The longest path a Unix socket can be bound at: `sockaddr_un.sun_path` holds 108
+    /// bytes, the path and its final NUL.
+    pub const MAX_PATH: usize = 107;
+}
+
 /// A checked pipeline.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Pipeline {

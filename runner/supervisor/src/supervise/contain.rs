@@ -41,6 +41,19 @@ impl Containment {
     }
 }
 
+impl Drop for Containment {
+    /// The pipeline's cgroup goes with the runner, however it ends: after its tasks (`tear_down`
+    /// at a normal end, when the supervisor is not dropped; the guard, or `Supervisor`'s drop,
+    /// after an error). One that still holds processes cannot be removed, and is said so.
+    fn drop(&mut self) {
+        if let Containment::Cgroups(cgroup) = self
+            && let Err(e) = cgroup.remove()
+        {
+            warn!("{e}");
+        }
+    }
+}
+
 /// The oldest kernel with `CLONE_INTO_CGROUP`.
 const CLONE_INTO_CGROUP_SINCE: (u32, u32) = (5, 7);
 

@@ -46,6 +46,7 @@ use tracing::{debug, warn};
 use super::Supervisor;
 use super::events::EventLoop;
 use super::throttle::{INTERVAL, Throttle, more};
+use crate::pipeline::ControlConfig;
 
 /// The longest request line.
 pub(super) const MAX_REQUEST: usize = 64 * 1024;
@@ -143,11 +144,12 @@ impl Control {
     /// Serves `path`: takes `PATH.lock`, replaces a socket left there by a runner that died,
     /// binds with mode 0600, listens, and watches the socket in `events`.
     pub(super) fn bind(path: &Path, events: &EventLoop) -> anyhow::Result<Control> {
-        if path.as_os_str().len() >= 108 {
+        if path.as_os_str().len() > ControlConfig::MAX_PATH {
             bail!(
-                "the control socket path {} is too long for a Unix socket (at most 107 bytes); \
+                "the control socket path {} is too long for a Unix socket (at most {} bytes); \
                  set a shorter control.socket",
-                path.display()
+                path.display(),
+                ControlConfig::MAX_PATH
             );
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -667,9 +669,12 @@ impl Control {
             self.resume(events);
         }
     }
+}
 
-    /// Stops serving: the socket file is removed (the lock file stays; it is reused).
-    pub(super) fn close_all(self) {
+impl Drop for Control {
+    /// Stops serving, however the runner ends: the socket file is removed (before the lock
+    /// on `PATH.lock` is let go; the lock file stays, it is reused).
+    fn drop(&mut self) {
         if let Err(e) = std::fs::remove_file(&self.path) {
             warn!(
                 "cannot remove the control socket {}: {e}",

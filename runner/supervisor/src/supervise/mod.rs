@@ -107,15 +107,8 @@ pub fn supervise(shown: &str, pipeline: Pipeline, nonstop: OwnedFd) -> anyhow::R
     let cgroups = matches!(containment, Containment::Cgroups(_));
     let need = descriptors::need(&pipeline.tasks, cgroups, 0);
     if let Some(why) = need.over(inherited_nofile.1) {
-        if let Containment::Cgroups(cgroup) = &containment {
-            let _ = cgroup.remove();
-        }
-        if let Some(control) = control {
-            control.close_all();
-        }
-        if let Some(watch) = watch {
-            watch.close(me);
-        }
+        // What was made goes as it drops: the pipeline's cgroup, the heartbeat table, the
+        // control socket, and last the lock.
         anyhow::bail!("cannot run {shown}: {why}; {}", descriptors::ADVICE);
     }
     debug!(
@@ -147,14 +140,14 @@ pub fn supervise(shown: &str, pipeline: Pipeline, nonstop: OwnedFd) -> anyhow::R
     crate::log::unbatch();
     result?;
     supervisor.tear_down();
-    if let Some(watch) = supervisor.watch.take() {
-        watch.close(me);
-    }
+    // Its slots freed, the table removed or released (see `Watch`'s drop).
+    drop(supervisor.watch.take());
     info!("all tasks stopped");
     // Every task is stopped and the guard is gone: what is left is descriptors (about six per
     // task: its log, its pipe, its cgroup's) and memory. The kernel closes and frees them all
     // as this process exits, in one pass, faster than a `close` each (a measurable part of
-    // stopping a hundred tasks, BENCHMARKS.md); nothing of the supervisor's does more on drop.
+    // stopping a hundred tasks, BENCHMARKS.md); nothing of the supervisor's does more on drop
+    // (its `Drop` is for an error, which ends it with tasks and their cgroups still there).
     std::mem::forget(supervisor);
     Ok(ExitCode::SUCCESS)
 }
@@ -372,8 +365,6 @@ struct Supervisor {
     watches: HashMap<RawFd, usize>,
     /// Ends the pipeline's processes if this process dies; `None` once dismissed.
     guard: Option<Guard>,
-    /// The pipeline lock (the guard holds it too).
-    lock: Lock,
     /// The heartbeat table and hang detection, if the pipeline has a table.
     watch: Option<Watch>,
     /// Sockets of tcp and http probes in flight → their task.
@@ -408,6 +399,50 @@ struct Supervisor {
     /// Task cgroups made under a name of their own because a killed one could not be removed
     /// (see `make_cgroup`): the last number used.
     renewed: u64,
+    /// The pipeline lock (the guard holds it too). The last field, so the last dropped: a
+    /// runner that fails lets the next one in only once its table, cgroup and socket are gone.
+    lock: Lock,
+}
+
+impl Drop for Supervisor {
+    /// Only after an error: a normal end tears down ([`Supervisor::tear_down`]) and forgets
+    /// the supervisor. Whatever the tasks started is ended as if the runner had died (by the
+    /// guard, waited for; without one, here), then the fields' own drops remove the heartbeat
+    /// table (`Watch`), the pipeline's cgroup (`Containment`) and the control socket
+    /// (`Control`), and the lock goes last.
+    fn drop(&mut self) {
+        match self.guard.take() {
+            Some(mut guard) => {
+                let pid = guard.pid();
+                // The process groups it has not been told of yet.
+                if !guard.flush() {
+                    guard_unreachable(&mut guard);
+                }
+                // Its pipe closes without a goodbye: it kills what runs, and removes the
+                // pipeline's cgroup.
+                drop(guard);
+                let _ = nix::sys::wait::waitpid(pid, None);
+            }
+            None if !self.by_pid.is_empty() => {
+                error!("ending the tasks' processes (the runner has no guard)");
+                match &self.containment {
+                    Containment::Cgroups(cgroup) => {
+                        let _ = cgroup.kill();
+                        let _ = cgroup.wait_empty(Duration::from_secs(5));
+                    }
+                    Containment::Groups => {
+                        for pid in self.by_pid.keys() {
+                            let _ = nix::sys::signal::kill(
+                                Pid::from_raw(-pid.as_raw()),
+                                Signal::SIGKILL,
+                            );
+                        }
+                    }
+                }
+            }
+            None => {}
+        }
+    }
 }
 
 impl Supervisor {
@@ -421,34 +456,11 @@ impl Supervisor {
         nonstop: OwnedFd,
         containment: Containment,
         lock: Lock,
-        mut watch: Option<Watch>,
+        watch: Option<Watch>,
     ) -> anyhow::Result<Supervisor> {
-        let order = Order::new(&pipeline.tasks);
-        let mut entries = Vec::with_capacity(pipeline.tasks.len());
-        let mut pipes = HashMap::new();
-        let socket = control.as_ref().map(|c| c.path().to_owned());
-        let fingerprints = pipeline.fingerprints;
-        for (i, spec) in pipeline.tasks.into_iter().enumerate() {
-            let made = make(
-                i,
-                spec,
-                fingerprints.get(i).copied().unwrap_or(0),
-                inherited_nofile,
-                socket.as_deref(),
-                &mut watch,
-                nonstop.as_raw_fd(),
-            )?;
-            let entry = Entry::open(made, &pipeline.logs, &events)?;
-            pipes.insert(entry.output.0.as_raw_fd(), i);
-            entries.push(entry);
-        }
-        let devnull = if entries.iter().any(|e| e.probe_prepared.is_some()) {
-            Some(open_devnull().context("cannot open /dev/null")?)
-        } else {
-            None
-        };
-        let guard = start_guard(&containment, &lock, &[], entries.len())?;
-        Ok(Supervisor {
+        // Built first, holding what the runner made so far: if a task cannot be made ready
+        // below, it is dropped, and its drop removes all of it (see `Drop for Supervisor`).
+        let mut supervisor = Supervisor {
             control,
             shown: shown.to_owned(),
             globals: Globals {
@@ -462,11 +474,11 @@ impl Supervisor {
             started: Instant::now(),
             metrics: pipeline.metrics.clone().map(metrics::MetricsFile::new),
             own_log: pipeline.own_log.clone(),
-            agenda: Agenda::all(entries.len()),
-            entries,
-            order,
+            agenda: Agenda::all(0),
+            entries: Vec::with_capacity(pipeline.tasks.len()),
+            order: Order::new(&pipeline.tasks),
             by_pid: HashMap::new(),
-            pipes,
+            pipes: HashMap::new(),
             compressors: HashMap::new(),
             events,
             runner: nix::unistd::getpid(),
@@ -474,16 +486,47 @@ impl Supervisor {
             shutdown: None,
             containment,
             watches: HashMap::new(),
-            guard: Some(guard),
-            lock,
+            guard: None,
             watch,
             probe_fds: HashMap::new(),
             probe_pids: HashMap::new(),
-            devnull,
+            devnull: None,
             notifier: notify::Notifier::from_env(),
             retired: Vec::new(),
             renewed: 0,
-        })
+            lock,
+        };
+        let socket = supervisor.control.as_ref().map(|c| c.path().to_owned());
+        let fingerprints = pipeline.fingerprints;
+        for (i, spec) in pipeline.tasks.into_iter().enumerate() {
+            let made = make(
+                i,
+                spec,
+                fingerprints.get(i).copied().unwrap_or(0),
+                inherited_nofile,
+                socket.as_deref(),
+                &mut supervisor.watch,
+                supervisor.nonstop.as_raw_fd(),
+            )?;
+            let entry = Entry::open(made, &pipeline.logs, &supervisor.events)?;
+            supervisor.pipes.insert(entry.output.0.as_raw_fd(), i);
+            supervisor.entries.push(entry);
+        }
+        supervisor.agenda = Agenda::all(supervisor.entries.len());
+        if supervisor
+            .entries
+            .iter()
+            .any(|e| e.probe_prepared.is_some())
+        {
+            supervisor.devnull = Some(open_devnull().context("cannot open /dev/null")?);
+        }
+        supervisor.guard = Some(start_guard(
+            &supervisor.containment,
+            &supervisor.lock,
+            &[],
+            supervisor.entries.len(),
+        )?);
+        Ok(supervisor)
     }
 
     /// After the loop, every task stopped: dismisses the guard, waiting for it (it removes the
@@ -491,9 +534,8 @@ impl Supervisor {
     /// left below it, so that when this process ends nothing of the pipeline is left, the
     /// lock included.
     fn tear_down(&mut self) {
-        if let Some(control) = self.control.take() {
-            control.close_all();
-        }
+        // Its socket file goes (see `Control`'s drop).
+        drop(self.control.take());
         // The metrics say every task is stopped, not what they said a second ago.
         if let Some(metrics) = &mut self.metrics {
             metrics.force();

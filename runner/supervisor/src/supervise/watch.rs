@@ -39,6 +39,8 @@ const READY_POLL: Duration = Duration::from_millis(10);
 /// The pipeline's heartbeat table, claimed by this runner, and what the loop knows of it.
 pub(super) struct Watch {
     table: HeartbeatTable,
+    /// This runner, the table's owner.
+    me: ProcessId,
     /// Whether this runner removes it at exit: it created it, or took it over from a runner
     /// that died. A table that belonged to nobody is left in place.
     remove: bool,
@@ -62,6 +64,41 @@ struct ForeignStop {
     kill_at: Deadline,
 }
 
+/// The segment at the key has another size than `config` asks for: if it is a nonstop table
+/// (left by a runner of this pipeline before its slots were changed, say), said so with its
+/// slots and its owner, not as "another program".
+fn other_size(
+    config: HeartbeatConfig,
+    options: &TableOptions,
+    e: nonstop_ipc::Error,
+) -> anyhow::Error {
+    let Ok(table) = HeartbeatTable::open(config.key, options) else {
+        return anyhow::Error::new(e)
+            .context(format!("cannot create the heartbeat table {}", config.key));
+    };
+    let owner = match table.owner() {
+        Some(owner) if owner.liveness() == nonstop_ipc::Liveness::Alive => {
+            format!("the runner with pid {} uses it", owner.pid)
+        }
+        Some(owner) => format!(
+            "its runner (pid {}) is gone; if nothing else uses it, remove it with `ipcrm -M {} \
+             -S {}`",
+            owner.pid, config.key, config.key
+        ),
+        None => format!(
+            "it has no runner; if nothing uses it, remove it with `ipcrm -M {} -S {}`",
+            config.key, config.key
+        ),
+    };
+    anyhow::anyhow!(
+        "the heartbeat table {} has {} slots, and this pipeline asks for {} (heartbeat.slots): \
+         {owner}",
+        config.key,
+        table.capacity(),
+        config.slots
+    )
+}
+
 /// How a process that registered itself is stopped.
 const FOREIGN_STOP: StopSpec = StopSpec {
     signal: Signal::SIGTERM,
@@ -75,10 +112,27 @@ impl Watch {
             slots: config.slots,
             ..TableOptions::default()
         };
-        let table = HeartbeatTable::open_or_create(config.key, &options)
-            .with_context(|| format!("cannot create the heartbeat table {}", config.key))?;
+        let table = match HeartbeatTable::open_or_create(config.key, &options) {
+            Ok(table) => table,
+            Err(e @ nonstop_ipc::Error::WrongSize { .. }) => {
+                return Err(other_size(config, &options, e));
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("cannot create the heartbeat table {}", config.key)));
+            }
+        };
         // A second runner on the same key is refused, naming the first.
-        let previous = table.claim(me)?;
+        let previous = match table.claim(me) {
+            Ok(previous) => previous,
+            Err(e) => {
+                // Not this runner's: another serves it. Made just now, it goes again.
+                if table.created() {
+                    let _ = table.remove();
+                }
+                return Err(e.into());
+            }
+        };
         if let Some(dead) = previous {
             info!(key = %config.key, "took over the heartbeat table of a runner that died (pid {})", dead.pid);
             // Its tasks' instances died with it (containment): their slots go now, not at
@@ -93,6 +147,7 @@ impl Watch {
         }
         info!(key = %config.key, slots = config.slots, "heartbeat table ready");
         Ok(Watch {
+            me,
             remove: table.created() || previous.is_some(),
             table,
             protected: Protected::new(me.pid, nonstop_ipc::ancestors(me.pid)),
@@ -266,13 +321,18 @@ impl Watch {
             kill_at: Deadline::after(Instant::now(), FOREIGN_STOP.grace),
         });
     }
+}
 
-    /// At exit: frees this runner's slots and removes the table if this runner is the one to,
-    /// else leaves it without an owner.
-    pub(super) fn close(self, me: ProcessId) {
+impl Drop for Watch {
+    /// However the runner ends (a normal exit, or an error at start or later): frees this
+    /// runner's slots and removes the table if this runner is the one to, else leaves it
+    /// without an owner. So a runner that could not start leaves nothing at the key, and the
+    /// next one (with more slots, say) creates it afresh.
+    fn drop(&mut self) {
         if self.lost {
             return;
         }
+        let me = self.me;
         let key = self.table.key();
         if !self.remove {
             for &slot in self.owners.keys() {
