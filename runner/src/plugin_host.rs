@@ -107,7 +107,14 @@ fn load(path: &Path) -> Result<Loaded, String> {
     // child process only (the task host exists for that).
     #[allow(unsafe_code)]
     let library = unsafe { libloading::os::unix::Library::open(Some(path), flags) }
-        .map_err(|e| format!("{shown}: cannot load it as a shared library: {e}"))?;
+        // The whole chain: libloading's own message ("dlopen failed") says nothing; its source,
+        // dlerror's text, says why (no such file, an undefined symbol, not an ELF file).
+        .map_err(|e| {
+            format!(
+                "{shown}: cannot load it as a shared library: {:#}",
+                anyhow::Error::new(e)
+            )
+        })?;
     // SAFETY: the symbol is looked up as the address of a static; nothing is read yet.
     #[allow(unsafe_code)]
     let symbol = unsafe { library.get::<*const Declaration>(abi::SYMBOL) }.map_err(|_| {
@@ -183,6 +190,11 @@ pub fn run(entry: Entry, path: &Path, args: &str) -> ExitCode {
     let mut term = nix::sys::signal::SigSet::empty();
     term.add(nix::sys::signal::Signal::SIGTERM);
     let _ = term.thread_block();
+    // Started by `check` or `plugins` (not by the supervisor, which sets this itself), in a
+    // process group of its own: die with that process.
+    if entry != Entry::Run {
+        crate::host_child::die_with_parent();
+    }
     if entry == Entry::Info {
         return match info(path) {
             Ok(i) => {

@@ -14,6 +14,7 @@ mod hang;
 mod harness;
 mod hooks;
 mod plugin;
+mod plugin_host;
 mod probe;
 mod reload;
 mod run_handoff;
