@@ -16,6 +16,7 @@ mod hooks;
 mod plugin;
 mod plugin_host;
 mod probe;
+mod purge;
 mod reload;
 mod run_handoff;
 mod run_periodic;
