@@ -3,7 +3,8 @@
 //!
 //! Loading a plugin runs its code, and that code may do anything: hang in a constructor, fork
 //! a child that keeps our pipes open, write megabytes. So the host starts in a process group of
-//! its own (and dies with this process: `PR_SET_PDEATHSIG`, set by the host itself); its stdout
+//! its own (which it kills if this process dies: `PR_SET_PDEATHSIG`, set by the host itself,
+//! see `plugin_host::die_with_parent`); its stdout
 //! and stderr are read while it runs ([`poll`] on both pipes and on a pidfd, never a read to
 //! the end), all of it, keeping the first [`KEEP`] bytes of each ([`Text`]); when it exits,
 //! its whole process group is killed (what a plugin started lives no longer than its host) and
@@ -42,7 +43,7 @@ const TICK: Duration = Duration::from_millis(10);
 
 /// The variable that tells a host the pid of the process that started it, so that it can
 /// tell whether that process died before the host asked to die with it (see
-/// [`die_with_parent`]).
+/// `plugin_host::die_with_parent`).
 pub const PARENT_ENV: &str = "NONSTOP_HOST_PARENT";
 
 /// What came back.
@@ -351,24 +352,6 @@ impl Drop for Host {
             self.kill();
             let _ = self.child.wait();
         }
-    }
-}
-
-/// In the host: asks the kernel for SIGKILL when the process that started it dies (a
-/// `nonstop check` interrupted with Ctrl-C, whose SIGINT does not reach the host's own process
-/// group, or a reload's check killed for taking too long), and exits at once if that process
-/// died before this was asked ([`PARENT_ENV`] names it).
-pub fn die_with_parent() {
-    if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() {
-        return;
-    }
-    let parent = std::env::var(PARENT_ENV)
-        .ok()
-        .and_then(|p| p.parse::<i32>().ok());
-    if let Some(parent) = parent
-        && nix::unistd::getppid().as_raw() != parent
-    {
-        std::process::exit(2);
     }
 }
 

@@ -284,3 +284,25 @@ fn nonstop_plugins_gives_up_on_a_library_whose_constructor_blocks_and_lists_the_
         "the plugin host {host} still runs"
     );
 }
+
+#[test]
+fn a_check_killed_while_validate_hangs_takes_the_host_and_its_child_along() {
+    let p = PipelineDir::new("");
+    let pids = p.file("pids");
+    std::fs::write(
+        p.path(),
+        format!("tasks:\n{}", task("hangs", "hang_in_validate", &pids)),
+    )
+    .unwrap();
+    let mut check = Started::new(
+        Command::new(nonstop())
+            .args(["check", "pipeline.yaml"])
+            .current_dir(p.dir.path()),
+    );
+    let (host, child, _cleanup) = host_and_child(&pids);
+    // As a reload's check is killed when it takes too long (a Ctrl-C does not reach the
+    // host's own process group either).
+    check.child.kill().unwrap();
+    check.child.wait().unwrap();
+    assert_gone(host, child);
+}
