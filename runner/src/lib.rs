@@ -12,6 +12,7 @@
 //! - [`beat`]: `nonstop beat`, one heartbeat from a shell script;
 //! - [`ps`]: `nonstop ps`, a heartbeat table's slots and their states;
 //! - [`plugin_host`]: `nonstop plugin-host`, the child process that loads a plugin and runs it;
+//! - [`host_child`]: one question to such a child (validate, info), bounded in time and size;
 //! - [`plugins`]: `nonstop plugins`, the plugins found and what they say of themselves.
 //!
 //! The parsers and the compressor live here and only here: the supervisor crate does not
@@ -22,6 +23,7 @@ pub mod check;
 pub mod compress;
 pub mod control;
 pub mod detach;
+pub mod host_child;
 pub mod pipeline;
 pub mod plugin_host;
 pub mod plugins;

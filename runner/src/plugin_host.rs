@@ -92,6 +92,46 @@ fn pending_term() -> bool {
     }
 }
 
+/// Kills this process's group, the host and what the plugin started: the parent-death
+/// signal's handler.
+extern "C" fn end_group(_: nix::libc::c_int) {
+    // SAFETY: kill is async-signal-safe and takes no memory; 0 is this process's group.
+    #[allow(unsafe_code)]
+    unsafe {
+        nix::libc::kill(0, nix::libc::SIGKILL);
+    }
+}
+
+/// Started by `check` or `plugins` in a process group of its own (see [`crate::host_child`]),
+/// which a Ctrl-C to that process does not reach: when that process dies, the kernel sends
+/// SIGHUP (`PR_SET_PDEATHSIG`), whose handler kills this whole group (the host and whatever
+/// the plugin started in it). Exits at once if that process died before this was asked
+/// ([`crate::host_child::PARENT_ENV`] names it).
+fn die_with_parent() {
+    let action = nix::sys::signal::SigAction::new(
+        nix::sys::signal::SigHandler::Handler(end_group),
+        nix::sys::signal::SaFlags::empty(),
+        nix::sys::signal::SigSet::empty(),
+    );
+    // SAFETY: the handler makes one async-signal-safe system call.
+    #[allow(unsafe_code)]
+    let installed =
+        unsafe { nix::sys::signal::sigaction(nix::sys::signal::Signal::SIGHUP, &action) };
+    if installed.is_err()
+        || nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGHUP).is_err()
+    {
+        return;
+    }
+    let parent = std::env::var(crate::host_child::PARENT_ENV)
+        .ok()
+        .and_then(|p| p.parse::<i32>().ok());
+    if let Some(parent) = parent
+        && nix::unistd::getppid().as_raw() != parent
+    {
+        std::process::exit(2);
+    }
+}
+
 /// A loaded library and its checked declaration.
 struct Loaded {
     // Kept loaded for as long as the declaration is used.
@@ -107,7 +147,14 @@ fn load(path: &Path) -> Result<Loaded, String> {
     // child process only (the task host exists for that).
     #[allow(unsafe_code)]
     let library = unsafe { libloading::os::unix::Library::open(Some(path), flags) }
-        .map_err(|e| format!("{shown}: cannot load it as a shared library: {e}"))?;
+        // The whole chain: libloading's own message ("dlopen failed") says nothing; its source,
+        // dlerror's text, says why (no such file, an undefined symbol, not an ELF file).
+        .map_err(|e| {
+            format!(
+                "{shown}: cannot load it as a shared library: {:#}",
+                anyhow::Error::new(e)
+            )
+        })?;
     // SAFETY: the symbol is looked up as the address of a static; nothing is read yet.
     #[allow(unsafe_code)]
     let symbol = unsafe { library.get::<*const Declaration>(abi::SYMBOL) }.map_err(|_| {
@@ -183,6 +230,11 @@ pub fn run(entry: Entry, path: &Path, args: &str) -> ExitCode {
     let mut term = nix::sys::signal::SigSet::empty();
     term.add(nix::sys::signal::Signal::SIGTERM);
     let _ = term.thread_block();
+    // Started by `check` or `plugins` (not by the supervisor, which sets this itself), in a
+    // process group of its own: die with that process.
+    if entry != Entry::Run {
+        die_with_parent();
+    }
     if entry == Entry::Info {
         return match info(path) {
             Ok(i) => {

@@ -1,11 +1,19 @@
 //! `nonstop plugins`: every plugin library in the search directories, with what it says of
-//! itself. Each library is opened in a child (`nonstop plugin-host`'s loader in a process of
-//! its own), since loading one runs its code.
+//! itself. Each library is opened in a child (`nonstop plugin-host info`, in a process group
+//! of its own), since loading one runs its code, and given [`INFO_TIMEOUT`].
 
 use std::path::Path;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
+use std::time::Duration;
 
+use anyhow::Context;
+
+use crate::host_child::{self, Text};
 use crate::pipeline::plugin::search_dirs;
+
+/// The longest loading one library and reading its declaration may take (see
+/// [`crate::host_child`]).
+const INFO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Lists the plugins found beside this executable, in `../lib/nonstop/plugins`, and in the
 /// `plugin_dirs` of `pipeline`.
@@ -35,19 +43,35 @@ pub fn run(pipeline: Option<&Path>) -> anyhow::Result<ExitCode> {
             .collect();
         libraries.sort();
         for library in libraries {
-            let out = Command::new(&exe)
-                .args(["plugin-host", "info"])
-                .arg(&library)
-                .arg("{}")
-                .output()?;
-            let text = String::from_utf8_lossy(&out.stdout);
-            if out.status.success() {
-                found += 1;
-                println!("{}\t{}", library.display(), text.trim_end());
-            } else {
-                let err = String::from_utf8_lossy(&out.stderr);
-                let why = err.trim().trim_start_matches("nonstop plugin-host: ");
-                eprintln!("{}: not usable: {why}", library.display());
+            let reply = host_child::ask(
+                &exe,
+                &[
+                    "plugin-host".as_ref(),
+                    "info".as_ref(),
+                    library.as_os_str(),
+                    "{}".as_ref(),
+                ],
+                INFO_TIMEOUT,
+                Text::new(|_| false),
+                Text::new(|_| false),
+            )
+            .with_context(|| format!("cannot run the plugin host on {}", library.display()))?;
+            match reply.status {
+                Some(status) if status.success() => {
+                    found += 1;
+                    println!("{}\t{}", library.display(), reply.stdout.text().trim_end());
+                }
+                Some(_) => {
+                    let err = reply.stderr.text();
+                    let why = err.trim().trim_start_matches("nonstop plugin-host: ");
+                    eprintln!("{}: not usable: {why}", library.display());
+                }
+                None => eprintln!(
+                    "{}: not usable: loading it did not finish within {} s (its initialisers \
+                     hang?); the plugin host was killed",
+                    library.display(),
+                    INFO_TIMEOUT.as_secs()
+                ),
             }
         }
     }

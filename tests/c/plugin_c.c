@@ -1,7 +1,11 @@
 /* A plugin written in C (tests/it/plugin.rs): the ABI of core/src/plugin/abi.rs, by hand.
  * Built as a shared library; with -DNO_SYMBOL it exports no declaration, and -DMAGIC=,
- * -DABI=, -DSIZE= make a declaration the host must refuse. As is, validate accepts anything
- * and run logs one line through the host and succeeds. */
+ * -DABI=, -DSIZE= make a declaration the host must refuse; with -DUNDEFINED it needs a
+ * function nothing defines (loading it with RTLD_NOW fails, naming the symbol); with
+ * -DBLOCK_IN_CONSTRUCTOR its constructor writes the pid to the file $PLUGIN_C_PID_FILE names
+ * and then blocks forever (loading it never returns). As is, validate accepts anything and run
+ * logs one line through the host and succeeds. */
+#define _POSIX_C_SOURCE 200809L
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -35,6 +39,29 @@ struct nonstop_plugin {
 
 #define STR(s) {s, sizeof(s) - 1}
 
+#ifdef UNDEFINED
+void nonstop_test_no_such_function(void);
+#endif
+
+#ifdef BLOCK_IN_CONSTRUCTOR
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+__attribute__((constructor)) static void block(void) {
+    const char *file = getenv("PLUGIN_C_PID_FILE");
+    if (file) {
+        FILE *f = fopen(file, "w");
+        if (f) {
+            fprintf(f, "%d\n", (int)getpid());
+            fclose(f);
+        }
+    }
+    for (;;) {
+        pause();
+    }
+}
+#endif
+
 __attribute__((unused)) static int32_t validate(struct nonstop_str args, const struct nonstop_host *host) {
     (void)args;
     (void)host;
@@ -43,6 +70,9 @@ __attribute__((unused)) static int32_t validate(struct nonstop_str args, const s
 
 __attribute__((unused)) static int32_t run(struct nonstop_str args, const struct nonstop_host *host) {
     (void)args;
+#ifdef UNDEFINED
+    nonstop_test_no_such_function();
+#endif
     struct nonstop_str line = STR("plugin_c: hello from C");
     host->log(host->ctx, line);
     host->beat(host->ctx);

@@ -41,9 +41,10 @@ fn check_validates_plugin_args_in_a_child_and_points_at_the_argument() {
     let expect = [
         "pipeline.yaml:6:14: tasks.limit.args.limit: 11 is more than 10",
         "pipeline.yaml:9:13: tasks.typo.args.lnies: unknown field \"lnies\", expected one of \
-         act, lines, limit, panic_in_validate",
+         act, lines, limit, panic_in_validate, pid_file",
         "pipeline.yaml:12:18: tasks.wrong.args.act: unknown variant \"dance\", expected one of \
-         ok, fail, panic, abort, segv, hang, beat",
+         ok, fail, panic, abort, segv, hang, beat, fork_in_validate, hang_in_validate, \
+         flood_in_validate, long_refusal",
         "pipeline.yaml:14:13: tasks.panics.plugin: the plugin panicked in validate: validate \
          was asked to panic",
         "pipeline.yaml:17:13: tasks.missing.plugin: plugin \"nosuch\" not found: no \
@@ -133,6 +134,15 @@ fn libraries_that_are_not_plugins_are_refused_naming_the_file_and_a_c_plugin_run
     let c = c_library("plugin_c", "", &[]);
     let cases = [
         (p.file("libtext.so"), "cannot load it as a shared library"),
+        // Why dlopen failed, not only that it did.
+        (
+            c_library("plugin_c", "_undefined", &["-DUNDEFINED"]),
+            "cannot load it as a shared library: dlopen failed: ",
+        ),
+        (
+            c_library("plugin_c", "_undefined", &["-DUNDEFINED"]),
+            "undefined symbol: nonstop_test_no_such_function",
+        ),
         (
             c_library("plugin_c", "_nosym", &["-DNO_SYMBOL"]),
             "not a nonstop plugin: it exports no NONSTOP_PLUGIN declaration",

@@ -9,25 +9,24 @@
 //!     cron: "0 3 * * *"
 //! ```
 //!
-//! It walks with `openat`/`unlinkat` relative to directory descriptors opened with
-//! `O_NOFOLLOW`: it never follows a symbolic link (to a file or a directory) and never deletes
-//! outside `dir`, even when the tree changes while it runs (a directory swapped for a link
-//! between two calls is refused by the kernel, not followed). Symbolic links, sockets and the
-//! like are left alone; only regular files are deleted.
+//! It walks with `openat` relative to directory descriptors opened with `O_NOFOLLOW`: it never
+//! follows a symbolic link (to a file or a directory) and never deletes outside `dir`, even
+//! when the tree changes while it runs (a directory swapped for a link between two calls is
+//! refused by the kernel, not followed; a directory moved out of `dir` keeps its files: each is
+//! taken out of its directory, the directory checked to be still in place, and only then
+//! deleted: see `src/walk.rs`). Symbolic links, sockets and the like are left alone; only regular
+//! files are deleted.
 
-use std::ffi::OsStr;
-use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, open, openat};
-use nix::sys::stat::{FileStat, Mode, SFlag, fstatat};
-use nix::unistd::UnlinkatFlags;
+use nix::fcntl::{OFlag, open};
+use nix::sys::stat::Mode;
 use nonstop_core::plugin::{Context, Task};
-use nonstop_plugin_files::{compile, names};
+use nonstop_plugin_files::compile;
 use serde::Deserialize;
+
+mod walk;
 
 /// The task's `args`.
 #[derive(Debug, Deserialize)]
@@ -76,6 +75,10 @@ pub trait Report {
     fn beat(&mut self);
     /// Whether to stop now.
     fn stop_requested(&mut self) -> bool;
+    /// `path` was just taken out of its directory, to be deleted once that directory is
+    /// found still in place (see `src/walk.rs`): for tests, the instant a directory moved out
+    /// must still be caught.
+    fn taken(&mut self, _path: &Path) {}
 }
 
 /// The most file names logged one by one; the rest are counted.
@@ -93,150 +96,7 @@ pub fn purge(args: &Args, report: &mut dyn Report) -> Result<Stats, String> {
         Mode::empty(),
     )
     .map_err(|e| format!("cannot open {}: {}", args.dir.display(), e.desc()))?;
-    let mut walk = Walk {
-        args,
-        matchers,
-        cutoff,
-        stats: Stats::default(),
-        report,
-    };
-    walk.dir(&root, &args.dir)?;
-    Ok(walk.stats)
-}
-
-struct Walk<'a> {
-    args: &'a Args,
-    matchers: Vec<glob::Pattern>,
-    cutoff: SystemTime,
-    stats: Stats,
-    report: &'a mut dyn Report,
-}
-
-impl Walk<'_> {
-    /// Purges the directory open at `dir` (shown as `shown`).
-    fn dir(&mut self, dir: &OwnedFd, shown: &Path) -> Result<(), String> {
-        for (name, hint) in
-            names(dir).map_err(|e| format!("cannot list {}: {}", shown.display(), e.desc()))?
-        {
-            if self.report.stop_requested() {
-                return Ok(());
-            }
-            self.stats.seen += 1;
-            if self.stats.seen.is_multiple_of(1000) {
-                self.report.beat();
-            }
-            // What the directory entry already says spares a stat (as find does).
-            let name_matches = || {
-                let n = String::from_utf8_lossy(name.as_bytes());
-                self.matchers.iter().any(|m| m.matches(&n))
-            };
-            match hint {
-                Some(nix::dir::Type::File) if !name_matches() => continue,
-                Some(nix::dir::Type::Directory) if !self.args.recursive => continue,
-                Some(nix::dir::Type::File | nix::dir::Type::Directory) | None => {}
-                Some(_) => continue,
-            }
-            let st = match fstatat(dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
-                Ok(st) => st,
-                // Gone meanwhile: nothing to do.
-                Err(Errno::ENOENT) => continue,
-                Err(e) => {
-                    self.report.log(&format!(
-                        "purge: cannot look at {}: {}",
-                        shown.join(&name).display(),
-                        e.desc()
-                    ));
-                    continue;
-                }
-            };
-            let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
-            if kind == SFlag::S_IFDIR && self.args.recursive {
-                self.subdir(dir, &name, shown)?;
-            } else if kind == SFlag::S_IFREG && self.wanted(&name, &st) {
-                self.file(dir, &name, &st, shown);
-            }
-        }
-        Ok(())
-    }
-
-    fn subdir(&mut self, dir: &OwnedFd, name: &OsStr, shown: &Path) -> Result<(), String> {
-        // O_NOFOLLOW: a directory swapped for a symbolic link since fstatat is refused (ELOOP
-        // or ENOTDIR), never followed.
-        let child = match openat(
-            dir,
-            name,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(child) => child,
-            Err(Errno::ENOENT | Errno::ELOOP | Errno::ENOTDIR) => return Ok(()),
-            Err(e) => {
-                self.report.log(&format!(
-                    "purge: cannot open {}: {}",
-                    shown.join(name).display(),
-                    e.desc()
-                ));
-                return Ok(());
-            }
-        };
-        self.dir(&child, &shown.join(name))?;
-        drop(child);
-        if self.args.remove_empty_dirs && !self.args.dry_run {
-            match nix::unistd::unlinkat(dir, name, UnlinkatFlags::RemoveDir) {
-                Ok(()) => {
-                    self.stats.dirs += 1;
-                    self.report.log(&format!(
-                        "purge: removed the empty directory {}",
-                        shown.join(name).display()
-                    ));
-                }
-                Err(Errno::ENOTEMPTY | Errno::EEXIST | Errno::ENOENT) => {}
-                Err(e) => self.report.log(&format!(
-                    "purge: cannot remove {}: {}",
-                    shown.join(name).display(),
-                    e.desc()
-                )),
-            }
-        }
-        Ok(())
-    }
-
-    fn wanted(&self, name: &OsStr, st: &FileStat) -> bool {
-        let modified = SystemTime::UNIX_EPOCH
-            + Duration::new(
-                st.st_mtime.max(0) as u64,
-                st.st_mtime_nsec.clamp(0, 999_999_999) as u32,
-            );
-        let name = String::from_utf8_lossy(name.as_bytes());
-        modified < self.cutoff && self.matchers.iter().any(|m| m.matches(&name))
-    }
-
-    fn file(&mut self, dir: &OwnedFd, name: &OsStr, st: &FileStat, shown: &Path) {
-        let path = shown.join(name);
-        if !self.args.dry_run
-            && let Err(e) = nix::unistd::unlinkat(dir, name, UnlinkatFlags::NoRemoveDir)
-        {
-            if e != Errno::ENOENT {
-                self.report.log(&format!(
-                    "purge: cannot remove {}: {}",
-                    path.display(),
-                    e.desc()
-                ));
-            }
-            return;
-        }
-        self.stats.files += 1;
-        self.stats.bytes += st.st_size.max(0) as u64;
-        if self.stats.files <= NAMED {
-            let verb = if self.args.dry_run {
-                "would remove"
-            } else {
-                "removed"
-            };
-            self.report
-                .log(&format!("purge: {verb} {}", path.display()));
-        }
-    }
+    walk::Walk::new(args, matchers, cutoff, report, root)?.run()
 }
 
 struct Purge;

@@ -2,14 +2,12 @@
 //! task's `args` in a child (`nonstop plugin-host validate`), never in this process: loading a
 //! plugin runs its code, and this process may become the supervisor.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nonstop_core::Deadline;
+use crate::host_child::{self, Text};
 
-/// The longest a plugin's `validate` may take.
+/// The longest a plugin's `validate` may take, from the start of its host to its answer.
 const VALIDATE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where plugins are looked for, in order: the pipeline's `plugin_dirs` (relative to its
@@ -68,55 +66,47 @@ pub fn locate(name: &str, dirs: &[PathBuf], pipeline_dir: &Path) -> Result<PathB
 /// Why `validate` refused: the argument at fault (dotted, empty for the task) and why.
 pub type Refusal = (String, String);
 
-/// Runs the plugin's `validate` on `args` (JSON) in a child.
+/// The host's answer to `validate`: `ok`, or `error\tPATH\tMESSAGE`.
+fn is_answer(line: &[u8]) -> bool {
+    line == b"ok" || line.starts_with(b"error\t")
+}
+
+/// Runs the plugin's `validate` on `args` (JSON) in a child, [`VALIDATE_TIMEOUT`] at most
+/// for the whole exchange (see [`crate::host_child`]).
 pub fn validate(library: &Path, args: &str) -> Result<(), Refusal> {
     let whole = |why: String| (String::new(), why);
     let exe = std::env::current_exe()
         .map_err(|e| whole(format!("cannot find the nonstop executable: {e}")))?;
-    let mut child = Command::new(exe)
-        .arg("plugin-host")
-        .arg("validate")
-        .arg(library)
-        .arg(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| whole(format!("cannot start the plugin host: {e}")))?;
-    let deadline = Deadline::after(Instant::now(), VALIDATE_TIMEOUT);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if !deadline.is_due(Instant::now()) => {
-                std::thread::sleep(Duration::from_millis(5))
-            }
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(whole(format!(
-                    "{}: its validate did not return within {} s",
-                    library.display(),
-                    VALIDATE_TIMEOUT.as_secs()
-                )));
-            }
-            Err(e) => return Err(whole(format!("cannot wait for the plugin host: {e}"))),
-        }
+    let reply = host_child::ask(
+        &exe,
+        &[
+            "plugin-host".as_ref(),
+            "validate".as_ref(),
+            library.as_os_str(),
+            args.as_ref(),
+        ],
+        VALIDATE_TIMEOUT,
+        Text::new(is_answer),
+        Text::new(|_| false),
+    )
+    .map_err(|e| whole(format!("cannot run the plugin host: {e}")))?;
+    let Some(status) = reply.status else {
+        return Err(whole(format!(
+            "{}: its validate did not return within {} s (the plugin host and what it \
+             started were killed)",
+            library.display(),
+            VALIDATE_TIMEOUT.as_secs()
+        )));
     };
-    let mut out = String::new();
-    let mut err = String::new();
-    if let Some(mut o) = child.stdout.take() {
-        let _ = o.read_to_string(&mut out);
-    }
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
-    if status.success() && out.lines().any(|l| l == "ok") {
+    let answer = reply.stdout.wanted_line();
+    if status.success() && answer.as_deref() == Some("ok") {
         return Ok(());
     }
-    if let Some(line) = out.lines().find_map(|l| l.strip_prefix("error\t")) {
+    if let Some(line) = answer.as_deref().and_then(|l| l.strip_prefix("error\t")) {
         let (at, message) = line.split_once('\t').unwrap_or(("", line));
         return Err((at.to_owned(), message.to_owned()));
     }
+    let err = reply.stderr.text();
     let reason = err
         .lines()
         .map(|l| l.strip_prefix("nonstop plugin-host: ").unwrap_or(l))

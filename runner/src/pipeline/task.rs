@@ -329,6 +329,29 @@ fn plugin_command(
     dir: &Path,
     plugin_dirs: &[PathBuf],
 ) -> Option<(PathBuf, Vec<String>)> {
+    // A plugin's arguments are named: a list would reach its `Args` as positional fields
+    // (`[a, b]` as the first two, whatever they are).
+    let shape = args.and_then(|value| {
+        let kind = match value {
+            serde_yaml::Value::Mapping(_) => return None,
+            serde_yaml::Value::Sequence(_) => "a list",
+            serde_yaml::Value::String(_) => "a string",
+            serde_yaml::Value::Number(_) => "a number",
+            serde_yaml::Value::Bool(_) => "a boolean",
+            serde_yaml::Value::Tagged(_) => "a tagged value",
+            serde_yaml::Value::Null => return None,
+        };
+        Some(kind)
+    });
+    if let Some(kind) = shape {
+        ctx.error(
+            &format!("{path}.args"),
+            format!(
+                "must be a mapping of argument names to values (`args: {{ name: value }}`), \
+                 not {kind}"
+            ),
+        );
+    }
     let library = match super::plugin::locate(plugin, plugin_dirs, dir) {
         Ok(library) => library,
         Err(why) => {
@@ -336,6 +359,9 @@ fn plugin_command(
             return None;
         }
     };
+    if shape.is_some() {
+        return None;
+    }
     let json = match args {
         None => "{}".to_owned(),
         Some(value) => match serde_json::to_string(value) {

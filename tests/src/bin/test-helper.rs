@@ -21,6 +21,11 @@
 //! - `connect SOCKET N`: opens N connections to the Unix socket SOCKET, one after the other,
 //!   and sends nothing; prints `connected N`, then holds them until stdin closes (an idle
 //!   crowd for the control socket, run as the uid a test chooses).
+//! - `mover DATA ARCHIVE FILES`: an archiver racing a purge of DATA: prints `watching`, then
+//!   over and over looks at each directory `day*` in DATA and, as soon as it holds fewer than FILES
+//!   files (at any depth) but not none (a purge is in it), renames it into ARCHIVE and prints
+//!   `moved NAME COUNT`, COUNT the files it holds there right after the move; prints `done`
+//!   and exits once every `day*` directory left in DATA is empty.
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
@@ -75,6 +80,12 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
         wait_for_go()?;
         return Ok(());
     }
+    if args.first().map(String::as_str) == Some("mover") {
+        let data = std::path::Path::new(args.get(1).ok_or("missing DATA")?);
+        let archive = std::path::Path::new(args.get(2).ok_or("missing ARCHIVE")?);
+        let files: usize = args.get(3).ok_or("missing FILES")?.parse()?;
+        return mover(data, archive, files);
+    }
     let key: Key = args.get(1).ok_or("missing KEY")?.parse()?;
     match args.first().map(String::as_str) {
         Some("sem-race") => {
@@ -125,6 +136,56 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             say("freed")
         }
         _ => Err(format!("unknown role in {args:?}").into()),
+    }
+}
+
+fn mover(
+    data: &std::path::Path,
+    archive: &std::path::Path,
+    files: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    /// Regular files under `dir`, at any depth; 0 if it is gone.
+    fn count(dir: &std::path::Path) -> usize {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => count(&e.path()),
+                Ok(t) if t.is_file() => 1,
+                _ => 0,
+            })
+            .sum()
+    }
+    say("watching")?;
+    loop {
+        let mut full = 0;
+        for entry in std::fs::read_dir(data)?.flatten() {
+            if !entry.file_type().is_ok_and(|t| t.is_dir())
+                || !entry.file_name().to_string_lossy().starts_with("day")
+            {
+                continue;
+            }
+            let n = count(&entry.path());
+            if n == 0 {
+                continue;
+            }
+            full += 1;
+            if n < files {
+                let to = archive.join(entry.file_name());
+                std::fs::rename(entry.path(), &to)?;
+                say(&format!(
+                    "moved {} {}",
+                    entry.file_name().to_string_lossy(),
+                    count(&to)
+                ))?;
+            }
+        }
+        if full == 0 {
+            return say("done");
+        }
+        std::thread::sleep(Duration::from_micros(200));
     }
 }
 
