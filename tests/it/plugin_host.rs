@@ -306,3 +306,42 @@ fn a_check_killed_while_validate_hangs_takes_the_host_and_its_child_along() {
     check.child.wait().unwrap();
     assert_gone(host, child);
 }
+
+#[test]
+fn a_reload_whose_check_outlasts_the_client_time_still_gets_its_answer() {
+    // Two validations that never return: the check takes 2 × 10 s, longer than the 10 s a
+    // control client is given for a request, but within the minute a reload's check may take.
+    let p = PipelineDir::new("tasks:\n  idle:\n    command: [sleep, \"1000\"]\n");
+    let mut runner = Runner::start(&p);
+    let idle = crate::harness::pid_of(&runner.wait_for(&["started", "task=idle"], 10 * SECOND));
+    let _idle = KillOnDrop(vec![idle]);
+    let pids = p.file("pids");
+    std::fs::write(
+        p.path(),
+        format!(
+            "tasks:\n  idle:\n    command: [sleep, \"1000\"]\n{}{}",
+            task("first", "hang_in_validate", &pids),
+            task("second", "hang_in_validate", &pids)
+        ),
+    )
+    .unwrap();
+    let out = ctl(&p, &["reload"]);
+    let _hosts = KillOnDrop(
+        std::fs::read_to_string(&pids)
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The file's errors, not a lost connection.
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("tasks.first.plugin") && stderr.contains("tasks.second.plugin"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("did not return within 10 s"), "{stderr}");
+    // Nothing changed: the runner still runs `idle` only.
+    assert!(alive(idle));
+    assert!(runner.terminate(10 * SECOND).success());
+}
