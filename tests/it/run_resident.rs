@@ -410,7 +410,7 @@ tasks:
   broken:
     command: [./not-a-program]
     backoff: { initial: 0ms, max: 0ms }
-    crash_loop: { max: 100000000, within: 1m }
+    crash_loop: { max: 10000, within: 1ms }
     after: [gate]
   steady:
     command: [sleep, \"1000\"]
