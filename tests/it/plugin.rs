@@ -98,6 +98,50 @@ fn a_plugin_that_fails_panics_aborts_or_crashes_takes_only_its_task_host_down() 
     assert!(runner.terminate(10 * SECOND).success());
 }
 
+/// A plugin built in the release profile, as `cargo build --release` and `cargo xtask dist`
+/// build them, that panics: the panic is caught at the boundary and is its task's failure, with
+/// its message, in `validate` and in `run`. (While the profile was `panic = "abort"`, the task
+/// host died of SIGABRT, exit status 134 from a shell.)
+#[test]
+fn a_release_built_plugin_that_panics_fails_with_its_message_instead_of_aborting() {
+    let lib = crate::harness::misbehave_plugin_release();
+    let host = |entry: &str, args: &str| {
+        Command::new(nonstop())
+            .args(["plugin-host", entry])
+            .arg(&lib)
+            .arg(args)
+            .output()
+            .unwrap()
+    };
+    let out = host("run", r#"{"act": "panic"}"#);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{:?}: {stderr}", out.status);
+    assert!(
+        stderr.contains("nonstop plugin-host: the plugin panicked: asked to panic"),
+        "{stderr}"
+    );
+    let out = host("validate", r#"{"panic_in_validate": true}"#);
+    assert_eq!(out.status.code(), Some(1), "{:?}", out.status);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "error\t\tthe plugin panicked in validate: validate was asked to panic\n"
+    );
+    // Through the runner: a failed run, the message in the task's log.
+    let p = PipelineDir::new(&format!(
+        "tasks:\n  panic:\n    plugin: {}\n    args: {{ act: panic }}\n    restart: never\n",
+        lib.display()
+    ));
+    let mut runner = Runner::start(&p);
+    runner.wait_for(&["exited with status 1", "task=panic"], 20 * SECOND);
+    assert!(
+        p.log("panic")
+            .contains("the plugin panicked: asked to panic"),
+        "{}",
+        p.log("panic")
+    );
+    assert!(runner.terminate(10 * SECOND).success());
+}
+
 #[test]
 fn a_plugin_beats_through_its_context_and_stops_when_asked() {
     let key = crate::harness::TestKey::new();
