@@ -105,9 +105,14 @@ fn the_tarball_unpacks_anywhere_and_runs_the_demo() {
     for plugin in ["gzip", "purge", "sweep"] {
         assert!(listed.contains(plugin), "{listed}");
     }
+    let seed_dirs = tempfile::tempdir().unwrap();
+    let seed = crate::harness::seed_example_in(
+        &std::fs::read_to_string(tree.join("share/nonstop/examples/seed.yaml")).unwrap(),
+        seed_dirs.path(),
+    );
     let check = Command::new(&nonstop)
         .arg("check")
-        .arg(tree.join("share/nonstop/examples/seed.yaml"))
+        .arg(&seed)
         .output()
         .unwrap();
     assert!(

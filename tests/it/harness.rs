@@ -68,6 +68,11 @@ impl Proc {
         }
     }
 
+    /// The next line of output if one came already.
+    pub fn try_line(&self) -> Option<String> {
+        self.lines.try_recv().ok()
+    }
+
     /// Sends SIGKILL without reaping: the child stays a zombie until `wait`.
     pub fn sigkill(&self) {
         kill(Pid::from_raw(self.pid()), Signal::SIGKILL).unwrap();
@@ -561,6 +566,23 @@ pub fn ctl_ok(p: &PipelineDir, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `seed.yaml` (the text of `examples/seed.yaml`) with its directories, all under
+/// `/tmp/nonstop-seed`, moved into `dir` and made (its gzip and purge tasks refuse a `dir`
+/// that does not exist): returns the copy's path in `dir`.
+pub fn seed_example_in(seed: &str, dir: &Path) -> PathBuf {
+    let root = "/tmp/nonstop-seed";
+    assert!(
+        seed.contains(root),
+        "examples/seed.yaml no longer uses {root}"
+    );
+    for sub in ["log/idc", "surfdata"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    let copy = dir.join("seed.yaml");
+    std::fs::write(&copy, seed.replace(root, &dir.display().to_string())).unwrap();
+    copy
 }
 
 /// `nonstop check FILE`, which must succeed: its stdout (one line per task).

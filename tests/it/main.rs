@@ -10,6 +10,7 @@ mod check;
 mod containment;
 mod control;
 mod dist;
+mod gzip;
 mod hang;
 mod harness;
 mod hooks;

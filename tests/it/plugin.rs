@@ -498,7 +498,7 @@ fn gzip_killed_at_any_instant_leaves_the_original_or_a_complete_gz() {
 }
 
 /// `examples/seed.yaml` (the seed's deployment as a pipeline) passes `check` with the built-in
-/// plugins built beside `nonstop`, so the example cannot rot.
+/// plugins built beside `nonstop`, so the example cannot rot (its directories made elsewhere).
 #[test]
 fn the_seed_example_checks_with_the_built_in_plugins() {
     // Built into the same directory as nonstop, where `plugin: NAME` looks first.
@@ -510,7 +510,10 @@ fn the_seed_example_checks_with_the_built_in_plugins() {
         assert_eq!(lib.parent(), nonstop().parent(), "{}", lib.display());
     }
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed.yaml");
-    let stdout = check_ok(&example);
+    let dirs = tempfile::tempdir().unwrap();
+    let copy =
+        crate::harness::seed_example_in(&std::fs::read_to_string(example).unwrap(), dirs.path());
+    let stdout = check_ok(&copy);
     for task in ["checkproc", "gzipfiles", "deletelogs", "deletesurf"] {
         assert!(stdout.contains(task), "{stdout}");
     }

@@ -26,7 +26,7 @@ use nix::fcntl::{AtFlags, OFlag, open, openat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstatat};
 use nix::unistd::UnlinkatFlags;
 use nonstop_core::plugin::{Context, Task};
-use nonstop_plugin_files::{compile, names};
+use nonstop_plugin_files::{check_dir, compile, names};
 use serde::Deserialize;
 
 /// The task's `args`.
@@ -245,7 +245,8 @@ impl Task for Purge {
     type Args = Args;
 
     fn validate(args: &Args) -> Result<(), String> {
-        compile(&args.patterns.0).map(drop)
+        compile(&args.patterns.0)?;
+        check_dir(&args.dir)
     }
 
     fn run(ctx: &mut Context<'_>, args: Args) -> Result<(), String> {

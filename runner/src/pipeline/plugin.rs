@@ -66,12 +66,17 @@ pub fn locate(name: &str, dirs: &[PathBuf], pipeline_dir: &Path) -> Result<PathB
 /// Why `validate` refused: the argument at fault (dotted, empty for the task) and why.
 pub type Refusal = (String, String);
 
-/// Runs the plugin's `validate` on `args` (JSON) in a child.
-pub fn validate(library: &Path, args: &str) -> Result<(), Refusal> {
+/// Runs the plugin's `validate` on `args` (JSON) in a child, in `cwd` (the task's, where it
+/// will run: paths in its arguments are from there), if that is a directory.
+pub fn validate(library: &Path, args: &str, cwd: &Path) -> Result<(), Refusal> {
     let whole = |why: String| (String::new(), why);
     let exe = std::env::current_exe()
         .map_err(|e| whole(format!("cannot find the nonstop executable: {e}")))?;
-    let mut child = Command::new(exe)
+    let mut command = Command::new(exe);
+    if cwd.is_dir() {
+        command.current_dir(cwd);
+    }
+    let mut child = command
         .arg("plugin-host")
         .arg("validate")
         .arg(library)
