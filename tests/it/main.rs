@@ -9,6 +9,7 @@ mod boot;
 mod check;
 mod containment;
 mod control;
+mod disk_full;
 mod dist;
 mod gzip;
 mod hang;
