@@ -19,7 +19,7 @@
 //! (`openat` under `O_NOFOLLOW` descriptors, as `purge`), skips `.gz` files and anything that is
 //! not a regular file, and compresses `jobs` files at a time.
 //!
-//! **Nothing is ever replaced or removed that it did not read** ([`place`]): when `NAME.gz`
+//! **Nothing is ever replaced or removed that it did not read** (`place.rs`): when `NAME.gz`
 //! exists already (log rotation made a new `app.log.1` after the last one was compressed), the
 //! new one is `NAME.STAMP.gz` (the original's modification time), and the rename refuses to
 //! replace anything, in the kernel. A file that changed while it was compressed is left for a
