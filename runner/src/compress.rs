@@ -1,7 +1,12 @@
 //! `nonstop compress-log FILE`: the supervisor runs it on each rotated log when `logs.compress`
 //! is set, so that the long-lived process neither blocks on compression nor links the
 //! compressor. Crash-safe: the compressed file is written beside the original, fsynced and
-//! renamed into place before the original is removed.
+//! renamed into place (never over an existing file) before the original is removed.
+//!
+//! Its temporary, `FILE.gz.tmp`, never outlives it for long: whatever fails (a full disk), it
+//! removes the temporary before it exits; while it writes, it holds an `flock` on it, and the
+//! runner removes any `.gz.tmp` of a task's log that no process holds, which a compression
+//! killed midway left (`nonstop_supervisor::logfile::remove_stale_partials`).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -10,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use nix::errno::Errno;
+use nix::fcntl::{AT_FDCWD, Flock, FlockArg, RenameFlags, renameat2};
 
 /// `nonstop compress-log FILE`: FILE → FILE.gz, crash-safe; the original is removed only once
 /// the compressed file is complete, fsynced and in place.
@@ -28,22 +35,44 @@ pub fn compress(file: &Path) -> anyhow::Result<ExitCode> {
         .create(true)
         .truncate(true)
         .mode(0o600)
+        .custom_flags(nix::libc::O_CLOEXEC)
         .open(&tmp)
         .with_context(|| format!("cannot create {}", tmp.display()))?;
-    let mut encoder = flate2::write::GzEncoder::new(output, flate2::Compression::default());
+    let mut partial = Partial {
+        path: &tmp,
+        placed: false,
+    };
+    // Held until this process ends: the runner removes only a temporary no process holds.
+    let output = Flock::lock(output, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        anyhow::anyhow!(
+            "cannot lock {} (is another compression of it running?): {}",
+            tmp.display(),
+            e.desc()
+        )
+    })?;
+    let mut encoder = flate2::write::GzEncoder::new(&*output, flate2::Compression::default());
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = input.read(&mut buf)?;
+        let n = input
+            .read(&mut buf)
+            .with_context(|| format!("cannot read {}", file.display()))?;
         if n == 0 {
             break;
         }
-        encoder.write_all(&buf[..n])?;
+        encoder
+            .write_all(&buf[..n])
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
     }
-    let output = encoder.finish()?;
+    encoder
+        .finish()
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     output.set_permissions(fs::Permissions::from_mode(meta.permissions().mode()))?;
-    output.sync_all()?;
-    drop(output);
-    fs::rename(&tmp, &gz)?;
+    output
+        .sync_all()
+        .with_context(|| format!("cannot fsync {}", tmp.display()))?;
+    rename_new(&tmp, &gz)
+        .with_context(|| format!("cannot rename {} to {}", tmp.display(), gz.display()))?;
+    partial.placed = true;
     if let Some(dir) = gz.parent() {
         File::open(dir)?.sync_all()?;
     }
@@ -52,6 +81,35 @@ pub fn compress(file: &Path) -> anyhow::Result<ExitCode> {
         // Pruned meanwhile; the runner prunes the .gz too once we are done.
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(ExitCode::SUCCESS),
         Err(e) => Err(e).with_context(|| format!("cannot remove {}", file.display())),
+    }
+}
+
+/// The temporary, removed when this is dropped unless it took its name: on every error path
+/// (a full disk, ENOSPC), before the process exits.
+struct Partial<'a> {
+    path: &'a Path,
+    placed: bool,
+}
+
+impl Drop for Partial<'_> {
+    fn drop(&mut self) {
+        if !self.placed {
+            let _ = fs::remove_file(self.path);
+        }
+    }
+}
+
+/// Renames `from` to `to` unless `to` exists (`RENAME_NOREPLACE`; on a file system without
+/// it, a hard link, which never replaces either, and the removal of `from`). The rotated
+/// log's name is unique, so `to` never exists unless something else made it: it is kept.
+fn rename_new(from: &Path, to: &Path) -> io::Result<()> {
+    match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {
+            fs::hard_link(from, to)?;
+            fs::remove_file(from)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -162,12 +162,17 @@ fn shown(bytes: &[u8], total: u64) -> String {
 pub fn ask(
     exe: &Path,
     args: &[&OsStr],
+    cwd: Option<&Path>,
     timeout: Duration,
     mut stdout: Text,
     mut stderr: Text,
 ) -> std::io::Result<Reply> {
     let deadline = Instant::now() + timeout;
-    let child = Command::new(exe)
+    let mut command = Command::new(exe);
+    if let Some(cwd) = cwd {
+        command.current_dir(cwd);
+    }
+    let child = command
         .args(args)
         .env(PARENT_ENV, std::process::id().to_string())
         .process_group(0)

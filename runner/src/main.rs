@@ -166,6 +166,11 @@ fn parse_key(s: &str) -> Result<Key, String> {
 }
 
 fn main() -> ExitCode {
+    // A panic in nonstop is a bug: it ends the process at once (SIGABRT), as it did when the
+    // release profile was `panic = "abort"`; the profile unwinds now only so that plugins can
+    // catch their panics (see `abort_on_panic`). A plugin this process hosts has its own
+    // standard library and its own hook: its panics still unwind to the SDK's boundary.
+    nonstop_supervisor::abort_on_panic();
     let cli = Cli::parse();
     let socket = cli.socket.as_deref();
     let result = match cli.command {

@@ -51,6 +51,7 @@ pub fn run(pipeline: Option<&Path>) -> anyhow::Result<ExitCode> {
                     library.as_os_str(),
                     "{}".as_ref(),
                 ],
+                None,
                 INFO_TIMEOUT,
                 Text::new(|_| false),
                 Text::new(|_| false),

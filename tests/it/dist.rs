@@ -83,6 +83,21 @@ fn the_tarball_unpacks_anywhere_and_runs_the_demo() {
         "{}",
         String::from_utf8_lossy(&syms.stderr)
     );
+    // The plugins unwind: a panic is caught by the SDK, not an abort of the task host
+    // (`panic_unwind` imports `_Unwind_RaiseException`; xtask refuses a plugin without it).
+    for plugin in ["gzip", "purge", "sweep"] {
+        let file = tree.join(format!("lib/nonstop/plugins/libnonstop_{plugin}.so"));
+        let syms = Command::new("nm")
+            .args(["--dynamic", "--undefined-only"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&syms.stdout).contains("_Unwind_RaiseException"),
+            "{} does not unwind",
+            file.display()
+        );
+    }
     let nonstop = tree.join("bin/nonstop");
     // The plugins are found in lib/nonstop/plugins, and the seed's pipeline checks.
     let plugins = Command::new(&nonstop).arg("plugins").output().unwrap();
@@ -90,9 +105,14 @@ fn the_tarball_unpacks_anywhere_and_runs_the_demo() {
     for plugin in ["gzip", "purge", "sweep"] {
         assert!(listed.contains(plugin), "{listed}");
     }
+    let seed_dirs = tempfile::tempdir().unwrap();
+    let seed = crate::harness::seed_example_in(
+        &std::fs::read_to_string(tree.join("share/nonstop/examples/seed.yaml")).unwrap(),
+        seed_dirs.path(),
+    );
     let check = Command::new(&nonstop)
         .arg("check")
-        .arg(tree.join("share/nonstop/examples/seed.yaml"))
+        .arg(&seed)
         .output()
         .unwrap();
     assert!(

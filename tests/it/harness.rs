@@ -68,6 +68,11 @@ impl Proc {
         }
     }
 
+    /// The next line of output if one came already.
+    pub fn try_line(&self) -> Option<String> {
+        self.lines.try_recv().ok()
+    }
+
     /// Sends SIGKILL without reaping: the child stays a zombie until `wait`.
     pub fn sigkill(&self) {
         kill(Pid::from_raw(self.pid()), Signal::SIGKILL).unwrap();
@@ -193,30 +198,53 @@ pub fn purge_plugin() -> PathBuf {
     plugin_library("nonstop-purge", "libnonstop_purge.so")
 }
 
+/// The test plugin built in the release profile, as `cargo build --release` and `cargo xtask
+/// dist` build plugins (its panics must still be caught), whatever profile this test runs in.
+pub fn misbehave_plugin_release() -> PathBuf {
+    build_library("nonstop-test-misbehave", "libmisbehave.so", true)
+}
+
 /// The cdylib `file` of workspace package `package`, built once per test run by cargo, in the
 /// profile of this test binary (`cargo test` does not promise other packages' cdylibs).
 fn plugin_library(package: &str, file: &str) -> PathBuf {
-    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
-    let mut built = BUILT.get_or_init(Default::default).lock().unwrap();
-    if let Some(path) = built.get(package) {
-        return path.clone();
-    }
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    build_library(
+        package,
+        file,
+        profile_dir.file_name().is_some_and(|n| n == "release"),
+    )
+}
+
+/// The cdylib `file` of workspace package `package`, built once per test run by cargo, in the
+/// release profile or else in this test binary's, in this test binary's target directory.
+fn build_library(package: &str, file: &str, release: bool) -> PathBuf {
+    static BUILT: OnceLock<Mutex<HashMap<(String, bool), PathBuf>>> = OnceLock::new();
+    let mut built = BUILT.get_or_init(Default::default).lock().unwrap();
+    if let Some(path) = built.get(&(package.to_owned(), release)) {
+        return path.clone();
+    }
+    // This test binary is TARGET/PROFILE/deps/it-HASH.
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);
     build
         .args(["build", "--quiet", "--lib", "-p", package])
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
+    if release {
         build.arg("--release");
     }
     assert!(
         build.status().unwrap().success(),
         "building {package} failed"
     );
-    let path = profile_dir.join(file);
-    built.insert(package.to_owned(), path.clone());
+    let path = if release {
+        profile_dir.parent().unwrap().join("release").join(file)
+    } else {
+        profile_dir.join(file)
+    };
+    built.insert((package.to_owned(), release), path.clone());
     path
 }
 
@@ -587,6 +615,23 @@ pub fn ctl_ok(p: &PipelineDir, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `seed.yaml` (the text of `examples/seed.yaml`) with its directories, all under
+/// `/tmp/nonstop-seed`, moved into `dir` and made (its gzip and purge tasks refuse a `dir`
+/// that does not exist): returns the copy's path in `dir`.
+pub fn seed_example_in(seed: &str, dir: &Path) -> PathBuf {
+    let root = "/tmp/nonstop-seed";
+    assert!(
+        seed.contains(root),
+        "examples/seed.yaml no longer uses {root}"
+    );
+    for sub in ["log/idc", "surfdata"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    let copy = dir.join("seed.yaml");
+    std::fs::write(&copy, seed.replace(root, &dir.display().to_string())).unwrap();
+    copy
 }
 
 /// `nonstop check FILE`, which must succeed: its stdout (one line per task).

@@ -99,6 +99,50 @@ fn a_plugin_that_fails_panics_aborts_or_crashes_takes_only_its_task_host_down() 
     assert!(runner.terminate(10 * SECOND).success());
 }
 
+/// A plugin built in the release profile, as `cargo build --release` and `cargo xtask dist`
+/// build them, that panics: the panic is caught at the boundary and is its task's failure, with
+/// its message, in `validate` and in `run`. (While the profile was `panic = "abort"`, the task
+/// host died of SIGABRT, exit status 134 from a shell.)
+#[test]
+fn a_release_built_plugin_that_panics_fails_with_its_message_instead_of_aborting() {
+    let lib = crate::harness::misbehave_plugin_release();
+    let host = |entry: &str, args: &str| {
+        Command::new(nonstop())
+            .args(["plugin-host", entry])
+            .arg(&lib)
+            .arg(args)
+            .output()
+            .unwrap()
+    };
+    let out = host("run", r#"{"act": "panic"}"#);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{:?}: {stderr}", out.status);
+    assert!(
+        stderr.contains("nonstop plugin-host: the plugin panicked: asked to panic"),
+        "{stderr}"
+    );
+    let out = host("validate", r#"{"panic_in_validate": true}"#);
+    assert_eq!(out.status.code(), Some(1), "{:?}", out.status);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "error\t\tthe plugin panicked in validate: validate was asked to panic\n"
+    );
+    // Through the runner: a failed run, the message in the task's log.
+    let p = PipelineDir::new(&format!(
+        "tasks:\n  panic:\n    plugin: {}\n    args: {{ act: panic }}\n    restart: never\n",
+        lib.display()
+    ));
+    let mut runner = Runner::start(&p);
+    runner.wait_for(&["exited with status 1", "task=panic"], 20 * SECOND);
+    assert!(
+        p.log("panic")
+            .contains("the plugin panicked: asked to panic"),
+        "{}",
+        p.log("panic")
+    );
+    assert!(runner.terminate(10 * SECOND).success());
+}
+
 #[test]
 fn a_plugin_beats_through_its_context_and_stops_when_asked() {
     let key = crate::harness::TestKey::new();
@@ -464,7 +508,7 @@ fn gzip_killed_at_any_instant_leaves_the_original_or_a_complete_gz() {
 }
 
 /// `examples/seed.yaml` (the seed's deployment as a pipeline) passes `check` with the built-in
-/// plugins built beside `nonstop`, so the example cannot rot.
+/// plugins built beside `nonstop`, so the example cannot rot (its directories made elsewhere).
 #[test]
 fn the_seed_example_checks_with_the_built_in_plugins() {
     // Built into the same directory as nonstop, where `plugin: NAME` looks first.
@@ -476,7 +520,10 @@ fn the_seed_example_checks_with_the_built_in_plugins() {
         assert_eq!(lib.parent(), nonstop().parent(), "{}", lib.display());
     }
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed.yaml");
-    let stdout = check_ok(&example);
+    let dirs = tempfile::tempdir().unwrap();
+    let copy =
+        crate::harness::seed_example_in(&std::fs::read_to_string(example).unwrap(), dirs.path());
+    let stdout = check_ok(&copy);
     for task in ["checkproc", "gzipfiles", "deletelogs", "deletesurf"] {
         assert!(stdout.contains(task), "{stdout}");
     }

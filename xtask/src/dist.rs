@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! bin/nonstop, bin/nonstop-supervisor              stripped
-//! lib/nonstop/plugins/libnonstop_{gzip,purge,sweep}.so
+//! lib/nonstop/plugins/libnonstop_{gzip,purge,sweep}.so   stripped; their panics unwind
 //! lib/nonstop/demo-server                          the demo's resident server
 //! lib/systemd/system/nonstop.service               Type=notify, WatchdogSec, Delegate=yes
 //! share/man/man1/nonstop.1                         `nonstop manpage`
@@ -135,6 +135,7 @@ fn lay_out(built: &Built, tree: &Path, bindir: Option<&Path>) -> Result<()> {
         put_stripped(&p.join(bin), &tree.join("bin").join(bin), 0o755)?;
     }
     for (_, file) in PLUGINS {
+        unwinds(&p.join(file))?;
         put_stripped(
             &p.join(file),
             &tree.join("lib/nonstop/plugins").join(file),
@@ -218,6 +219,36 @@ fn demo_for_the_tree(text: &str) -> Result<String> {
         bail!("examples/demo.yaml has a ../target/ path dist does not know how to point");
     }
     Ok(out)
+}
+
+/// Refuses a plugin built with `panic = "abort"`: the SDK catches a plugin's panic and reports it
+/// as the task's failure only if the panic unwinds; an aborting plugin takes its task host down
+/// with SIGABRT. `panic_unwind`, the runtime linked when panics unwind, is what imports
+/// `_Unwind_RaiseException`; `panic_abort` does not.
+fn unwinds(plugin: &Path) -> Result<()> {
+    let out = Command::new("nm")
+        .args(["--dynamic", "--undefined-only"])
+        .arg(plugin)
+        .output()
+        .context("cannot run nm (binutils)")?;
+    if !out.status.success() {
+        bail!(
+            "nm {} failed: {}",
+            plugin.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    if !String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .any(|s| s.starts_with("_Unwind_RaiseException"))
+    {
+        bail!(
+            "{} was built with panic = \"abort\": its panics would kill the task host instead \
+             of failing the task (the release profile must unwind)",
+            plugin.display()
+        );
+    }
+    Ok(())
 }
 
 /// Copies `from` to `to` (through a temporary name and a rename), stripped of symbols.

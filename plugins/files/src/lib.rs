@@ -1,10 +1,12 @@
 //! What the built-in plugins that work on files (`gzip`, `purge`) share: the names in a
 //! directory open as a descriptor, with their types where the file system gives them, and
-//! the `match` patterns of their arguments. A library, not a plugin: each of them links it.
+//! the checks of their `dir` and `match` arguments. A library, not a plugin: each of them
+//! links it.
 
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 use nix::errno::Errno;
 
@@ -43,6 +45,34 @@ pub fn compile(patterns: &[String]) -> Result<Vec<glob::Pattern>, String> {
         .collect()
 }
 
+/// The `dir` argument's check (at `nonstop check`, in the task's `cwd`): it must be a directory,
+/// and not through a symbolic link at its end, which the plugins never follow (`O_NOFOLLOW`).
+/// The error starts with `dir: `, the argument's path, for the runner to place.
+pub fn check_dir(dir: &Path) -> Result<(), String> {
+    let shown = || {
+        let from = if dir.is_relative() {
+            std::env::current_dir()
+                .map(|cwd| format!(" (from {})", cwd.display()))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        format!("\"{}\"{from}", dir.display())
+    };
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(meta) if meta.is_symlink() => Err(format!(
+            "dir: {} is a symbolic link, which is never followed: name the directory itself",
+            shown()
+        )),
+        Ok(_) => Err(format!("dir: {} is not a directory", shown())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(format!("dir: directory {} does not exist", shown()))
+        }
+        Err(e) => Err(format!("dir: cannot reach {}: {e}", shown())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -66,6 +96,38 @@ mod tests {
         }
         // The descriptor is still usable: names() read a copy of it.
         assert_eq!(names(&fd).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn dir_must_be_a_directory_named_without_a_link() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        std::fs::write(d.join("file"), "").unwrap();
+        std::os::unix::fs::symlink(d, d.join("link")).unwrap();
+        assert_eq!(check_dir(d), Ok(()));
+        let e = check_dir(&d.join("nosuch")).unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "dir: directory \"{}\" does not exist",
+                d.join("nosuch").display()
+            )
+        );
+        let e = check_dir(&d.join("file")).unwrap_err();
+        assert!(
+            e.starts_with("dir: \"") && e.ends_with("file\" is not a directory"),
+            "{e}"
+        );
+        let e = check_dir(&d.join("link")).unwrap_err();
+        assert!(
+            e.contains("is a symbolic link, which is never followed"),
+            "{e}"
+        );
+        let e = check_dir(Path::new("surely/not/here")).unwrap_err();
+        assert!(
+            e.starts_with("dir: directory \"surely/not/here\" (from /"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -11,17 +11,26 @@
 //!
 //! **At every instant there is either the original or a complete `.gz`**: a file is
 //! compressed into a temporary file in the same directory (`.NAME.gz.nonstop-partial`), which
-//! is fsynced, given the original's mode and times, renamed to `NAME.gz`, and the directory
+//! is given the original's mode and times and fsynced, renamed to `NAME.gz`, and the directory
 //! fsynced; only then is the original removed. A run killed at any point leaves the original
 //! (and perhaps a partial temporary, which the next run removes), or the original and a
-//! complete `NAME.gz` (the next run compresses the original again and replaces it), or the
-//! complete `NAME.gz` alone. It never follows a symbolic link (`openat` under `O_NOFOLLOW`
-//! descriptors, as `purge`), skips `.gz` files and anything that is not a regular file, and
-//! compresses `jobs` files at a time.
+//! complete `NAME.gz` (the next run finds that `NAME.gz` holds exactly the original, and
+//! removes the original), or the complete `NAME.gz` alone. It never follows a symbolic link
+//! (`openat` under `O_NOFOLLOW` descriptors, as `purge`), skips `.gz` files and anything that is
+//! not a regular file, and compresses `jobs` files at a time.
+//!
+//! **Nothing is ever replaced or removed that it did not read** (`place.rs`): when `NAME.gz`
+//! exists already (log rotation made a new `app.log.1` after the last one was compressed), the
+//! new one is `NAME.STAMP.gz` (the original's modification time), and the rename refuses to
+//! replace anything, in the kernel. A file that changed while it was compressed is left for a
+//! later run, and the original is removed only if its name still holds the same file, unchanged
+//! (device, inode, size and modification time), not one renamed onto it meanwhile.
+
+mod place;
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufRead, BufReader, Read, Seek};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -30,12 +39,13 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, open, openat, renameat};
-use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstatat, futimens};
+use nix::fcntl::{AtFlags, OFlag, open, openat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat, futimens};
 use nix::sys::time::TimeSpec;
 use nix::unistd::UnlinkatFlags;
 use nonstop_core::plugin::{Context, Task};
-use nonstop_plugin_files::{compile, names};
+use nonstop_plugin_files::{check_dir, compile, names};
+use place::{Identity, Removal, gz_names, place, remove_if_same, rename_new};
 use serde::Deserialize;
 
 /// The suffix of a temporary file (after `.NAME.gz`).
@@ -113,7 +123,9 @@ fn check(args: &Args) -> Result<Vec<glob::Pattern>, String> {
     if args.jobs == Some(0) {
         return Err("jobs: must be at least 1".into());
     }
-    compile(&args.patterns.0)
+    let matchers = compile(&args.patterns.0)?;
+    check_dir(&args.dir)?;
+    Ok(matchers)
 }
 
 /// Compresses as `args` say; `log` gets a line per file and error, `stop` says when to stop
@@ -156,7 +168,7 @@ pub fn gzip(
         .clamp(1, jobs.len().max(1));
     let next = AtomicUsize::new(0);
     let stopping = AtomicBool::new(false);
-    let (tx, rx) = mpsc::channel::<(usize, Result<(u64, u64), String>)>();
+    let (tx, rx) = mpsc::channel::<(usize, Result<Done, String>)>();
     std::thread::scope(|scope| {
         for _ in 0..workers {
             let tx = tx.clone();
@@ -179,14 +191,11 @@ pub fn gzip(
         drop(tx);
         loop {
             match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok((i, Ok((bytes_in, bytes_out)))) => {
+                Ok((i, Ok(done))) => {
                     stats.files += 1;
-                    stats.bytes_in += bytes_in;
-                    stats.bytes_out += bytes_out;
-                    log(&format!(
-                        "gzip: {} ({bytes_in} -> {bytes_out} bytes)",
-                        jobs[i].shown.display()
-                    ));
+                    stats.bytes_in += done.bytes_in;
+                    stats.bytes_out += done.bytes_out;
+                    log(&done.line(&jobs[i]));
                 }
                 Ok((i, Err(why))) => log(&format!("gzip: {}: {why}", jobs[i].shown.display())),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -202,7 +211,8 @@ pub fn gzip(
 
 /// Archive mode: every job into one `name` in the directory open at `root`, under the same
 /// rule as a file: a temporary, fsynced, renamed, the directory fsynced, then the originals
-/// removed. An archive of that name that exists already is never replaced.
+/// removed, each only if its name still holds the file that was archived, unchanged. An archive
+/// of that name that exists already is never replaced (the rename itself refuses to).
 fn archive(
     root: &OwnedFd,
     dir: &Path,
@@ -217,11 +227,14 @@ fn archive(
         return Ok(stats);
     }
     let name = name.replace("{time}", &utc_stamp(SystemTime::now()));
-    if fstatat(root, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW).is_ok() {
-        return Err(format!(
+    let exists = || {
+        format!(
             "archive: {} exists already; it is never replaced (put {{time}} in the name)",
             dir.join(&name).display()
-        ));
+        )
+    };
+    if fstatat(root, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW).is_ok() {
+        return Err(exists());
     }
     let tmp_name = format!(".{name}{PARTIAL}");
     let tmp = openat(
@@ -231,6 +244,8 @@ fn archive(
         Mode::from_bits_truncate(0o600),
     )
     .map_err(|e| format!("cannot create {tmp_name}: {}", e.desc()))?;
+    // For each job, the file archived (to remove once the archive is in place), or why not.
+    let mut archived: Vec<Result<Identity, String>> = Vec::with_capacity(jobs.len());
     let written = (|| -> Result<u64, String> {
         let gz = flate2::write::GzEncoder::new(
             std::io::BufWriter::with_capacity(1 << 18, File::from(tmp)),
@@ -239,18 +254,11 @@ fn archive(
         let mut tar = tar::Builder::new(gz);
         tar.follow_symlinks(false);
         for job in jobs {
-            let source = openat(
-                &*job.dir,
-                job.name.as_os_str(),
-                OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| format!("{}: cannot open: {}", job.shown.display(), e.desc()))?;
-            let mut file = File::from(source);
-            let inside = job.shown.strip_prefix(dir).unwrap_or(&job.shown);
-            stats.bytes_in += file.metadata().map(|m| m.len()).unwrap_or(0);
-            tar.append_file(inside, &mut file)
-                .map_err(|e| format!("{}: cannot archive: {e}", job.shown.display()))?;
+            let entry = append(&mut tar, job, dir)?;
+            if let Ok(read) = &entry {
+                stats.bytes_in += read.size().max(0) as u64;
+            }
+            archived.push(entry);
         }
         let gz = tar.into_inner().map_err(|e| format!("cannot write: {e}"))?;
         let out = gz.finish().map_err(|e| format!("cannot write: {e}"))?;
@@ -260,37 +268,94 @@ fn archive(
         out.sync_all().map_err(|e| format!("cannot fsync: {e}"))?;
         Ok(out.metadata().map(|m| m.len()).unwrap_or(0))
     })();
-    let bytes_out = match written {
+    let placed =
+        written.and_then(
+            |bytes_out| match rename_new(root, tmp_name.as_ref(), name.as_ref()) {
+                Ok(()) => Ok(bytes_out),
+                Err(Errno::EEXIST) => Err(exists()),
+                Err(e) => Err(format!("cannot rename to {name}: {}", e.desc())),
+            },
+        );
+    let bytes_out = match placed {
         Ok(n) => n,
         Err(why) => {
             let _ = nix::unistd::unlinkat(root, tmp_name.as_str(), UnlinkatFlags::NoRemoveDir);
             return Err(why);
         }
     };
-    renameat(root, tmp_name.as_str(), root, name.as_str())
-        .map_err(|e| format!("cannot rename to {name}: {}", e.desc()))?;
     nix::unistd::fsync(root.as_fd())
         .map_err(|e| format!("cannot fsync the directory: {}", e.desc()))?;
-    for job in jobs {
-        if let Err(e) =
-            nix::unistd::unlinkat(&*job.dir, job.name.as_os_str(), UnlinkatFlags::NoRemoveDir)
-            && e != Errno::ENOENT
-        {
-            log(&format!(
-                "gzip: {}: archived, but cannot remove it: {}",
+    for (job, entry) in jobs.iter().zip(&archived) {
+        let why = match entry {
+            Ok(read) => match remove_if_same(&job.dir, job.name.as_os_str(), read) {
+                Removal::Removed | Removal::Gone => continue,
+                Removal::Left(why) => format!("archived, but the original is left: {why}"),
+            },
+            Err(why) => why.clone(),
+        };
+        log(&format!("gzip: {}: {why}", job.shown.display()));
+    }
+    stats.files = archived.iter().filter(|a| a.is_ok()).count() as u64;
+    stats.bytes_out = bytes_out;
+    log(&format!(
+        "gzip: archived {} files into {}",
+        stats.files,
+        dir.join(&name).display()
+    ));
+    Ok(stats)
+}
+
+/// Appends `job` to `tar` (its path relative to `dir`): `Ok(Ok(what was read))`, or
+/// `Ok(Err(why))` for a file left out or archived but not to be removed (gone since it was
+/// listed; changed while it was read, so the archive's copy may not be all of it); `Err` when
+/// the archive cannot be written. Exactly the size the header says is written, whatever the
+/// file does meanwhile.
+fn append(
+    tar: &mut tar::Builder<impl std::io::Write>,
+    job: &Job,
+    dir: &Path,
+) -> Result<Result<Identity, String>, String> {
+    let source = match openat(
+        &*job.dir,
+        job.name.as_os_str(),
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+        Mode::empty(),
+    ) {
+        Ok(fd) => File::from(fd),
+        Err(Errno::ENOENT) => return Ok(Err("gone before it was archived".into())),
+        Err(e) => {
+            return Err(format!(
+                "{}: cannot open: {}",
                 job.shown.display(),
                 e.desc()
             ));
         }
+    };
+    let meta = source
+        .metadata()
+        .map_err(|e| format!("{}: cannot stat: {e}", job.shown.display()))?;
+    if !meta.is_file() {
+        return Ok(Err("no longer a regular file: left alone".into()));
     }
-    stats.files = jobs.len() as u64;
-    stats.bytes_out = bytes_out;
-    log(&format!(
-        "gzip: archived {} files into {}",
-        jobs.len(),
-        dir.join(&name).display()
-    ));
-    Ok(stats)
+    let read = Identity::of_metadata(&meta);
+    let mut header = tar::Header::new_gnu();
+    header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+    let size = meta.len();
+    let data = (&source).take(size).chain(std::io::repeat(0)).take(size);
+    let inside = job.shown.strip_prefix(dir).unwrap_or(&job.shown);
+    tar.append_data(&mut header, inside, data)
+        .map_err(|e| format!("{}: cannot archive: {e}", job.shown.display()))?;
+    let now = source
+        .metadata()
+        .map_err(|e| format!("{}: cannot stat: {e}", job.shown.display()))?;
+    if Identity::of_metadata(&now) != read {
+        return Ok(Err(
+            "archived, but it changed while it was read (is it still written to?): the \
+             original is left"
+                .into(),
+        ));
+    }
+    Ok(Ok(read))
 }
 
 /// `20261202T103000Z`: `t` in UTC.
@@ -412,20 +477,80 @@ fn wanted(name: &OsStr, st: &FileStat, matchers: &[glob::Pattern], cutoff: Syste
     modified < cutoff && matchers.iter().any(|m| m.matches(&name))
 }
 
-/// Compresses one file under the atomic rule; returns its bytes in and out.
-fn compress(job: &Job, level: u32) -> Result<(u64, u64), String> {
+/// What became of one file.
+#[derive(Debug)]
+struct Done {
+    bytes_in: u64,
+    bytes_out: u64,
+    /// The name its `.gz` took.
+    into: OsString,
+    /// `NAME.gz` held it already (a run was killed before it removed the original): not
+    /// compressed again.
+    found: bool,
+    /// What became of the original.
+    removal: Removal,
+}
+
+impl Done {
+    /// The log line of `job`.
+    fn line(&self, job: &Job) -> String {
+        let mut gz = job.name.clone();
+        gz.push(".gz");
+        let mut line = if self.found {
+            format!(
+                "gzip: {}: {} holds it already (a run was stopped before removing it)",
+                job.shown.display(),
+                self.into.to_string_lossy()
+            )
+        } else {
+            format!(
+                "gzip: {} ({} -> {} bytes)",
+                job.shown.display(),
+                self.bytes_in,
+                self.bytes_out
+            )
+        };
+        if !self.found && self.into != gz {
+            line += &format!(
+                " into {}: {} exists",
+                self.into.to_string_lossy(),
+                gz.to_string_lossy()
+            );
+        }
+        if let Removal::Left(why) = &self.removal {
+            line += &format!("; the original is left: {why}");
+        }
+        line
+    }
+}
+
+/// Compresses one file under the atomic rule, into the first free name of [`gz_names`].
+fn compress(job: &Job, level: u32) -> Result<Done, String> {
     let dir = &*job.dir;
     let name = job.name.as_os_str();
+    // O_NONBLOCK: a FIFO put in the file's place cannot block the open (it is refused below).
     let source = openat(
         dir,
         name,
-        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
         Mode::empty(),
     )
     .map_err(|e| format!("cannot open: {}", e.desc()))?;
-    let st = nix::sys::stat::fstat(&source).map_err(|e| format!("cannot stat: {}", e.desc()))?;
+    let st = fstat(&source).map_err(|e| format!("cannot stat: {}", e.desc()))?;
     if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
         return Err("no longer a regular file: left alone".into());
+    }
+    let read = Identity::of(&st);
+    let mut source = File::from(source);
+    let stamp = utc_stamp(SystemTime::UNIX_EPOCH + Duration::from_secs(st.st_mtime.max(0) as u64));
+    if let Some((into, bytes_out)) = compressed_already(dir, name, &stamp, &mut source, &st)? {
+        return Ok(Done {
+            bytes_in: st.st_size.max(0) as u64,
+            bytes_out,
+            into,
+            found: true,
+            removal: remove_if_same(dir, name, &read),
+        });
     }
     let mut gz_name = job.name.clone();
     gz_name.push(".gz");
@@ -445,7 +570,7 @@ fn compress(job: &Job, level: u32) -> Result<(u64, u64), String> {
             flate2::Compression::new(level),
         );
         let bytes_in = std::io::copy(
-            &mut BufReader::with_capacity(1 << 16, File::from(source)),
+            &mut BufReader::with_capacity(1 << 16, &source),
             &mut encoder,
         )
         .map_err(|e| format!("cannot compress: {e}"))?;
@@ -453,8 +578,7 @@ fn compress(job: &Job, level: u32) -> Result<(u64, u64), String> {
         let out = out
             .into_inner()
             .map_err(|e| format!("cannot write: {}", e.error()))?;
-        // Complete on disk before it takes the name; the original's mode and times.
-        out.sync_all().map_err(|e| format!("cannot fsync: {e}"))?;
+        // The original's mode and times, then complete on disk before it takes a name.
         fchmod(&out, Mode::from_bits_truncate(st.st_mode & 0o7777))
             .map_err(|e| format!("cannot set the mode: {}", e.desc()))?;
         futimens(
@@ -463,32 +587,107 @@ fn compress(job: &Job, level: u32) -> Result<(u64, u64), String> {
             &TimeSpec::new(st.st_mtime, st.st_mtime_nsec),
         )
         .map_err(|e| format!("cannot set the times: {}", e.desc()))?;
+        out.sync_all().map_err(|e| format!("cannot fsync: {e}"))?;
+        // Grown (or rewritten) while it was read: what was read is not all of it. Left whole
+        // for a later run, when it is no longer written to.
+        let now = fstat(&source).map_err(|e| format!("cannot stat: {}", e.desc()))?;
+        if Identity::of(&now) != read {
+            return Err(
+                "it changed while it was compressed (is it still written to?): left for a \
+                 later run"
+                    .into(),
+            );
+        }
         let bytes_out = out.metadata().map(|m| m.len()).unwrap_or(0);
         Ok((bytes_in, bytes_out))
     })();
-    let sizes = match result {
-        Ok(sizes) => sizes,
+    let placed = result
+        .and_then(|sizes| place(dir, &tmp_name, gz_names(name, &stamp)).map(|into| (sizes, into)));
+    let ((bytes_in, bytes_out), into) = match placed {
+        Ok(placed) => placed,
         Err(why) => {
             let _ = nix::unistd::unlinkat(dir, tmp_name.as_os_str(), UnlinkatFlags::NoRemoveDir);
             return Err(why);
         }
     };
-    renameat(dir, tmp_name.as_os_str(), dir, gz_name.as_os_str()).map_err(|e| {
+    // The rename on disk before the original goes.
+    nix::unistd::fsync(dir.as_fd()).map_err(|e| {
         format!(
-            "cannot rename to {}: {}",
-            gz_name.to_string_lossy(),
+            "compressed into {}, but cannot fsync the directory (the original is left): {}",
+            into.to_string_lossy(),
             e.desc()
         )
     })?;
-    // The rename on disk before the original goes.
-    nix::unistd::fsync(dir.as_fd())
-        .map_err(|e| format!("cannot fsync the directory: {}", e.desc()))?;
-    match nix::unistd::unlinkat(dir, name, UnlinkatFlags::NoRemoveDir) {
-        Ok(()) | Err(Errno::ENOENT) => Ok(sizes),
-        Err(e) => Err(format!(
-            "compressed, but cannot remove the original: {}",
-            e.desc()
-        )),
+    Ok(Done {
+        bytes_in,
+        bytes_out,
+        into,
+        found: false,
+        removal: remove_if_same(dir, name, &read),
+    })
+}
+
+/// The `.gz` of `name` (of the names [`gz_names`] gives) that holds exactly the bytes of
+/// `source` already, and its size: a run was killed after it put the `.gz` in place and before
+/// it removed the original, which must not become a second copy. Only a regular file with the
+/// original's modification time (this plugin gives its `.gz` the original's) is decompressed
+/// and compared. Leaves `source` at its start.
+fn compressed_already(
+    dir: &OwnedFd,
+    name: &OsStr,
+    stamp: &str,
+    source: &mut File,
+    st: &FileStat,
+) -> Result<Option<(OsString, u64)>, String> {
+    for gz in gz_names(name, stamp) {
+        let Ok(fd) = openat(
+            dir,
+            gz.as_os_str(),
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+            Mode::empty(),
+        ) else {
+            // The names are taken in order: none after the first free one.
+            return Ok(None);
+        };
+        let Ok(g) = fstat(&fd) else {
+            continue;
+        };
+        if SFlag::from_bits_truncate(g.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG
+            || (g.st_mtime, g.st_mtime_nsec) != (st.st_mtime, st.st_mtime_nsec)
+        {
+            continue;
+        }
+        let same = same_bytes(
+            flate2::read::MultiGzDecoder::new(BufReader::new(File::from(fd))),
+            &*source,
+        );
+        source
+            .rewind()
+            .map_err(|e| format!("cannot read it again: {e}"))?;
+        if same {
+            return Ok(Some((gz, g.st_size.max(0) as u64)));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether `a` and `b` read the same bytes to their ends (a read error: no).
+fn same_bytes(a: impl Read, b: impl Read) -> bool {
+    let mut a = BufReader::with_capacity(1 << 16, a);
+    let mut b = BufReader::with_capacity(1 << 16, b);
+    loop {
+        let (Ok(x), Ok(y)) = (a.fill_buf(), b.fill_buf()) else {
+            return false;
+        };
+        if x.is_empty() || y.is_empty() {
+            return x.is_empty() && y.is_empty();
+        }
+        let n = x.len().min(y.len());
+        if x[..n] != y[..n] {
+            return false;
+        }
+        a.consume(n);
+        b.consume(n);
     }
 }
 

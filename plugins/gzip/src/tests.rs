@@ -77,6 +77,112 @@ fn matching_files_become_complete_gz_with_their_mode_and_times() {
     assert_eq!(out.stdout, data, "it does not decompress to the original");
 }
 
+/// Sets `path`'s modification time to `secs` after the epoch.
+fn set_mtime(path: &Path, secs: u64) {
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+        .unwrap();
+}
+
+fn names_in(d: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn gunzip(path: &Path) -> Vec<u8> {
+    let out = Command::new("gzip").arg("-dc").arg(path).output().unwrap();
+    assert!(out.status.success(), "{}", path.display());
+    out.stdout
+}
+
+/// Log rotation makes a new `app.log.1` after the last one was compressed: its `.gz` takes a
+/// new name (the modification time, then a counter), and the earlier `.gz` is never replaced.
+#[test]
+fn a_name_compressed_before_gets_a_new_gz_and_the_earlier_one_is_kept() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let mut lines = Vec::new();
+    for (text, mtime) in [
+        ("first\n", 1_796_200_000),
+        ("second\n", 1_796_207_400),
+        ("third\n", 1_796_207_400),
+    ] {
+        fs::write(d.join("app.log.1"), text).unwrap();
+        set_mtime(&d.join("app.log.1"), mtime);
+        let stats = gzip(
+            &args(d, "app.log.1"),
+            &mut |l| lines.push(l.to_owned()),
+            &mut || false,
+        )
+        .unwrap();
+        assert_eq!(stats.files, 1, "{lines:?}");
+    }
+    assert_eq!(
+        names_in(d),
+        [
+            "app.log.1.20261202T103000Z.1.gz",
+            "app.log.1.20261202T103000Z.gz",
+            "app.log.1.gz"
+        ]
+    );
+    assert_eq!(gunzip(&d.join("app.log.1.gz")), b"first\n");
+    assert_eq!(
+        gunzip(&d.join("app.log.1.20261202T103000Z.gz")),
+        b"second\n"
+    );
+    assert_eq!(
+        gunzip(&d.join("app.log.1.20261202T103000Z.1.gz")),
+        b"third\n"
+    );
+    assert!(
+        lines[1].ends_with(" into app.log.1.20261202T103000Z.gz: app.log.1.gz exists"),
+        "{lines:?}"
+    );
+}
+
+/// A run stopped after its `.gz` took its name and before the original was removed: the next
+/// run finds that the `.gz` holds exactly the original, and removes the original instead of
+/// making a second copy. A file of the same time and other bytes is compressed anew.
+#[test]
+fn a_gz_that_holds_the_original_already_is_not_made_twice() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let data = text(5_000);
+    fs::write(d.join("a.log"), &data).unwrap();
+    set_mtime(&d.join("a.log"), 1_796_207_400);
+    gzip(&args(d, "*.log"), &mut |_| {}, &mut || false).unwrap();
+    // The original again, as the stopped run left it.
+    fs::write(d.join("a.log"), &data).unwrap();
+    set_mtime(&d.join("a.log"), 1_796_207_400);
+    let mut lines = Vec::new();
+    let stats = gzip(
+        &args(d, "*.log"),
+        &mut |l| lines.push(l.to_owned()),
+        &mut || false,
+    )
+    .unwrap();
+    assert_eq!(stats.files, 1);
+    assert_eq!(names_in(d), ["a.log.gz"], "{lines:?}");
+    assert!(
+        lines[0].contains("a.log: a.log.gz holds it already"),
+        "{lines:?}"
+    );
+    // Same time, other bytes.
+    fs::write(d.join("a.log"), "other\n").unwrap();
+    set_mtime(&d.join("a.log"), 1_796_207_400);
+    gzip(&args(d, "*.log"), &mut |_| {}, &mut || false).unwrap();
+    assert_eq!(names_in(d), ["a.log.20261202T103000Z.gz", "a.log.gz"]);
+    assert_eq!(gunzip(&d.join("a.log.gz")), data);
+    assert_eq!(gunzip(&d.join("a.log.20261202T103000Z.gz")), b"other\n");
+}
+
 #[test]
 fn arguments_are_checked() {
     let t = tempfile::tempdir().unwrap();
@@ -91,6 +197,8 @@ fn arguments_are_checked() {
             .unwrap_err()
             .starts_with("match[0]:")
     );
+    let e = check(&args(&t.path().join("nosuch"), "*.log")).unwrap_err();
+    assert!(e.starts_with("dir: directory \""), "{e}");
 }
 
 #[test]

@@ -23,7 +23,7 @@ use std::time::SystemTime;
 use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
 use nonstop_core::plugin::{Context, Task};
-use nonstop_plugin_files::compile;
+use nonstop_plugin_files::{check_dir, compile};
 use serde::Deserialize;
 
 mod walk;
@@ -105,7 +105,8 @@ impl Task for Purge {
     type Args = Args;
 
     fn validate(args: &Args) -> Result<(), String> {
-        compile(&args.patterns.0).map(drop)
+        compile(&args.patterns.0)?;
+        check_dir(&args.dir)
     }
 
     fn run(ctx: &mut Context<'_>, args: Args) -> Result<(), String> {

@@ -71,9 +71,10 @@ fn is_answer(line: &[u8]) -> bool {
     line == b"ok" || line.starts_with(b"error\t")
 }
 
-/// Runs the plugin's `validate` on `args` (JSON) in a child, [`VALIDATE_TIMEOUT`] at most
-/// for the whole exchange (see [`crate::host_child`]).
-pub fn validate(library: &Path, args: &str) -> Result<(), Refusal> {
+/// Runs the plugin's `validate` on `args` (JSON) in a child, in `cwd` (the task's, where it
+/// will run: paths in its arguments are from there) if that is a directory,
+/// [`VALIDATE_TIMEOUT`] at most for the whole exchange (see [`crate::host_child`]).
+pub fn validate(library: &Path, args: &str, cwd: &Path) -> Result<(), Refusal> {
     let whole = |why: String| (String::new(), why);
     let exe = std::env::current_exe()
         .map_err(|e| whole(format!("cannot find the nonstop executable: {e}")))?;
@@ -85,6 +86,7 @@ pub fn validate(library: &Path, args: &str) -> Result<(), Refusal> {
             library.as_os_str(),
             args.as_ref(),
         ],
+        cwd.is_dir().then_some(cwd),
         VALIDATE_TIMEOUT,
         Text::new(is_answer),
         Text::new(|_| false),

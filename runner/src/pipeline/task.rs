@@ -51,12 +51,20 @@ pub(super) fn check_task(
             None
         }
         (None, Some(plugin)) => {
-            plugin_command(ctx, &path, plugin, t.args.as_ref(), dir, plugin_dirs).map(
-                |(library, command)| {
-                    plugin_library = Some(library);
-                    command
-                },
-            )
+            // Its arguments are checked where it runs: paths in them are from the task's cwd.
+            let cwd = t
+                .cwd
+                .as_ref()
+                .map_or_else(|| dir.to_path_buf(), |c| dir.join(c));
+            let found = Found {
+                dir,
+                plugin_dirs,
+                cwd: &cwd,
+            };
+            plugin_command(ctx, &path, plugin, t.args.as_ref(), &found).map(|(library, command)| {
+                plugin_library = Some(library);
+                command
+            })
         }
         (Some(command), None) => Some(command.clone()),
     };
@@ -318,16 +326,26 @@ pub(super) fn check_task(
     })
 }
 
+/// Where a plugin task's library is looked for and its arguments checked.
+struct Found<'a> {
+    /// The pipeline file's directory.
+    dir: &'a Path,
+    /// Where plugins are looked for.
+    plugin_dirs: &'a [PathBuf],
+    /// The task's working directory.
+    cwd: &'a Path,
+}
+
 /// A plugin task's command: the task host (`nonstop plugin-host run LIBRARY ARGS`, the
 /// runner's own binary) with the library found for `plugin` and `args` as JSON, once a
-/// child has validated them. Errors point at `plugin` or at the argument at fault.
+/// child has validated them (in the task's cwd). Errors point at `plugin` or at the argument
+/// at fault.
 fn plugin_command(
     ctx: &mut Ctx,
     path: &str,
     plugin: &str,
     args: Option<&serde_yaml::Value>,
-    dir: &Path,
-    plugin_dirs: &[PathBuf],
+    found: &Found<'_>,
 ) -> Option<(PathBuf, Vec<String>)> {
     // A plugin's arguments are named: a list would reach its `Args` as positional fields
     // (`[a, b]` as the first two, whatever they are).
@@ -352,7 +370,7 @@ fn plugin_command(
             ),
         );
     }
-    let library = match super::plugin::locate(plugin, plugin_dirs, dir) {
+    let library = match super::plugin::locate(plugin, found.plugin_dirs, found.dir) {
         Ok(library) => library,
         Err(why) => {
             ctx.error(&format!("{path}.plugin"), why);
@@ -375,7 +393,7 @@ fn plugin_command(
             }
         },
     };
-    if let Err((at, message)) = super::plugin::validate(&library, &json) {
+    if let Err((at, message)) = super::plugin::validate(&library, &json, found.cwd) {
         let at = match (at.is_empty(), args.is_some()) {
             (true, _) => format!("{path}.plugin"),
             (false, true) => format!("{path}.args.{at}"),

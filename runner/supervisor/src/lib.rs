@@ -20,6 +20,20 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+/// Makes the first panic end the process at once (SIGABRT), as `panic = "abort"` would: the
+/// release profile unwinds, for the plugins' sake (the plugin SDK catches their panics; Cargo
+/// sets the panic strategy per profile, not per package), but a panic in the runner is a bug,
+/// and unwinding through the supervision loop would run destructors on a broken state (or, in
+/// a thread, leave the process running without it). Both binaries call this first thing in
+/// `main`; the default hook prints the message (and a backtrace if asked) before the abort.
+pub fn abort_on_panic() {
+    let print = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        print(info);
+        std::process::abort();
+    }));
+}
+
 /// The supervising image's entry: takes the pipeline handed off at descriptor `fd` (checked
 /// from `file`) and runs it.
 pub fn resume(fd: std::os::fd::RawFd, file: &Path) -> anyhow::Result<ExitCode> {

@@ -4,12 +4,17 @@
 //! so no rename ever touches a file that is still being compressed; the newest `keep` rotated
 //! files are kept. With `compress`, the runner gzips each rotated file in a child process
 //! (`nonstop compress-log`, in the `nonstop` binary), so its event loop never blocks on it and
-//! it does not link the compressor.
+//! it does not link the compressor. A compression's temporary (`TASK.log.STAMP.gz.tmp`) that no
+//! process holds any more (the compressor was killed, or the runner with it) is removed when
+//! the log is opened and whenever it is pruned.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use tracing::info;
 
 use crate::pipeline::LogConfig;
 
@@ -38,6 +43,8 @@ impl TaskLog {
     /// for the pipeline lock ([`crate::lock::Lock::acquire`]) before any log is opened.
     pub fn open(config: &LogConfig, task: &str) -> io::Result<TaskLog> {
         let path = config.dir.join(format!("{task}.log"));
+        // What the compressions of an earlier runner left.
+        remove_stale_partials(&path)?;
         let file = open_append(&path)?;
         let size = file.metadata()?.len();
         Ok(TaskLog {
@@ -177,9 +184,12 @@ impl TaskLog {
         Ok(rotated)
     }
 
-    /// Removes the oldest rotated logs beyond `keep`. Called after each rotation, and again
-    /// when a compression finishes (its `.gz` may appear after a rotation pruned).
+    /// Removes the oldest rotated logs beyond `keep`, and the temporaries of compressions that
+    /// no process holds ([`remove_stale_partials`]). Called after each rotation, and again when a
+    /// compression ends (its `.gz` may appear after a rotation pruned; a compression killed
+    /// midway leaves its temporary).
     pub fn prune(&self) -> io::Result<()> {
+        remove_stale_partials(&self.path)?;
         let mut rotated = rotated_logs(&self.path)?;
         rotated.sort_by_key(|p| rotation_key(p));
         let excess = rotated.len().saturating_sub(self.keep as usize);
@@ -240,6 +250,57 @@ pub fn rotated_logs(live: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(found.into_iter().collect())
 }
 
+/// Removes the temporaries of compressions of the log at `live` (`TASK.log.*.gz.tmp`) that no
+/// process holds: `nonstop compress-log` holds an `flock` on its temporary while it writes it and
+/// removes it itself when it fails, so one that nobody holds was left by a compression that was
+/// killed (at shutdown, by the OOM killer, with its runner). Returns how many it removed.
+pub fn remove_stale_partials(live: &Path) -> io::Result<usize> {
+    let Some(dir) = live.parent() else {
+        return Ok(0);
+    };
+    let prefix = format!(
+        "{}.",
+        live.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    );
+    let mut removed = 0;
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(&prefix) || !name.ends_with(".gz.tmp") {
+            continue;
+        }
+        let path = dir.join(&name);
+        // Not a link (O_NOFOLLOW), and no wait on anything but a regular file (O_NONBLOCK).
+        let Ok(file) = OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+            .open(&path)
+        else {
+            continue;
+        };
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        // Held: a compression is writing it.
+        let Ok(_held) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
+            continue;
+        };
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                removed += 1;
+                info!(
+                    "removed {}, left by a log compression that did not finish",
+                    path.display()
+                );
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(removed)
+}
+
 /// Sort key of a rotated log (named without `.gz`): the stamp, then the counter as a number.
 pub fn rotation_key(path: &Path) -> (String, u64) {
     let name = path.to_string_lossy();
@@ -292,6 +353,55 @@ mod tests {
             "{contents:?}"
         );
         assert!(fs::read_to_string(log.path()).unwrap().starts_with('4'));
+    }
+
+    /// A compression killed midway leaves `TASK.log.STAMP.gz.tmp`: opening the log (the next
+    /// start) and pruning it (after a rotation or a compression) remove it, but never the
+    /// temporary of a compression still running (it holds an `flock` on it), nor a file that
+    /// is not a temporary of this log.
+    #[test]
+    fn temporaries_no_compression_holds_are_removed_at_open_and_at_prune() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            dir: dir.path().to_path_buf(),
+            max_size: 1 << 20,
+            keep: 5,
+            compress: true,
+            timestamps: false,
+        };
+        let d = dir.path();
+        for name in [
+            "t.log.20260101-000000.gz.tmp",
+            "t.log.20260101-000001.gz.tmp",
+            "t.log.20260101-000002",
+            "u.log.20260101-000000.gz.tmp",
+        ] {
+            fs::write(d.join(name), "").unwrap();
+        }
+        // A compression that runs: it holds its temporary.
+        let running = File::open(d.join("t.log.20260101-000001.gz.tmp")).unwrap();
+        let running = Flock::lock(running, FlockArg::LockExclusive).unwrap();
+        let log = TaskLog::open(&config, "t").unwrap();
+        let mut names: Vec<String> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "t.log",
+                "t.log.20260101-000001.gz.tmp",
+                "t.log.20260101-000002",
+                "u.log.20260101-000000.gz.tmp"
+            ]
+        );
+        // It ended (killed): the next prune removes what it left.
+        drop(running);
+        log.prune().unwrap();
+        assert!(!d.join("t.log.20260101-000001.gz.tmp").exists());
+        assert!(d.join("t.log.20260101-000002").exists());
+        assert!(d.join("u.log.20260101-000000.gz.tmp").exists());
     }
 
     #[test]

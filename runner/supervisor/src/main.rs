@@ -11,6 +11,10 @@ use std::process::ExitCode;
 use nonstop_supervisor::handoff;
 
 fn main() -> ExitCode {
+    // A panic ends the runner at once (SIGABRT), not by unwinding: the release profile unwinds
+    // only so that plugins can catch theirs (see `abort_on_panic`). Its tasks die with it
+    // (PDEATHSIG, the guard).
+    nonstop_supervisor::abort_on_panic();
     let args: Vec<OsString> = std::env::args_os().collect();
     let Some((fd, file)) = handoff::arguments(&args) else {
         eprintln!(

@@ -26,6 +26,11 @@
 //!   files (at any depth) but not none (a purge is in it), renames it into ARCHIVE and prints
 //!   `moved NAME COUNT`, COUNT the files it holds there right after the move; prints `done`
 //!   and exits once every `day*` directory left in DATA is empty.
+//! - `rotate DIR ROTATIONS LINES`: a logger and its log rotation: appends numbered lines
+//!   (`N text...`, from 0) to `DIR/app.log`, and after every LINES lines moves it to
+//!   `DIR/app.log.1` and starts a new `app.log`, as logrotate does, but only if no
+//!   `app.log.1` is there (never replacing one: it waits for the compressor, writing on);
+//!   stops after ROTATIONS rotations and prints `wrote N`.
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
@@ -85,6 +90,12 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
         let archive = std::path::Path::new(args.get(2).ok_or("missing ARCHIVE")?);
         let files: usize = args.get(3).ok_or("missing FILES")?.parse()?;
         return mover(data, archive, files);
+    }
+    if args.first().map(String::as_str) == Some("rotate") {
+        let dir = std::path::Path::new(args.get(1).ok_or("missing DIR")?);
+        let rotations: u32 = args.get(2).ok_or("missing ROTATIONS")?.parse()?;
+        let lines: u64 = args.get(3).ok_or("missing LINES")?.parse()?;
+        return rotate(dir, rotations, lines);
     }
     let key: Key = args.get(1).ok_or("missing KEY")?.parse()?;
     match args.first().map(String::as_str) {
@@ -237,4 +248,47 @@ fn probe() -> Result<(), Box<dyn std::error::Error>> {
         say(&line)?;
     }
     Ok(())
+}
+
+/// The `rotate` role.
+fn rotate(
+    dir: &std::path::Path,
+    rotations: u32,
+    lines: u64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let (live, rotated) = (dir.join("app.log"), dir.join("app.log.1"));
+    let open = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&live)
+            .map(|f| std::io::BufWriter::with_capacity(1 << 16, f))
+    };
+    let mut log = open()?;
+    let (mut n, mut in_file, mut done) = (0u64, 0u64, 0);
+    while done < rotations {
+        writeln!(
+            log,
+            "{n} 2026-12-02T10:00:00 <record id=\"{}\" what=\"a line of a log\"/>",
+            n % 977
+        )?;
+        n += 1;
+        in_file += 1;
+        if in_file.is_multiple_of(20) {
+            // A pace a compressor can keep up with, now and then.
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if in_file >= lines && (in_file - lines).is_multiple_of(100) {
+            log.flush()?;
+            // A link never replaces: EEXIST while the last app.log.1 is not compressed yet.
+            if std::fs::hard_link(&live, &rotated).is_ok() {
+                std::fs::remove_file(&live)?;
+                log = open()?;
+                in_file = 0;
+                done += 1;
+            }
+        }
+    }
+    log.flush()?;
+    say(&format!("wrote {n}"))
 }
