@@ -4,9 +4,11 @@
 //! renamed into place (never over an existing file) before the original is removed.
 //!
 //! Its temporary, `FILE.gz.tmp`, never outlives it for long: whatever fails (a full disk), it
-//! removes the temporary before it exits; while it writes, it holds an `flock` on it, and the
-//! runner removes any `.gz.tmp` of a task's log that no process holds, which a compression
-//! killed midway left (`nonstop_supervisor::logfile::remove_stale_partials`).
+//! removes the temporary before it exits. It holds an `flock` on FILE, taken before the
+//! temporary exists and kept until it exits, and the runner removes a `FILE.gz.tmp` only when
+//! no process holds FILE (or FILE is gone): what a compression killed midway left
+//! (`nonstop_supervisor::logfile::remove_stale_partials`), never the temporary of one that
+//! runs, however their steps interleave.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -23,12 +25,17 @@ use nix::fcntl::{AT_FDCWD, Flock, FlockArg, RenameFlags, renameat2};
 pub fn compress(file: &Path) -> anyhow::Result<ExitCode> {
     let gz = PathBuf::from(format!("{}.gz", file.display()));
     let tmp = PathBuf::from(format!("{}.gz.tmp", file.display()));
-    let mut input = match File::open(file) {
+    let input = match File::open(file) {
         Ok(f) => f,
         // Pruned (more rotations than `keep`) before we got to it: nothing to do.
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ExitCode::SUCCESS),
         Err(e) => return Err(e).with_context(|| format!("cannot open {}", file.display())),
     };
+    // Held until this process ends, from before the temporary exists: the runner removes a
+    // temporary only while nobody holds its original (and holds it itself only for that
+    // moment, so this waits at most that long).
+    let mut input = Flock::lock(input, FlockArg::LockExclusive)
+        .map_err(|(_, e)| anyhow::anyhow!("cannot lock {}: {}", file.display(), e.desc()))?;
     let meta = input.metadata()?;
     let output = OpenOptions::new()
         .write(true)
@@ -42,15 +49,7 @@ pub fn compress(file: &Path) -> anyhow::Result<ExitCode> {
         path: &tmp,
         placed: false,
     };
-    // Held until this process ends: the runner removes only a temporary no process holds.
-    let output = Flock::lock(output, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
-        anyhow::anyhow!(
-            "cannot lock {} (is another compression of it running?): {}",
-            tmp.display(),
-            e.desc()
-        )
-    })?;
-    let mut encoder = flate2::write::GzEncoder::new(&*output, flate2::Compression::default());
+    let mut encoder = flate2::write::GzEncoder::new(&output, flate2::Compression::default());
     let mut buf = vec![0u8; 1 << 16];
     loop {
         let n = input
@@ -132,5 +131,31 @@ mod tests {
             .unwrap();
         assert_eq!(out, text);
         assert!(!dir.path().join("t.log.20260101-000000.gz.tmp").exists());
+    }
+
+    /// The runner prunes stale temporaries while compressions run (after each rotation): it
+    /// must never take the temporary of one that runs, at whatever step it is.
+    #[test]
+    fn a_prune_racing_compressions_never_removes_a_running_ones_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("t.log");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let pruner = {
+            let (live, stop) = (live.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    nonstop_supervisor::logfile::remove_stale_partials(&live).unwrap();
+                }
+            })
+        };
+        let text = "a line of a task's output\n".repeat(2000);
+        for i in 0..200 {
+            let file = dir.path().join(format!("t.log.20260101-000000.{i}"));
+            fs::write(&file, &text).unwrap();
+            compress(&file).unwrap_or_else(|e| panic!("round {i}: {e:#}"));
+            assert!(!file.exists(), "round {i}");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        pruner.join().unwrap();
     }
 }

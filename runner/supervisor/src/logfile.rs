@@ -4,9 +4,9 @@
 //! so no rename ever touches a file that is still being compressed; the newest `keep` rotated
 //! files are kept. With `compress`, the runner gzips each rotated file in a child process
 //! (`nonstop compress-log`, in the `nonstop` binary), so its event loop never blocks on it and
-//! it does not link the compressor. A compression's temporary (`TASK.log.STAMP.gz.tmp`) that no
-//! process holds any more (the compressor was killed, or the runner with it) is removed when
-//! the log is opened and whenever it is pruned.
+//! it does not link the compressor. A compression's temporary (`TASK.log.STAMP.gz.tmp`) whose
+//! original no process holds any more (the compressor was killed, or the runner with it) is
+//! removed when the log is opened and whenever it is pruned.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -251,9 +251,11 @@ pub fn rotated_logs(live: &Path) -> io::Result<Vec<PathBuf>> {
 }
 
 /// Removes the temporaries of compressions of the log at `live` (`TASK.log.*.gz.tmp`) that no
-/// process holds: `nonstop compress-log` holds an `flock` on its temporary while it writes it and
-/// removes it itself when it fails, so one that nobody holds was left by a compression that was
-/// killed (at shutdown, by the OOM killer, with its runner). Returns how many it removed.
+/// process works on: `nonstop compress-log FILE` holds an `flock` on FILE from before it creates
+/// `FILE.gz.tmp` until it exits, and removes the temporary itself when it fails, so a
+/// temporary whose original nobody holds (or that has none left) was left by a compression
+/// that was killed (at shutdown, by the OOM killer, with its runner). Returns how many it
+/// removed.
 pub fn remove_stale_partials(live: &Path) -> io::Result<usize> {
     let Some(dir) = live.parent() else {
         return Ok(0);
@@ -271,20 +273,27 @@ pub fn remove_stale_partials(live: &Path) -> io::Result<usize> {
             continue;
         }
         let path = dir.join(&name);
-        // Not a link (O_NOFOLLOW), and no wait on anything but a regular file (O_NONBLOCK).
-        let Ok(file) = OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
-            .open(&path)
-        else {
-            continue;
-        };
-        if !file.metadata().is_ok_and(|m| m.is_file()) {
+        if !fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
             continue;
         }
-        // Held: a compression is writing it.
-        let Ok(_held) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
-            continue;
+        // Its original, which a running compression holds (see `nonstop compress-log`). Not
+        // a link (O_NOFOLLOW), and no wait on anything but a regular file (O_NONBLOCK).
+        let original = dir.join(name.trim_end_matches(".gz.tmp"));
+        let _held = match OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+            .open(&original)
+        {
+            Ok(file) if file.metadata().is_ok_and(|m| m.is_file()) => {
+                match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                    Ok(held) => Some(held),
+                    // Held: a compression is writing the temporary.
+                    Err(_) => continue,
+                }
+            }
+            // Gone (compressed and removed, or pruned): nothing is left to make of it.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            _ => continue,
         };
         match fs::remove_file(&path) {
             Ok(()) => {
@@ -357,7 +366,7 @@ mod tests {
 
     /// A compression killed midway leaves `TASK.log.STAMP.gz.tmp`: opening the log (the next
     /// start) and pruning it (after a rotation or a compression) remove it, but never the
-    /// temporary of a compression still running (it holds an `flock` on it), nor a file that
+    /// temporary of a compression still running (it holds an `flock` on its original), nor a file that
     /// is not a temporary of this log.
     #[test]
     fn temporaries_no_compression_holds_are_removed_at_open_and_at_prune() {
@@ -378,8 +387,9 @@ mod tests {
         ] {
             fs::write(d.join(name), "").unwrap();
         }
-        // A compression that runs: it holds its temporary.
-        let running = File::open(d.join("t.log.20260101-000001.gz.tmp")).unwrap();
+        // A compression that runs: it holds its original.
+        fs::write(d.join("t.log.20260101-000001"), "").unwrap();
+        let running = File::open(d.join("t.log.20260101-000001")).unwrap();
         let running = Flock::lock(running, FlockArg::LockExclusive).unwrap();
         let log = TaskLog::open(&config, "t").unwrap();
         let mut names: Vec<String> = fs::read_dir(d)
@@ -391,6 +401,7 @@ mod tests {
             names,
             [
                 "t.log",
+                "t.log.20260101-000001",
                 "t.log.20260101-000001.gz.tmp",
                 "t.log.20260101-000002",
                 "u.log.20260101-000000.gz.tmp"
