@@ -242,12 +242,29 @@ pub fn rotated_logs(live: &Path) -> io::Result<Vec<PathBuf>> {
     let mut found = std::collections::BTreeSet::new();
     for entry in fs::read_dir(dir)? {
         let name = entry?.file_name().to_string_lossy().into_owned();
-        if name.starts_with(&prefix) && !name.ends_with(".tmp") {
-            let stem = name.strip_suffix(".gz").unwrap_or(&name).to_owned();
-            found.insert(dir.join(stem));
+        let Some(rest) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let stem = rest.strip_suffix(".gz").unwrap_or(rest);
+        // Only this log's rotations: `web.log.` is also how task `web.log`'s live log
+        // (`web.log.log`) and its rotations begin.
+        if is_rotation(stem) {
+            found.insert(dir.join(&name[..prefix.len() + stem.len()]));
         }
     }
     Ok(found.into_iter().collect())
+}
+
+/// Whether `suffix` is what a rotation adds to a live log's name after its `.`:
+/// `YYYYMMDD-HHMMSS`, then `.N` if that name was taken.
+fn is_rotation(suffix: &str) -> bool {
+    let (stamp, n) = suffix.split_once('.').unwrap_or((suffix, "1"));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    stamp.len() == 15
+        && stamp.as_bytes()[8] == b'-'
+        && digits(&stamp[..8])
+        && digits(&stamp[9..])
+        && digits(n)
 }
 
 /// Removes the temporaries of compressions of the log at `live` (`TASK.log.*.gz.tmp`) that no
@@ -269,7 +286,10 @@ pub fn remove_stale_partials(live: &Path) -> io::Result<usize> {
     let mut removed = 0;
     for entry in fs::read_dir(dir)? {
         let name = entry?.file_name().to_string_lossy().into_owned();
-        if !name.starts_with(&prefix) || !name.ends_with(".gz.tmp") {
+        let rotation = name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".gz.tmp"));
+        if !rotation.is_some_and(is_rotation) {
             continue;
         }
         let path = dir.join(&name);
@@ -328,6 +348,54 @@ pub fn rotation_key(path: &Path) -> (String, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Task names may hold dots: `web`'s rotated logs begin as `web.log.log` (task `web.log`'s
+    /// live log) does. Pruning `web` must not count, nor remove, what is `web.log`'s.
+    #[test]
+    fn a_task_named_like_another_tasks_log_keeps_its_logs_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let theirs = [
+            "web.log.log",
+            "web.log.log.20260101-000000",
+            "web.log.log.20260101-000001.gz",
+            "web.log.log.20260101-000002.gz.tmp",
+            "web.log.notes",
+        ];
+        let ours = [
+            "web.log.20260101-000000.gz",
+            "web.log.20260101-000000.1",
+            "web.log.20260102-000000",
+        ];
+        for name in theirs.iter().chain(&ours) {
+            fs::write(d.join(name), "").unwrap();
+        }
+        let config = LogConfig {
+            dir: d.to_path_buf(),
+            max_size: 1 << 20,
+            keep: 1,
+            compress: true,
+            timestamps: false,
+        };
+        let log = TaskLog::open(&config, "web").unwrap();
+        let mut listed = rotated_logs(log.path()).unwrap();
+        listed.sort_by_key(|p| rotation_key(p));
+        assert_eq!(
+            listed,
+            [
+                d.join("web.log.20260101-000000"),
+                d.join("web.log.20260101-000000.1"),
+                d.join("web.log.20260102-000000")
+            ]
+        );
+        log.prune().unwrap();
+        for name in theirs {
+            assert!(d.join(name).exists(), "{name} was removed");
+        }
+        assert!(d.join("web.log.20260102-000000").exists());
+        assert!(!d.join("web.log.20260101-000000.gz").exists());
+        assert!(!d.join("web.log.20260101-000000.1").exists());
+    }
 
     #[test]
     fn rotation_keeps_the_newest_files_and_starts_a_fresh_log() {
