@@ -10,8 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::harness::{
-    KillOnDrop, PipelineDir, Proc, Runner, TestKey, alive, ctl, ctl_ok, nonstop, pid_of,
-    sweep_plugin,
+    KillOnDrop, PipelineDir, Runner, TestKey, alive, ctl, ctl_ok, nonstop, pid_of, sweep_plugin,
 };
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -262,19 +261,7 @@ fn sweep_grace_at_the_maximum_stops_a_hung_service_and_above_it_is_refused_at_th
     );
 
     // A table with a registered process that never beats.
-    let table = nonstop_ipc::HeartbeatTable::open_or_create(
-        key.key(),
-        &nonstop_ipc::TableOptions {
-            slots: 4,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let mut silent = Proc::spawn(Command::new("sleep").arg("1000"));
-    let id = nonstop_ipc::ProcessId::of(silent.pid()).unwrap().unwrap();
-    table
-        .register_process(id, "silent", Duration::from_millis(10))
-        .unwrap();
+    let (_table, mut silent) = crate::harness::table_with_a_silent_service(&key);
     std::thread::sleep(Duration::from_millis(50));
     let run = |grace: &str| {
         Command::new(nonstop())

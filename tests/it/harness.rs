@@ -650,3 +650,23 @@ pub fn check_ok(file: &Path) -> String {
     );
     stdout
 }
+
+/// A heartbeat table of 4 slots at `key` in which a `sleep 1000` registered itself (timeout
+/// 10 ms) and never beats: a hung service for a sweep to find. The table is removed with the
+/// key; the process is killed on drop.
+pub fn table_with_a_silent_service(key: &TestKey) -> (nonstop_ipc::HeartbeatTable, Proc) {
+    let table = nonstop_ipc::HeartbeatTable::open_or_create(
+        key.key(),
+        &nonstop_ipc::TableOptions {
+            slots: 4,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let silent = Proc::spawn(Command::new("sleep").arg("1000"));
+    let id = nonstop_ipc::ProcessId::of(silent.pid()).unwrap().unwrap();
+    table
+        .register_process(id, "silent", Duration::from_millis(10))
+        .unwrap();
+    (table, silent)
+}

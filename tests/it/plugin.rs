@@ -327,19 +327,7 @@ fn sweep_stops_hung_services_of_a_seed_table_and_of_a_nonstop_table() {
     ]));
     service.line(10 * SECOND);
     let table_key = TestKey::new();
-    let table = nonstop_ipc::HeartbeatTable::open_or_create(
-        table_key.key(),
-        &nonstop_ipc::TableOptions {
-            slots: 4,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let mut silent = Proc::spawn(Command::new("sleep").arg("1000"));
-    let id = nonstop_ipc::ProcessId::of(silent.pid()).unwrap().unwrap();
-    table
-        .register_process(id, "silent", Duration::from_millis(10))
-        .unwrap();
+    let (table, mut silent) = crate::harness::table_with_a_silent_service(&table_key);
     let p = PipelineDir::new(&format!(
         "tasks:\n  checkproc:\n    plugin: {lib}\n    args: {{ key: {seed}, layout: seed, grace: 1s }}\n    \
          every: 500ms\n  sweep:\n    plugin: {lib}\n    args: {{ key: \"{table}\" }}\n    every: 500ms\n",

@@ -100,6 +100,15 @@ fn host_and_child(file: &Path) -> (i32, i32, KillOnDrop) {
     (pids[0], pids[1], KillOnDrop(pids))
 }
 
+/// A pipeline of one task of the misbehave plugin that does `act` in validate; the file its
+/// pids go to.
+fn one_task(name: &str, act: &str) -> (PipelineDir, std::path::PathBuf) {
+    let p = PipelineDir::new("");
+    let pids = p.file("pids");
+    std::fs::write(p.path(), format!("tasks:\n{}", task(name, act, &pids))).unwrap();
+    (p, pids)
+}
+
 fn assert_gone(host: i32, child: i32) {
     assert!(
         wait_until(10 * SECOND, || !alive(host) && !alive(child)),
@@ -112,13 +121,7 @@ fn assert_gone(host: i32, child: i32) {
 
 #[test]
 fn check_returns_when_validate_leaves_a_child_holding_its_output_and_kills_that_child() {
-    let p = PipelineDir::new("");
-    let pids = p.file("pids");
-    std::fs::write(
-        p.path(),
-        format!("tasks:\n{}", task("forks", "fork_in_validate", &pids)),
-    )
-    .unwrap();
+    let (p, pids) = one_task("forks", "fork_in_validate");
     let (ok, out) = check(&p);
     let (host, child, _cleanup) = host_and_child(&pids);
     assert!(ok, "{out}");
@@ -128,13 +131,7 @@ fn check_returns_when_validate_leaves_a_child_holding_its_output_and_kills_that_
 
 #[test]
 fn run_starts_when_validate_leaves_a_child_holding_its_output() {
-    let p = PipelineDir::new("");
-    let pids = p.file("pids");
-    std::fs::write(
-        p.path(),
-        format!("tasks:\n{}", task("forks", "fork_in_validate", &pids)),
-    )
-    .unwrap();
+    let (p, pids) = one_task("forks", "fork_in_validate");
     let mut runner = Runner::start(&p);
     runner.wait_for(&["exited with status 0", "task=forks"], 60 * SECOND);
     let (host, child, _cleanup) = host_and_child(&pids);
@@ -175,13 +172,7 @@ fn reload_answers_when_validate_leaves_a_child_holding_its_output() {
 
 #[test]
 fn check_gives_up_on_a_validate_that_never_returns_and_kills_its_process_group() {
-    let p = PipelineDir::new("");
-    let pids = p.file("pids");
-    std::fs::write(
-        p.path(),
-        format!("tasks:\n{}", task("hangs", "hang_in_validate", &pids)),
-    )
-    .unwrap();
+    let (p, pids) = one_task("hangs", "hang_in_validate");
     let (ok, out) = check(&p);
     let (host, child, _cleanup) = host_and_child(&pids);
     assert!(!ok);
@@ -287,13 +278,7 @@ fn nonstop_plugins_gives_up_on_a_library_whose_constructor_blocks_and_lists_the_
 
 #[test]
 fn a_check_killed_while_validate_hangs_takes_the_host_and_its_child_along() {
-    let p = PipelineDir::new("");
-    let pids = p.file("pids");
-    std::fs::write(
-        p.path(),
-        format!("tasks:\n{}", task("hangs", "hang_in_validate", &pids)),
-    )
-    .unwrap();
+    let (p, pids) = one_task("hangs", "hang_in_validate");
     let mut check = Started::new(
         Command::new(nonstop())
             .args(["check", "pipeline.yaml"])
