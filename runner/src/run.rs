@@ -56,7 +56,7 @@ pub fn run(file: &Path, socket: Option<&Path>, detached: bool) -> anyhow::Result
             format!("cannot make {} an absolute path", control.socket.display())
         })?;
         // Said now, not by the supervisor after it took the pipeline's lock.
-        if let Err(why) = pipeline::socket_path_fits(&control.socket) {
+        if let Err(why) = pipeline::socket_path_usable(&control.socket, &control.socket) {
             anyhow::bail!(
                 "cannot serve the control socket named by {named_by}: {why} (with --socket, \
                  NONSTOP_SOCKET or control.socket in the pipeline)"

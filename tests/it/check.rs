@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::harness::{PipelineDir, PublicBinaries, check_ok, nonstop};
+use crate::harness::{PipelineDir, PublicBinaries, Runner, check_ok, nonstop};
+
+const SECOND: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[test]
 fn a_good_pipeline_gets_one_line_per_task_and_exit_0() {
@@ -267,4 +269,42 @@ fn run_refuses_a_control_socket_path_too_long_for_a_unix_socket() {
     );
     assert!(err.contains(&expected), "{err}");
     assert!(!p.file("logs").exists(), "the runner started: {err}");
+}
+
+#[test]
+fn run_never_removes_a_file_that_the_control_socket_path_names() {
+    let p = PipelineDir::new("tasks:\n  web:\n    command: [/bin/sleep, \"100\"]\n");
+    let precious = p.file("precious.conf");
+    std::fs::write(&precious, "keep me\n").unwrap();
+    // Named by the environment (a typo in NONSTOP_SOCKET) ...
+    let mut runner = Runner::spawn(
+        Command::new(nonstop())
+            .arg("run")
+            .arg(p.path())
+            .env("NONSTOP_SOCKET", &precious),
+    );
+    let status = runner.wait(30 * SECOND);
+    let log = runner.seen.join("\n");
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("exists and is a regular file, not a socket"),
+        "{log}"
+    );
+    // ... and by the pipeline.
+    std::fs::write(
+        p.path(),
+        "control: { socket: precious.conf }\ntasks:\n  web:\n    command: [/bin/sleep, \"100\"]\n",
+    )
+    .unwrap();
+    let mut runner = Runner::spawn(
+        Command::new(nonstop())
+            .arg("run")
+            .arg(p.path())
+            .env_remove("NONSTOP_SOCKET"),
+    );
+    let status = runner.wait(30 * SECOND);
+    let log = runner.seen.join("\n");
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("control.socket"), "{log}");
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me\n");
 }

@@ -15,7 +15,7 @@ mod task;
 mod tasks;
 
 use std::fmt;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nonstop_supervisor::pipeline::{
@@ -207,13 +207,12 @@ pub fn parse(text: &str, dir: &Path) -> Result<Checked, Vec<Diagnostic>> {
                     .unwrap_or_default();
             }
             "control" => {
-                control = ctx
-                    .section::<raw::Control>("control", value)
-                    .map(|c| ControlConfig {
-                        socket: dir.join(c.socket),
-                    });
-                if let Some(c) = &control
-                    && let Err(why) = socket_path_fits(&c.socket)
+                let written = ctx.section::<raw::Control>("control", value);
+                control = written.as_ref().map(|c| ControlConfig {
+                    socket: dir.join(&c.socket),
+                });
+                if let (Some(c), Some(w)) = (&control, &written)
+                    && let Err(why) = socket_path_usable(&c.socket, &w.socket)
                 {
                     ctx.error("control.socket", why);
                 }
@@ -365,19 +364,46 @@ fn check_slots(ctx: &mut Ctx, h: HeartbeatConfig, specs: &[nonstop_scheduler::ta
 }
 
 /// Why a Unix socket cannot be bound at `path` (absolute, as the runner binds it): longer
-/// than `sockaddr_un.sun_path` holds. Also used by `nonstop run` for a socket named by
-/// `--socket` or the environment.
-pub fn socket_path_fits(path: &Path) -> Result<(), String> {
+/// than `sockaddr_un.sun_path` holds, or something other than a socket is there (the runner
+/// replaces only a socket a dead runner left). Also used by `nonstop run` for a socket named
+/// by `--socket` or the environment. Messages name it as `shown` (as written).
+pub fn socket_path_usable(path: &Path, shown: &Path) -> Result<(), String> {
     let len = path.as_os_str().len();
-    if len <= ControlConfig::MAX_PATH {
-        return Ok(());
+    if len > ControlConfig::MAX_PATH {
+        return Err(format!(
+            "the socket path \"{}\" is {len} bytes long, but a Unix socket's path is at most {} \
+             bytes (sockaddr_un.sun_path, 108 with its final NUL): choose a shorter one",
+            path.display(),
+            ControlConfig::MAX_PATH
+        ));
     }
-    Err(format!(
-        "the socket path \"{}\" is {len} bytes long, but a Unix socket's path is at most {} \
-         bytes (sockaddr_un.sun_path, 108 with its final NUL): choose a shorter one",
-        path.display(),
-        ControlConfig::MAX_PATH
-    ))
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_socket() => Err(format!(
+            "\"{}\" exists and is {}, not a socket: the runner replaces only a socket that a \
+             runner left; choose another path",
+            shown.display(),
+            file_kind(&meta)
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// "a regular file", "a directory", ... for messages.
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_file() {
+        "a regular file"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
 }
 
 fn log_config(ctx: &mut Ctx, logs: raw::Logs, dir: &Path) -> LogConfig {

@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -182,7 +182,16 @@ impl Control {
             ),
             Err((_, e)) => bail!("cannot lock {}: {e}", lock_path.display()),
         };
-        // Holding the lock, whatever is at the path was left by a runner that died.
+        // Holding the lock, a socket at the path was left by a runner that died. Anything
+        // else there is someone's file: never removed.
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if !meta.file_type().is_socket() => bail!(
+                "{} exists and is not a socket: the runner replaces only a socket that a runner \
+                 left; give the control socket another path",
+                path.display()
+            ),
+            _ => {}
+        }
         match std::fs::remove_file(path) {
             Ok(()) => debug!(
                 "replaced the control socket {} left by a runner that died",
