@@ -47,16 +47,19 @@ impl Supervisor {
             self.on_probe_exit(pid, exit);
         } else if self.is_reload_check(pid) {
             self.on_reload_checked(exit);
-        } else if let Some((task, file)) = self.compressors.remove(&pid) {
+        } else if let Some((task, file)) = self.compressions.exited(pid) {
             if !exit.success() {
                 warn!("compressing {} failed ({exit})", file.display());
             }
-            if let Err(e) = self.entries[task].log.prune() {
+            let log = &mut self.entries[task].log;
+            log.set_compressing(None);
+            if let Err(e) = log.prune() {
                 warn!(
                     "cannot prune old logs of {}: {e}",
                     self.entries[task].name()
                 );
             }
+            self.start_compressions();
         } else if self.guard.as_ref().is_some_and(|g| g.pid() == pid) {
             warn!(
                 pid = pid.as_raw(),
