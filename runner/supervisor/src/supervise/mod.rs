@@ -884,8 +884,9 @@ fn open_devnull() -> std::io::Result<OwnedFd> {
         .map(Into::into)
 }
 
-/// Gives `spec` the soft `nofile` limit the runner was started with, unless it sets its own
-/// (the runner raises its own).
+/// Gives `spec` the `nofile` limit the runner was started with, unless it sets its own (the
+/// runner raises its own soft limit). Handed down, so lowered in the child to what it may
+/// set: a runner whose limit was lowered since (`prlimit`) still starts its tasks.
 fn with_nofile(spec: &mut spawn::SpawnSpec, inherited: (u64, u64)) {
     if !spec
         .limits
@@ -896,6 +897,7 @@ fn with_nofile(spec: &mut spawn::SpawnSpec, inherited: (u64, u64)) {
             resource: Resource::RLIMIT_NOFILE,
             soft: inherited.0,
             hard: inherited.1,
+            inherited: true,
         });
     }
 }
