@@ -187,13 +187,13 @@ impl Supervisor {
             self.replace(i, *made);
         }
         // A reload removed it: what it held goes now.
-        if after == AfterExit::Stopped && self.entries[i].removed && self.shutdown.is_none() {
+        if after.stopped() && self.entries[i].removed && self.shutdown.is_none() {
             self.forget(i);
         }
         self.agenda.changed(i, &self.order);
         // Stopped for good: at shutdown. (A task an operator stopped may be started again; it
         // keeps its cgroup.)
-        if after == AfterExit::Stopped
+        if after.stopped()
             && self.shutdown.is_some()
             && let Some(cgroup) = self.entries[i].cgroup.take()
         {
@@ -268,6 +268,10 @@ impl Supervisor {
                 info!(task = %name, pid, "run finished with {exit}{ran}; its schedule has no further runs");
             }
             AfterExit::Stopped => info!(task = %name, pid, "stopped ({exit})"),
+            AfterExit::ShuttingDown => info!(
+                task = %name, pid,
+                "exited with {exit}{ran}; stopped, not started again: the runner is shutting down"
+            ),
         }
     }
 }
