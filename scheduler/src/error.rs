@@ -18,6 +18,18 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A resource limit of the task could not be set in its child (above the hard limit it
+    /// inherited, without `CAP_SYS_RESOURCE`; `nofile` above `fs.nr_open`).
+    #[error("setting its limit {resource} to {wanted}: {source}")]
+    Limit {
+        /// Its name as the pipeline spells it: `nofile`, ...
+        resource: &'static str,
+        /// The values asked for, and the runner's own.
+        wanted: String,
+        /// The system's error.
+        #[source]
+        source: io::Error,
+    },
     /// A program name without `/` is not in `PATH`.
     #[error("{} not found in PATH ({path})", program.display())]
     NotFound {

@@ -232,6 +232,17 @@ pub enum AfterExit {
     NoMoreRuns,
     /// It was stopped for shutdown or by an operator.
     Stopped,
+    /// It ended while the runner shuts down, not by the runner's stop (it exited on its own,
+    /// or for an operator's restart, or timed out): stopped all the same, since nothing
+    /// starts during a shutdown.
+    ShuttingDown,
+}
+
+impl AfterExit {
+    /// Whether the task is stopped for good: it stays stopped until started again.
+    pub fn stopped(self) -> bool {
+        matches!(self, AfterExit::Stopped | AfterExit::ShuttingDown)
+    }
 }
 
 /// What the runner does when a task's main process has exited while other processes of the
@@ -304,6 +315,8 @@ pub struct Task {
     pending: u8,
     /// How the last process ended, if one has.
     last_exit: Option<Exit>,
+    /// The runner shuts down ([`Task::shut_down`]): nothing of this task starts again.
+    closing: bool,
 }
 
 /// What an operator's `nonstop start` did.
@@ -347,6 +360,7 @@ impl Task {
             main_exit: None,
             pending: 0,
             last_exit: None,
+            closing: false,
         }
     }
 
@@ -445,9 +459,10 @@ impl Task {
             Phase::Running { since, .. } => match &self.spec.kind {
                 Kind::Periodic { timeout, .. } => {
                     let timeout_at = timeout.map_or(Deadline::Never, |t| Deadline::after(since, t));
-                    // Once a start is skipped, the others of this run need no wake-up each.
+                    // Once a start is skipped, the others of this run need no wake-up each;
+                    // while shutting down, no start is due at all.
                     let upcoming = match self.upcoming {
-                        Some(upcoming) if !self.skipping => upcoming,
+                        Some(upcoming) if !self.skipping && !self.closing => upcoming,
                         _ => Deadline::Never,
                     };
                     upcoming.min(timeout_at)
@@ -500,7 +515,9 @@ impl Task {
                     });
                 }
                 match self.upcoming {
-                    Some(upcoming) if upcoming.is_due(now.mono) && !self.skipping => {
+                    Some(upcoming)
+                        if upcoming.is_due(now.mono) && !self.skipping && !self.closing =>
+                    {
                         self.skipping = true;
                         Some(Due::Skipped { pid })
                     }
@@ -575,6 +592,14 @@ impl Task {
             Some(StopReason::Shutdown | StopReason::Operator) => {
                 self.phase = Phase::Stopped;
                 return AfterExit::Stopped;
+            }
+            // Whatever else ended it (its own exit, a restart or a timeout asked before), nothing
+            // starts during a shutdown.
+            _ if self.closing => {
+                self.skipping = false;
+                self.upcoming = None;
+                self.phase = Phase::Stopped;
+                return AfterExit::ShuttingDown;
             }
             Some(StopReason::Restart) => {
                 self.skipping = false;
@@ -777,6 +802,21 @@ impl Task {
                 self.phase = Phase::Stopped;
                 None
             }
+        }
+    }
+
+    /// The runner begins to shut down: nothing of this task starts again. One without a
+    /// process (waiting, in backoff, idle until its next run) is stopped now; one with a
+    /// process is stopped in its turn ([`Task::stop`]), and should it end before, on its own
+    /// or for a restart, it is stopped all the same ([`AfterExit::ShuttingDown`]). A task that
+    /// exited or failed keeps its phase.
+    pub fn shut_down(&mut self) {
+        self.closing = true;
+        if matches!(
+            self.phase,
+            Phase::Waiting | Phase::Backoff { .. } | Phase::Idle { .. }
+        ) {
+            self.phase = Phase::Stopped;
         }
     }
 

@@ -50,6 +50,28 @@ pub mod resource {
         Resource::RLIMIT_STACK,
     ];
 
+    /// Its name as a pipeline's `limits:` spells it: `nofile`, `as`, ...
+    pub fn name(resource: Resource) -> &'static str {
+        match resource {
+            Resource::RLIMIT_AS => "as",
+            Resource::RLIMIT_CORE => "core",
+            Resource::RLIMIT_CPU => "cpu",
+            Resource::RLIMIT_DATA => "data",
+            Resource::RLIMIT_FSIZE => "fsize",
+            Resource::RLIMIT_LOCKS => "locks",
+            Resource::RLIMIT_MEMLOCK => "memlock",
+            Resource::RLIMIT_MSGQUEUE => "msgqueue",
+            Resource::RLIMIT_NICE => "nice",
+            Resource::RLIMIT_NOFILE => "nofile",
+            Resource::RLIMIT_NPROC => "nproc",
+            Resource::RLIMIT_RSS => "rss",
+            Resource::RLIMIT_RTPRIO => "rtprio",
+            Resource::RLIMIT_SIGPENDING => "sigpending",
+            Resource::RLIMIT_STACK => "stack",
+            _ => "(another resource)",
+        }
+    }
+
     /// Serializes the resource's number.
     pub fn serialize<S: Serializer>(resource: &Resource, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_i32(*resource as i32)

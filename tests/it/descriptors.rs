@@ -238,3 +238,59 @@ fn out_of_descriptors_the_control_socket_neither_spins_nor_floods_the_log_and_re
         .success()));
     assert!(runner.terminate(10 * SECOND).success());
 }
+
+/// The runner hands its tasks the `nofile` limit it was started with. Once the runner's own
+/// was lowered (`prlimit --pid`), a task without `CAP_SYS_RESOURCE` could not set that limit
+/// again: every start failed ("setting its limits: Operation not permitted", naming no limit)
+/// until a crash loop. The handed-down limit is now lowered to what the task may set; one the
+/// pipeline sets is still set exactly, or the start fails naming the limit and the values.
+#[test]
+fn after_the_runners_nofile_limit_is_lowered_tasks_still_start_and_a_limit_that_cannot_be_set_is_named()
+ {
+    // A task of nobody's has no capability to raise a hard limit, whoever runs the test.
+    let root = nix::unistd::getuid().is_root();
+    let strict = if root {
+        "  strict:\n    command: [sleep, \"1000\"]\n    user: nobody\n    cwd: /\n    limits: { nofile: 2000 }\n"
+    } else {
+        ""
+    };
+    let p = PipelineDir::new(&format!(
+        "tasks:\n  plain:\n    command: [sh, -c, \"echo $(ulimit -Sn):$(ulimit -Hn); exec sleep 1000\"]\n{strict}"
+    ));
+    let mut runner = run_limited(&p, 1024, 4096);
+    let mut cleanup = KillOnDrop(vec![pid_of(
+        &runner.wait_for(&["started", "task=plain"], 10 * SECOND),
+    )]);
+    if root {
+        cleanup.0.push(pid_of(
+            &runner.wait_for(&["started", "task=strict"], 10 * SECOND),
+        ));
+    }
+    assert!(
+        wait_until(10 * SECOND, || p.log("plain") == "1024:4096\n"),
+        "{:?}",
+        p.log("plain")
+    );
+    set_limit(runner.pid(), 100, 100);
+    ctl_ok(&p, &["restart", "plain"]);
+    cleanup.0.push(pid_of(
+        &runner.wait_for(&["started", "task=plain"], 10 * SECOND),
+    ));
+    assert!(
+        wait_until(10 * SECOND, || p.log("plain") == "1024:4096\n100:100\n"),
+        "{:?}\n{}",
+        p.log("plain"),
+        runner.seen.join("\n")
+    );
+    if root {
+        ctl_ok(&p, &["restart", "strict"]);
+        let line = runner.wait_for(&["cannot start", "task=strict"], 10 * SECOND);
+        assert!(
+            line.contains(
+                "setting its limit nofile to soft 2000, hard 2000 (the runner's: soft 100, hard 100): Operation not permitted"
+            ),
+            "{line}"
+        );
+    }
+    assert!(runner.terminate(10 * SECOND).success());
+}

@@ -138,3 +138,21 @@ fn timestamps_prefix_each_line_with_its_arrival() {
     );
     assert!(runner.terminate(10 * SECOND).success());
 }
+
+/// A NUL byte cannot be in an environment variable: a failed task whose last lines held one
+/// made its `on_failure` task fail to start ("a NUL byte in the environment"). It is given
+/// U+FFFD in its place, as invalid UTF-8 is.
+#[test]
+fn a_nul_byte_in_the_failed_tasks_log_reaches_the_on_failure_task_as_u_fffd() {
+    let p = PipelineDir::new(
+        "tasks:\n  x:\n    command: [sh, -c, 'printf \"bad\\000byte\\n\"; exit 1']\n    restart: never\n    on_failure: [h]\n  h:\n    command: [sh, -c, 'printf \"%s\\n\" \"$NONSTOP_FAILED_LOG\" > told']\n",
+    );
+    let mut runner = Runner::start(&p);
+    runner.wait_for(&["starting for the failure of x", "task=h"], 10 * SECOND);
+    runner.wait_for(&["exited with status 0", "task=h"], 10 * SECOND);
+    assert_eq!(
+        std::fs::read_to_string(p.file("told")).unwrap(),
+        "bad\u{FFFD}byte\n"
+    );
+    assert!(runner.terminate(10 * SECOND).success());
+}

@@ -13,6 +13,7 @@ mod descriptors;
 mod disk_full;
 mod dist;
 mod durations;
+mod flood;
 mod gzip;
 mod hang;
 mod harness;

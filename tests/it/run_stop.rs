@@ -7,7 +7,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::harness::{
-    KillOnDrop, PipelineDir, Runner, alive, pid_in, pid_of, wait_until, zombie_children,
+    KillOnDrop, PipelineDir, Runner, alive, ctl_ok, pid_in, pid_of, wait_until, zombie_children,
 };
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -429,4 +429,72 @@ tasks:
         }
     }
     assert_eq!(expected, 2_000_001);
+}
+
+/// A task that ends during the shutdown before its turn to stop (tasks stop in the reverse
+/// order of `after`) is stopped, not started again, and the log says so: it said `run failed
+/// ...; next run in 1.7s` and `starting again (restart requested)`, and the runner did start
+/// them again while it was stopping the others.
+#[test]
+fn a_task_that_ends_during_the_shutdown_is_stopped_and_logged_so() {
+    let p = PipelineDir::new(
+        "\
+tasks:
+  p:
+    every: 200ms
+    command: [sh, -c, \"test -e first || { touch first; exit 0; }; while [ ! -e go ]; do sleep 0.05; done; exit 1\"]
+  r:
+    command: [sh, -c, \"trap 'while [ ! -e go ]; do sleep 0.05; done; exit 0' TERM; while true; do sleep 0.05; done\"]
+  b:
+    after: [p, r]
+    command: [sh, -c, \"trap 'while [ ! -e release ]; do sleep 0.05; done; exit 0' TERM; while true; do sleep 0.05; done\"]
+    stop: { grace: 60s }
+",
+    );
+    let mut runner = Runner::start(&p);
+    let b = pid_of(&runner.wait_for(&["started", "task=b"], 10 * SECOND));
+    let r = pid_of(&runner.wait_for(&["started", "task=r"], 10 * SECOND));
+    runner.wait_for(&["started", "task=p"], 10 * SECOND);
+    // Its second run: it waits for `go`.
+    let p_run = pid_of(&runner.wait_for(&["started", "task=p"], 10 * SECOND));
+    let _cleanup = KillOnDrop(vec![b, r, p_run]);
+    assert_eq!(ctl_ok(&p, &["restart", "r"]), "r: restarting\n");
+    kill(Pid::from_raw(runner.pid()), Signal::SIGTERM).unwrap();
+    runner.wait_for(&["SIGTERM received"], 10 * SECOND);
+    // b stops first and waits for `release`; meanwhile p's run fails and r's restart ends.
+    std::fs::write(p.file("go"), "").unwrap();
+    for task in ["task=p", "task=r"] {
+        runner.wait_for(
+            &[
+                task,
+                "stopped, not started again: the runner is shutting down",
+            ],
+            10 * SECOND,
+        );
+    }
+    std::fs::write(p.file("release"), "").unwrap();
+    assert!(runner.wait(30 * SECOND).success());
+    let shutdown = runner
+        .seen
+        .iter()
+        .position(|l| l.contains("SIGTERM received"))
+        .unwrap();
+    let after = &runner.seen[shutdown..];
+    for word in [
+        " started task=",
+        "next run",
+        "restarting in",
+        "starting again",
+    ] {
+        assert!(
+            !after.iter().any(|l| l.contains(word)),
+            "{word:?} during the shutdown:\n{}",
+            after.join("\n")
+        );
+    }
+    assert!(
+        after
+            .iter()
+            .any(|l| l.contains("stopped (status 0) task=b"))
+    );
 }

@@ -737,6 +737,7 @@ fn limits(l: raw::Limits) -> Vec<(&'static str, Limit)> {
                     resource,
                     soft: l.soft,
                     hard: l.hard,
+                    inherited: false,
                 },
             )
         })
@@ -817,7 +818,15 @@ mod tests {
             sigpending: l(14),
             stack: l(15),
         };
-        let set: Vec<Limit> = limits(all).into_iter().map(|(_, l)| l).collect();
+        let named = limits(all);
+        // An error names a limit as the pipeline does.
+        for (name, limit) in &named {
+            assert_eq!(
+                nonstop_scheduler::wire::resource::name(limit.resource),
+                *name
+            );
+        }
+        let set: Vec<Limit> = named.into_iter().map(|(_, l)| l).collect();
         assert_eq!(
             set.len(),
             15,

@@ -2,9 +2,11 @@
 //!
 //! A rotated file is renamed `TASK.log.YYYYMMDD-HHMMSS` (a `.N` suffix if that name is taken),
 //! so no rename ever touches a file that is still being compressed; the newest `keep` rotated
-//! files are kept. With `compress`, the runner gzips each rotated file in a child process
-//! (`nonstop compress-log`, in the `nonstop` binary), so its event loop never blocks on it and
-//! it does not link the compressor. A compression's temporary (`TASK.log.STAMP.gz.tmp`) whose
+//! files are kept, pruned once per write (a write of a flood may rotate many times). With
+//! `compress`, the runner gzips rotated files in child processes (`nonstop compress-log`, in
+//! the `nonstop` binary), so its event loop never blocks on it and it does not link the
+//! compressor; the file one works on ([`TaskLog::set_compressing`]) is left by pruning until
+//! it is done. A compression's temporary (`TASK.log.STAMP.gz.tmp`) whose
 //! original no process holds any more (the compressor was killed, or the runner with it) is
 //! removed when the log is opened and whenever it is pruned.
 
@@ -36,6 +38,9 @@ pub struct TaskLog {
     timestamps: bool,
     /// With timestamps: whether the next byte begins a line (and gets a stamp).
     at_line_start: bool,
+    /// The rotated file a compression works on now: pruning leaves it (its compression would
+    /// fail, its work lost) until the compression ends and prunes again.
+    compressing: Option<PathBuf>,
 }
 
 impl TaskLog {
@@ -57,6 +62,7 @@ impl TaskLog {
             partial: Vec::new(),
             timestamps: config.timestamps,
             at_line_start: true,
+            compressing: None,
         })
     }
 
@@ -80,13 +86,24 @@ impl TaskLog {
     /// waits for the next call, or for [`TaskLog::flush_partial`]), rotating whenever the file
     /// reaches `max_size`, only ever between two lines: no file grows past `max_size` and no
     /// line is split across two files, except a single line longer than `max_size`, which is
-    /// cut every `max_size` bytes. Returns the rotated files.
+    /// cut every `max_size` bytes. Returns the rotated files, oldest first (pruned once, after
+    /// the last rotation: some may be gone already).
     pub fn write(&mut self, data: &[u8]) -> io::Result<Vec<PathBuf>> {
-        if self.timestamps && !data.is_empty() {
+        let rotated = if self.timestamps && !data.is_empty() {
             let stamped = self.stamped(data);
-            return self.write_whole_lines(&stamped);
+            self.write_whole_lines(&stamped)?
+        } else {
+            self.write_whole_lines(data)?
+        };
+        self.pruned(rotated)
+    }
+
+    /// `rotated`, after pruning if there are any.
+    fn pruned(&self, rotated: Vec<PathBuf>) -> io::Result<Vec<PathBuf>> {
+        if !rotated.is_empty() {
+            self.prune()?;
         }
-        self.write_whole_lines(data)
+        Ok(rotated)
     }
 
     fn write_whole_lines(&mut self, data: &[u8]) -> io::Result<Vec<PathBuf>> {
@@ -123,7 +140,8 @@ impl TaskLog {
             return Ok(Vec::new());
         }
         partial.push(b'\n');
-        self.write_lines(&partial)
+        let rotated = self.write_lines(&partial)?;
+        self.pruned(rotated)
     }
 
     /// Appends `data`, rotating whenever the file reaches `max_size`: it is split at line
@@ -180,13 +198,13 @@ impl TaskLog {
         self.last = Some((stamp, n));
         self.file = open_append(&self.path)?;
         self.size = 0;
-        self.prune()?;
         Ok(rotated)
     }
 
-    /// Removes the oldest rotated logs beyond `keep`, and the temporaries of compressions that
-    /// no process holds ([`remove_stale_partials`]). Called after each rotation, and again when a
-    /// compression ends (its `.gz` may appear after a rotation pruned; a compression killed
+    /// Removes the oldest rotated logs beyond `keep` (but the one being compressed, see
+    /// [`TaskLog::set_compressing`]), and the temporaries of compressions that no process
+    /// holds ([`remove_stale_partials`]). Called after each write that rotated, and again when
+    /// a compression ends (its `.gz` may appear after a rotation pruned; a compression killed
     /// midway leaves its temporary).
     pub fn prune(&self) -> io::Result<()> {
         remove_stale_partials(&self.path)?;
@@ -194,6 +212,9 @@ impl TaskLog {
         rotated.sort_by_key(|p| rotation_key(p));
         let excess = rotated.len().saturating_sub(self.keep as usize);
         for old in &rotated[..excess] {
+            if self.compressing.as_ref() == Some(old) {
+                continue;
+            }
             // The log in either form: mid-compression, both exist for a moment.
             for file in [old.clone(), PathBuf::from(format!("{}.gz", old.display()))] {
                 match fs::remove_file(&file) {
@@ -203,6 +224,12 @@ impl TaskLog {
             }
         }
         Ok(())
+    }
+
+    /// The rotated file a compression works on from now (`None`: none does): pruning leaves it
+    /// until this is called again.
+    pub fn set_compressing(&mut self, file: Option<PathBuf>) {
+        self.compressing = file;
     }
 
     /// Opens the live log again by its name (appending, creating it if it was moved away).
@@ -430,6 +457,35 @@ mod tests {
             "{contents:?}"
         );
         assert!(fs::read_to_string(log.path()).unwrap().starts_with('4'));
+    }
+
+    /// A flood rotates many times in one write: pruned once, after it, down to `keep`; the
+    /// file a compression works on stays until it is done, then goes at the next prune.
+    #[test]
+    fn one_write_rotating_many_times_prunes_once_and_spares_the_file_being_compressed() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            dir: dir.path().to_path_buf(),
+            max_size: 1024,
+            keep: 3,
+            compress: true,
+            timestamps: false,
+        };
+        let mut log = TaskLog::open(&config, "t").unwrap();
+        let line = format!("{}\n", "x".repeat(99));
+        let first = log.write(line.repeat(11).as_bytes()).unwrap();
+        assert_eq!(first.len(), 1);
+        log.set_compressing(Some(first[0].clone()));
+        let rotated = log.write(line.repeat(200).as_bytes()).unwrap();
+        assert_eq!(rotated.len(), 20);
+        let mut left = rotated_logs(log.path()).unwrap();
+        left.sort_by_key(|p| rotation_key(p));
+        // The newest three, and the one being compressed.
+        assert_eq!(left[0], first[0]);
+        assert_eq!(left[1..], rotated[17..]);
+        log.set_compressing(None);
+        log.prune().unwrap();
+        assert_eq!(rotated_logs(log.path()).unwrap().len(), 3);
     }
 
     /// A compression killed midway leaves `TASK.log.STAMP.gz.tmp`: opening the log (the next

@@ -82,6 +82,11 @@ pub struct Limit {
     pub soft: u64,
     /// Hard limit (`u64::MAX`: unlimited).
     pub hard: u64,
+    /// Not asked for by the pipeline but handed down by the runner (the `nofile` it was
+    /// started with): the child lowers it to its own hard limit if that is lower (the
+    /// runner's was lowered since, `prlimit`), so it never makes a start fail. One the
+    /// pipeline sets is set exactly, or the start fails naming it.
+    pub inherited: bool,
 }
 
 /// Where a child's stdout and stderr go (stdin is always `/dev/null`).
@@ -156,6 +161,7 @@ pub fn spawn_prepared(
         reset_signals: non_default_signals(),
         error: AtomicI32::new(0),
         stage: AtomicI32::new(0),
+        detail: AtomicI32::new(0),
     };
     thread_local! {
         // One child stack per spawning thread, reused: the child is done with it (it has
@@ -226,11 +232,17 @@ pub fn spawn_prepared(
     if errno != 0 {
         // It exited without executing the program: reap it here, it is not a task.
         let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
-        let stage = STAGES
-            .get(args.stage.load(Ordering::Acquire) as usize)
-            .copied()
-            .unwrap_or("starting it");
-        return Err(Error::spawn(stage, io::Error::from_raw_os_error(errno)));
+        let stage = args.stage.load(Ordering::Acquire);
+        let source = io::Error::from_raw_os_error(errno);
+        if stage == LIMITS_STAGE
+            && let Some(limit) = usize::try_from(args.detail.load(Ordering::Acquire))
+                .ok()
+                .and_then(|i| prepared.limits_given.get(i))
+        {
+            return Err(limit_error(limit, source));
+        }
+        let stage = STAGES.get(stage as usize).copied().unwrap_or("starting it");
+        return Err(Error::spawn(stage, source));
     }
     Ok(Pid::from_raw(pid))
 }
@@ -327,6 +339,36 @@ const STAGES: [&str; 10] = [
     "restoring its CPU affinity",
 ];
 
+/// The index of "setting its limits" in [`STAGES`].
+const LIMITS_STAGE: i32 = 5;
+
+/// `limit` could not be set in the child (`source`): what it asked for, and what the runner
+/// has, which the child had before.
+fn limit_error(limit: &Limit, source: io::Error) -> Error {
+    let value = |n: u64| match n {
+        u64::MAX => "unlimited".to_owned(),
+        n => n.to_string(),
+    };
+    let runner = nix::sys::resource::getrlimit(limit.resource)
+        .map(|(soft, hard)| {
+            format!(
+                " (the runner's: soft {}, hard {})",
+                value(soft),
+                value(hard)
+            )
+        })
+        .unwrap_or_default();
+    Error::Limit {
+        resource: crate::wire::resource::name(limit.resource),
+        wanted: format!(
+            "soft {}, hard {}{runner}",
+            value(limit.soft),
+            value(limit.hard)
+        ),
+        source,
+    }
+}
+
 /// A [`SpawnSpec`] turned into everything the child uses (NUL-terminated strings, argv and
 /// envp arrays, ids, limits), allocated in the parent: the child may not allocate.
 pub struct Prepared {
@@ -343,7 +385,9 @@ pub struct Prepared {
     gid: Option<nix::libc::gid_t>,
     uid: Option<nix::libc::uid_t>,
     umask: Option<nix::libc::mode_t>,
-    limits: Vec<(nix::libc::c_int, nix::libc::rlimit)>,
+    limits: Vec<(nix::libc::c_int, nix::libc::rlimit, bool)>,
+    /// The limits as given, to name the one that could not be set.
+    limits_given: Vec<Limit>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -455,9 +499,11 @@ impl Prepared {
                             rlim_cur: l.soft as nix::libc::rlim_t,
                             rlim_max: l.hard as nix::libc::rlim_t,
                         },
+                        l.inherited,
                     )
                 })
                 .collect(),
+            limits_given: spec.limits.clone(),
         })
     }
 }
@@ -509,6 +555,8 @@ struct ChildArgs<'a> {
     affinity: Option<(affinity::CpuMask, usize)>,
     error: AtomicI32,
     stage: AtomicI32,
+    /// Which of the limits could not be set.
+    detail: AtomicI32,
 }
 
 /// A child's stack: a private mapping with a guard page below it, kept for the life of the
@@ -619,8 +667,28 @@ extern "C" fn child_main(arg: *mut nix::libc::c_void) -> nix::libc::c_int {
         if let Some(mask) = p.umask {
             umask(mask);
         }
-        for (resource, limit) in &p.limits {
-            if syscall(SYS_prlimit64, 0, *resource, limit as *const rlimit, 0usize) != 0 {
+        for (index, (resource, limit, inherited)) in p.limits.iter().enumerate() {
+            let mut limit = *limit;
+            // Handed down, not asked for: at most what this process may set, its hard limit
+            // (lowered since the runner started, or by a change of user).
+            let mut current = rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if *inherited
+                && syscall(
+                    SYS_prlimit64,
+                    0,
+                    *resource,
+                    std::ptr::null::<rlimit>(),
+                    &mut current as *mut rlimit,
+                ) == 0
+            {
+                limit.rlim_max = limit.rlim_max.min(current.rlim_max);
+                limit.rlim_cur = limit.rlim_cur.min(limit.rlim_max);
+            }
+            if syscall(SYS_prlimit64, 0, *resource, &limit as *const rlimit, 0usize) != 0 {
+                a.detail.store(index as i32, Ordering::Release);
                 fail(5);
             }
         }

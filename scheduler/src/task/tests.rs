@@ -292,6 +292,73 @@ fn stopping_for_shutdown_signals_running_tasks_and_ends_the_others() {
     assert_eq!(backing_off.on_deadline(c.at(1000)), None, "never restarted");
 }
 
+/// At shutdown nothing starts again: a task without a process is stopped at once, and one
+/// that ends before its turn to stop (on its own, for a restart asked before, at its timeout)
+/// is stopped, not restarted nor given a next run.
+#[test]
+fn once_the_runner_shuts_down_nothing_starts_again() {
+    let c = Clock::new();
+    let periodic = || {
+        spec(Kind::Periodic {
+            schedule: Schedule::Every(200 * MS),
+            timeout: None,
+        })
+    };
+    // Idle until its next run, in backoff, waiting: stopped at once.
+    let mut idle = Task::new(periodic());
+    idle.activate(c.at(0));
+    idle.on_started(pid(1), c.at(0));
+    assert!(matches!(
+        idle.on_exit(Exit::Code(0), c.at(10)),
+        AfterExit::NextRun { .. }
+    ));
+    let mut backoff = Task::new(spec(Kind::Resident(Restart::Always)));
+    backoff.activate(c.at(0));
+    backoff.on_started(pid(2), c.at(0));
+    backoff.on_exit(Exit::Code(1), c.at(10));
+    let mut waiting = Task::new(spec(Kind::Resident(Restart::Always)));
+    for t in [&mut idle, &mut backoff, &mut waiting] {
+        t.shut_down();
+        assert_eq!(t.phase(), Phase::Stopped);
+        assert_eq!(t.deadline(), Deadline::Never);
+        assert_eq!(t.on_deadline(c.at(10_000)), None);
+    }
+    // A periodic run that fails on its own: no next run, and no start is due meanwhile.
+    let mut run = Task::new(periodic());
+    run.activate(c.at(0));
+    run.on_started(pid(3), c.at(0));
+    run.shut_down();
+    assert_eq!(run.deadline(), Deadline::Never);
+    assert_eq!(run.on_deadline(c.at(1000)), None, "no skipped start either");
+    assert_eq!(
+        run.on_exit(Exit::Code(1), c.at(1700)),
+        AfterExit::ShuttingDown
+    );
+    assert_eq!(run.phase(), Phase::Stopped);
+    // A restart asked before the shutdown: stopped, not started again.
+    let mut restarted = Task::new(spec(Kind::Resident(Restart::Always)));
+    restarted.activate(c.at(0));
+    restarted.on_started(pid(4), c.at(0));
+    assert_eq!(restarted.restart(c.at(10)), Some((pid(4), Signal::SIGTERM)));
+    restarted.shut_down();
+    assert_eq!(
+        restarted.on_exit(Exit::Code(0), c.at(20)),
+        AfterExit::ShuttingDown
+    );
+    assert!(AfterExit::ShuttingDown.stopped() && AfterExit::Stopped.stopped());
+    // Stopped in its turn: as before.
+    let mut resident = Task::new(spec(Kind::Resident(Restart::Always)));
+    resident.activate(c.at(0));
+    resident.on_started(pid(5), c.at(0));
+    resident.shut_down();
+    assert!(matches!(resident.phase(), Phase::Running { .. }));
+    assert_eq!(resident.stop(c.at(10)), Some((pid(5), Signal::SIGTERM)));
+    assert_eq!(
+        resident.on_exit(Exit::Signal(Signal::SIGTERM), c.at(20)),
+        AfterExit::Stopped
+    );
+}
+
 #[test]
 fn a_spawn_failure_counts_as_a_failed_run() {
     let c = Clock::new();

@@ -47,16 +47,19 @@ impl Supervisor {
             self.on_probe_exit(pid, exit);
         } else if self.is_reload_check(pid) {
             self.on_reload_checked(exit);
-        } else if let Some((task, file)) = self.compressors.remove(&pid) {
+        } else if let Some((task, file)) = self.compressions.exited(pid) {
             if !exit.success() {
                 warn!("compressing {} failed ({exit})", file.display());
             }
-            if let Err(e) = self.entries[task].log.prune() {
+            let log = &mut self.entries[task].log;
+            log.set_compressing(None);
+            if let Err(e) = log.prune() {
                 warn!(
                     "cannot prune old logs of {}: {e}",
                     self.entries[task].name()
                 );
             }
+            self.start_compressions();
         } else if self.guard.as_ref().is_some_and(|g| g.pid() == pid) {
             warn!(
                 pid = pid.as_raw(),
@@ -184,13 +187,13 @@ impl Supervisor {
             self.replace(i, *made);
         }
         // A reload removed it: what it held goes now.
-        if after == AfterExit::Stopped && self.entries[i].removed && self.shutdown.is_none() {
+        if after.stopped() && self.entries[i].removed && self.shutdown.is_none() {
             self.forget(i);
         }
         self.agenda.changed(i, &self.order);
         // Stopped for good: at shutdown. (A task an operator stopped may be started again; it
         // keeps its cgroup.)
-        if after == AfterExit::Stopped
+        if after.stopped()
             && self.shutdown.is_some()
             && let Some(cgroup) = self.entries[i].cgroup.take()
         {
@@ -265,6 +268,10 @@ impl Supervisor {
                 info!(task = %name, pid, "run finished with {exit}{ran}; its schedule has no further runs");
             }
             AfterExit::Stopped => info!(task = %name, pid, "stopped ({exit})"),
+            AfterExit::ShuttingDown => info!(
+                task = %name, pid,
+                "exited with {exit}{ran}; stopped, not started again: the runner is shutting down"
+            ),
         }
     }
 }

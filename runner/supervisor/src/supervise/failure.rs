@@ -104,12 +104,18 @@ impl Supervisor {
         };
         let mut spec = (**spec).clone();
         spec.env.extend([
-            ("NONSTOP_FAILED_TASK".into(), failure.task.clone().into()),
+            (
+                "NONSTOP_FAILED_TASK".into(),
+                without_nul(&failure.task).into(),
+            ),
             (
                 "NONSTOP_FAILED_REASON".into(),
-                failure.reason.clone().into(),
+                without_nul(&failure.reason).into(),
             ),
-            ("NONSTOP_FAILED_LOG".into(), failure.log.into()),
+            (
+                "NONSTOP_FAILED_LOG".into(),
+                without_nul(&failure.log).into(),
+            ),
         ]);
         let prepared = match entry.task.spec.plugin {
             Some(_) => spawn::Prepared::new_at(&spec, nonstop),
@@ -143,6 +149,13 @@ impl Supervisor {
     }
 }
 
+/// `text` with each NUL byte, which no environment variable can hold (it would end the
+/// string), replaced by U+FFFD, as `String::from_utf8_lossy` replaces invalid UTF-8: a task
+/// whose last lines held a NUL byte made its `on_failure` tasks fail to start.
+fn without_nul(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
+}
+
 /// The last [`LOG_LINES`] whole lines of the log at `path`, within its last [`LOG_BYTES`].
 fn tail(path: &Path) -> String {
     let Ok(mut file) = std::fs::File::open(path) else {
@@ -162,4 +175,19 @@ fn tail(path: &Path) -> String {
     };
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(LOG_LINES)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_tail_with_nul_bytes_can_be_put_in_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("x.log");
+        std::fs::write(&log, b"first\nbad\0byte\n\xffend\n").unwrap();
+        let text = without_nul(&tail(&log));
+        assert_eq!(text, "first\nbad\u{FFFD}byte\n\u{FFFD}end");
+        assert!(std::ffi::CString::new(text).is_ok());
+    }
 }

@@ -10,6 +10,7 @@
 //! (spawn, signal, reap, copy output to log files) and logs every step.
 
 mod adopted;
+mod compressions;
 mod contain;
 mod control;
 pub mod descriptors;
@@ -350,8 +351,8 @@ struct Supervisor {
     by_pid: HashMap<Pid, usize>,
     /// Read end of an output pipe → its task.
     pipes: HashMap<RawFd, usize>,
-    /// Running compressions: the task whose log they compress, and the file.
-    compressors: HashMap<Pid, (usize, PathBuf)>,
+    /// Log compressions, running and waiting.
+    compressions: compressions::Compressions,
     events: EventLoop,
     runner: Pid,
     /// The `nonstop` binary: `nonstop compress-log FILE` compresses a rotated log (the
@@ -479,7 +480,7 @@ impl Supervisor {
             order: Order::new(&pipeline.tasks),
             by_pid: HashMap::new(),
             pipes: HashMap::new(),
-            compressors: HashMap::new(),
+            compressions: compressions::Compressions::for_this_machine(),
             events,
             runner: nix::unistd::getpid(),
             nonstop,
@@ -576,7 +577,9 @@ impl Supervisor {
             }
             if self.shutdown.is_some() && self.entries.iter().all(|e| e.task.phase().is_final()) {
                 self.stop_adopted()?;
-                // What the tasks wrote last is still in their pipes.
+                // What the tasks wrote last is still in their pipes. Its rotations stay as
+                // they are: no compression starts any more.
+                self.close_compressions();
                 for i in 0..self.entries.len() {
                     self.finish_output(i);
                 }
@@ -881,8 +884,9 @@ fn open_devnull() -> std::io::Result<OwnedFd> {
         .map(Into::into)
 }
 
-/// Gives `spec` the soft `nofile` limit the runner was started with, unless it sets its own
-/// (the runner raises its own).
+/// Gives `spec` the `nofile` limit the runner was started with, unless it sets its own (the
+/// runner raises its own soft limit). Handed down, so lowered in the child to what it may
+/// set: a runner whose limit was lowered since (`prlimit`) still starts its tasks.
 fn with_nofile(spec: &mut spawn::SpawnSpec, inherited: (u64, u64)) {
     if !spec
         .limits
@@ -893,6 +897,7 @@ fn with_nofile(spec: &mut spawn::SpawnSpec, inherited: (u64, u64)) {
             resource: Resource::RLIMIT_NOFILE,
             soft: inherited.0,
             hard: inherited.1,
+            inherited: true,
         });
     }
 }

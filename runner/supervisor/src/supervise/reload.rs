@@ -470,7 +470,7 @@ impl Supervisor {
             e.removed
                 && e.task.phase().is_final()
                 && e.task.lingering().is_none()
-                && !self.compressors.values().any(|(task, _)| *task == i)
+                && !self.compressions.involves(i)
                 && !self.probe_pids.values().any(|&task| task == i)
                 && !self.watches.values().any(|&task| task == i)
         })

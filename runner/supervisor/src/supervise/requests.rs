@@ -204,6 +204,10 @@ impl Supervisor {
             since: Instant::now(),
             hurry: false,
         });
+        // Nothing starts from now: a task that ends before its turn to stop is stopped too.
+        for entry in &mut self.entries {
+            entry.task.shut_down();
+        }
         self.agenda.push_all();
     }
 

@@ -50,13 +50,19 @@ impl Supervisor {
             sweep.hurry(Instant::now());
         }
         loop {
-            let compressors: Vec<Pid> = self.compressors.keys().copied().collect();
+            let compressors = self.compressions.pids();
             let guard = self.guard.as_ref().map(Guard::pid);
             let adopted: Vec<Pid> = adopted::children()
                 .into_iter()
-                .filter(|pid| !self.compressors.contains_key(pid) && Some(*pid) != guard)
+                .filter(|pid| !self.compressions.is_running(*pid) && Some(*pid) != guard)
                 .collect();
-            let until = match sweep.step(Instant::now(), &adopted, &compressors) {
+            let step = sweep.step(Instant::now(), &adopted, &compressors);
+            // Compressions that wait start as running ones end, within the grace; from the
+            // SIGKILLs on, none starts.
+            if sweep.killing() {
+                self.close_compressions();
+            }
+            let until = match step {
                 Step::Done => return Ok(()),
                 Step::GiveUp(left) => {
                     error!(
