@@ -15,7 +15,7 @@
 use std::io::{BufRead, BufReader};
 use std::os::fd::AsFd;
 use std::path::Path;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -59,7 +59,7 @@ pub fn detach(file: &Path, socket: Option<&Path>) -> anyhow::Result<ExitCode> {
             lock.display()
         );
     }
-    let mut stage1 = Command::new(std::env::current_exe().context("cannot find nonstop")?);
+    let mut stage1 = crate::itself::command();
     stage1
         .args(["run", "--daemon-stage", "1"])
         .arg(&file)
@@ -121,7 +121,7 @@ pub fn stage1(file: &Path) -> anyhow::Result<ExitCode> {
             .try_clone_to_owned()
             .context("cannot take the log")?,
     );
-    let stage2 = Command::new(std::env::current_exe().context("cannot find nonstop")?)
+    let stage2 = crate::itself::command()
         .args(["run", "--daemon-stage", "2"])
         .arg(file)
         .current_dir("/")

@@ -19,7 +19,7 @@ use std::io::Read;
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -156,11 +156,10 @@ fn shown(bytes: &[u8], total: u64) -> String {
     )
 }
 
-/// Runs `exe ARGS` (the `nonstop` binary as a task host) and reads what it says until it
-/// exits, or until `timeout`, whichever comes first; then kills its process group and reaps
-/// it. `stdout` and `stderr` receive the streams.
+/// Runs `nonstop ARGS` (this very binary, [`crate::itself`], as a task host) and reads what it
+/// says until it exits, or until `timeout`, whichever comes first; then kills its process
+/// group and reaps it. `stdout` and `stderr` receive the streams.
 pub fn ask(
-    exe: &Path,
     args: &[&OsStr],
     cwd: Option<&Path>,
     timeout: Duration,
@@ -168,7 +167,7 @@ pub fn ask(
     mut stderr: Text,
 ) -> std::io::Result<Reply> {
     let deadline = Instant::now() + timeout;
-    let mut command = Command::new(exe);
+    let mut command = crate::itself::command();
     if let Some(cwd) = cwd {
         command.current_dir(cwd);
     }

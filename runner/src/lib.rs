@@ -13,7 +13,8 @@
 //! - [`ps`]: `nonstop ps`, a heartbeat table's slots and their states;
 //! - [`plugin_host`]: `nonstop plugin-host`, the child process that loads a plugin and runs it;
 //! - [`host_child`]: one question to such a child (validate, info), bounded in time and size;
-//! - [`plugins`]: `nonstop plugins`, the plugins found and what they say of themselves.
+//! - [`plugins`]: `nonstop plugins`, the plugins found and what they say of themselves;
+//! - [`itself`]: this executable started again, as the file that runs, not by its path.
 //!
 //! The parsers and the compressor live here and only here: the supervisor crate does not
 //! depend on them, so the long-lived process never maps their code.
@@ -24,6 +25,7 @@ pub mod compress;
 pub mod control;
 pub mod detach;
 pub mod host_child;
+pub mod itself;
 pub mod pipeline;
 pub mod plugin_host;
 pub mod plugins;

@@ -26,7 +26,6 @@ pub fn run(pipeline: Option<&Path>) -> anyhow::Result<ExitCode> {
         }
         None => (Vec::new(), std::path::PathBuf::from(".")),
     };
-    let exe = std::env::current_exe()?;
     let mut found = 0;
     for dir in search_dirs(&dirs, &base) {
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -44,7 +43,6 @@ pub fn run(pipeline: Option<&Path>) -> anyhow::Result<ExitCode> {
         libraries.sort();
         for library in libraries {
             let reply = host_child::ask(
-                &exe,
                 &[
                     "plugin-host".as_ref(),
                     "info".as_ref(),

@@ -109,6 +109,30 @@ fn one_task(name: &str, act: &str) -> (PipelineDir, std::path::PathBuf) {
     (p, pids)
 }
 
+/// A task of the misbehave plugin whose validate never returns, with arguments of its own
+/// (`lines: n`), writing pids to `pids`.
+fn hanging(name: &str, n: u32, pids: &Path) -> String {
+    format!(
+        "  {name}:\n    plugin: {}\n    args: {{ act: hang_in_validate, lines: {n}, pid_file: {} \
+         }}\n    restart: never\n",
+        misbehave_plugin().display(),
+        pids.display()
+    )
+}
+
+/// The pids in `file`, a line per validation: its task host and the child it started.
+fn pids_in(file: &Path) -> Vec<Vec<i32>> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
+        .collect()
+}
+
 fn assert_gone(host: i32, child: i32) {
     assert!(
         wait_until(10 * SECOND, || !alive(host) && !alive(child)),
@@ -294,22 +318,19 @@ fn a_check_killed_while_validate_hangs_takes_the_host_and_its_child_along() {
 
 #[test]
 fn a_reload_whose_check_outlasts_the_client_time_still_gets_its_answer() {
-    // Two validations that never return: the check takes 2 × 10 s, longer than the 10 s a
-    // control client is given for a request, but within the minute a reload's check may take.
+    // Seventeen distinct validations that never return, one more than run at once: the check
+    // takes 2 × 10 s, longer than the 10 s a control client is given for a request, but
+    // within the minute a reload's check may take.
     let p = PipelineDir::new("tasks:\n  idle:\n    command: [sleep, \"1000\"]\n");
     let mut runner = Runner::start(&p);
     let idle = crate::harness::pid_of(&runner.wait_for(&["started", "task=idle"], 10 * SECOND));
     let _idle = KillOnDrop(vec![idle]);
     let pids = p.file("pids");
-    std::fs::write(
-        p.path(),
-        format!(
-            "tasks:\n  idle:\n    command: [sleep, \"1000\"]\n{}{}",
-            task("first", "hang_in_validate", &pids),
-            task("second", "hang_in_validate", &pids)
-        ),
-    )
-    .unwrap();
+    let mut yaml = "tasks:\n  idle:\n    command: [sleep, \"1000\"]\n".to_owned();
+    for n in 0..17 {
+        yaml += &hanging(&format!("hangs{n}"), n, &pids);
+    }
+    std::fs::write(p.path(), yaml).unwrap();
     let out = ctl(&p, &["reload"]);
     let _hosts = KillOnDrop(
         std::fs::read_to_string(&pids)
@@ -322,11 +343,81 @@ fn a_reload_whose_check_outlasts_the_client_time_still_gets_its_answer() {
     // The file's errors, not a lost connection.
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("tasks.first.plugin") && stderr.contains("tasks.second.plugin"),
+        stderr.contains("tasks.hangs0.plugin") && stderr.contains("tasks.hangs16.plugin"),
         "{stderr}"
     );
     assert!(stderr.contains("did not return within 10 s"), "{stderr}");
     // Nothing changed: the runner still runs `idle` only.
     assert!(alive(idle));
     assert!(runner.terminate(10 * SECOND).success());
+}
+
+/// Validations run at once, each distinct one once: a task with three identical copies
+/// (`instances`) and two others, each hanging in validate, take three task hosts, all alive
+/// together (one after another, the first would be killed before the second starts); every
+/// task's error is reported, in file order.
+#[test]
+fn check_validates_identical_plugin_tasks_once_and_distinct_ones_at_the_same_time() {
+    let p = PipelineDir::new("");
+    let pids = p.file("pids");
+    let copies = format!(
+        "  copies:\n    plugin: {}\n    args: {{ act: hang_in_validate, pid_file: {} }}\n    \
+         every: 1h\n    instances: 3\n",
+        misbehave_plugin().display(),
+        pids.display()
+    );
+    std::fs::write(
+        p.path(),
+        format!(
+            "tasks:\n{copies}{}{}",
+            hanging("one", 1, &pids),
+            hanging("two", 2, &pids)
+        ),
+    )
+    .unwrap();
+    let mut check = Started::new(
+        Command::new(nonstop())
+            .args(["check", "pipeline.yaml"])
+            .current_dir(p.dir.path()),
+    );
+    let mut cleanup = KillOnDrop::default();
+    let together = wait_until(30 * SECOND, || {
+        let hosts = pids_in(&pids);
+        cleanup.0 = hosts.iter().flatten().copied().collect();
+        hosts.len() >= 3 && hosts.iter().all(|h| h.len() == 2 && alive(h[0]))
+    });
+    let (ok, out) = check.finish(60 * SECOND);
+    assert!(!ok);
+    let hosts = pids_in(&pids);
+    cleanup.0 = hosts.iter().flatten().copied().collect();
+    assert!(
+        together,
+        "three task hosts never ran at the same time: {hosts:?}\n{out}"
+    );
+    assert_eq!(
+        hosts.len(),
+        3,
+        "one validation per distinct task: {hosts:?}"
+    );
+    let lib = misbehave_plugin().display().to_string();
+    let lines: Vec<&str> = out.lines().collect();
+    let expect = [
+        "pipeline.yaml:3:13: tasks.copies.plugin: ",
+        "pipeline.yaml:8:13: tasks.one.plugin: ",
+        "pipeline.yaml:12:13: tasks.two.plugin: ",
+    ];
+    assert_eq!(lines.len(), expect.len() + 1, "{out}");
+    for (line, start) in lines.iter().zip(expect) {
+        assert_eq!(
+            *line,
+            format!(
+                "{start}{lib}: its validate did not return within 10 s (the plugin host and what it started were killed)"
+            ),
+            "{out}"
+        );
+    }
+    assert_eq!(lines[3], "pipeline.yaml: 3 errors");
+    for host in hosts {
+        assert_gone(host[0], host[1]);
+    }
 }

@@ -10,7 +10,8 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 use crate::harness::{
-    KillOnDrop, PipelineDir, Runner, TestKey, alive, ctl, ctl_ok, nonstop, pid_of, wait_until,
+    KillOnDrop, PipelineDir, Runner, TestKey, alive, ctl, ctl_ok, nonstop, pid_of, purge_plugin,
+    wait_until,
 };
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -242,4 +243,204 @@ fn a_task_added_back_while_still_stopping_waits_for_its_old_instance() {
         .collect();
     assert_eq!(names, ["keep", "slow"]);
     assert!(runner.terminate(10 * SECOND).success());
+}
+
+/// An upgrade renames new files over the runner's binaries, as `cargo xtask install` does: the
+/// runner goes on with the binary it started from, and so does its reload's check, which
+/// validates plugin tasks with that binary, never with what its path names now (here a script
+/// that says so). A plugin task the edit did not touch is unchanged: the path of the binary is
+/// no part of its definition.
+#[test]
+fn a_reload_after_an_upgrade_on_disk_checks_plugin_tasks_with_the_running_binary() {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = tempfile::tempdir().unwrap();
+    let built = nonstop();
+    for name in ["nonstop", "nonstop-supervisor"] {
+        std::fs::copy(built.with_file_name(name), bin.path().join(name)).unwrap();
+    }
+    std::fs::copy(purge_plugin(), bin.path().join("libnonstop_purge.so")).unwrap();
+    let p = PipelineDir::new("");
+    std::fs::create_dir(p.file("data")).unwrap();
+    let write = |older_than: &str, sleep: &str| {
+        std::fs::write(
+            p.path(),
+            format!(
+                "tasks:\n  keep:\n    command: [sleep, \"{sleep}\"]\n  pu:\n    plugin: purge\n    \
+                 args: {{ dir: {}, match: \"*.x\", older_than: {older_than} }}\n    every: 1h\n",
+                p.file("data").display()
+            ),
+        )
+        .unwrap()
+    };
+    write("1d", "1000");
+    let mut runner = Runner::spawn(
+        Command::new(bin.path().join("nonstop"))
+            .arg("run")
+            .arg(p.path()),
+    );
+    let keep = pid_of(&runner.wait_for(&["started", "task=keep"], 10 * SECOND));
+    let _cleanup = KillOnDrop(vec![keep]);
+    runner.wait_for(&["run finished with status 0", "task=pu"], 10 * SECOND);
+    // A reload before the upgrade.
+    write("2d", "1000");
+    assert_eq!(ctl_ok(&p, &["reload"]), "changed: pu\nunchanged: 1\n");
+    runner.wait_for(&["run finished with status 0", "task=pu"], 10 * SECOND);
+    // The upgrade: another file renamed over `nonstop`.
+    let ran = p.file("the-new-file-ran");
+    let new = bin.path().join("nonstop.tmp");
+    std::fs::write(
+        &new,
+        format!("#!/bin/sh\necho \"$@\" >> {}\nexit 99\n", ran.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&new, PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::rename(&new, bin.path().join("nonstop")).unwrap();
+    write("2d", "2000");
+    assert_eq!(ctl_ok(&p, &["reload"]), "changed: keep\nunchanged: 1\n");
+    let keep2 = pid_of(&runner.wait_for(&["started", "task=keep"], 10 * SECOND));
+    let _cleanup2 = KillOnDrop(vec![keep2]);
+    write("3d", "2000");
+    assert_eq!(ctl_ok(&p, &["reload"]), "changed: pu\nunchanged: 1\n");
+    runner.wait_for(&["run finished with status 0", "task=pu"], 10 * SECOND);
+    assert!(
+        !ran.exists(),
+        "the file renamed over nonstop ran: {}",
+        std::fs::read_to_string(&ran).unwrap_or_default()
+    );
+    assert!(runner.terminate(10 * SECOND).success());
+}
+
+/// `heartbeat:` cannot change while the runner runs. A reload that changes its key keeps the
+/// runner's table and restarts no task for it; a task restarted for a change of its own learns
+/// the key of the table the runner uses, where its own slot is.
+#[test]
+fn a_reload_that_changes_the_heartbeat_key_restarts_nothing_and_tasks_keep_the_runners_key() {
+    let (old, new) = (TestKey::new(), TestKey::new());
+    let task = |version: u32| {
+        format!(
+            "[sh, -c, \"echo v{version} key=$NONSTOP_HEARTBEAT_KEY slot=$NONSTOP_HEARTBEAT; exec \
+             sleep 1000\"]"
+        )
+    };
+    let yaml = |key: &TestKey, version: u32| {
+        format!(
+            "heartbeat: {{ key: {}, slots: 4 }}\ntasks:\n  a:\n    command: {}\n  h1:\n    \
+             command: {}\n    heartbeat: {{ timeout: 1h, start: 1d }}\n",
+            key.key(),
+            task(version),
+            task(version)
+        )
+    };
+    let p = PipelineDir::new(&yaml(&old, 1));
+    let mut runner = Runner::start(&p);
+    let a = pid_of(&runner.wait_for(&["started", "task=a"], 10 * SECOND));
+    let h1 = pid_of(&runner.wait_for(&["started", "task=h1"], 10 * SECOND));
+    let _cleanup = KillOnDrop(vec![a, h1]);
+    std::fs::write(p.path(), yaml(&new, 1)).unwrap();
+    assert_eq!(ctl_ok(&p, &["reload"]), "unchanged: 2\n");
+    runner.wait_for(
+        &["the reload changes heartbeat", "kept as they were"],
+        10 * SECOND,
+    );
+    assert!(alive(a) && alive(h1));
+    // Each task changed for itself: restarted with the key of the runner's table.
+    std::fs::write(p.path(), yaml(&new, 2)).unwrap();
+    assert_eq!(ctl_ok(&p, &["reload"]), "changed: a h1\nunchanged: 0\n");
+    let a2 = pid_of(&runner.wait_for(&["started", "task=a"], 10 * SECOND));
+    let h2 = pid_of(&runner.wait_for(&["started", "task=h1"], 10 * SECOND));
+    let _cleanup2 = KillOnDrop(vec![a2, h2]);
+    let key = old.key().to_string();
+    assert!(
+        wait_until(10 * SECOND, || p.log("a").contains("v2")
+            && p.log("h1").contains("v2")),
+        "{}{}",
+        p.log("a"),
+        p.log("h1")
+    );
+    assert!(
+        p.log("a").ends_with(&format!("v2 key={key} slot=\n")),
+        "{}",
+        p.log("a")
+    );
+    let h1_line = p.log("h1").lines().last().unwrap().to_owned();
+    assert!(
+        h1_line.starts_with(&format!("v2 key={key} slot={key}:")),
+        "{h1_line}"
+    );
+    assert!(runner.terminate(10 * SECOND).success());
+}
+
+/// A runner started without a heartbeat table cannot make one later: a reload that adds a task
+/// with a heartbeat (which would wait for a first beat that no table can record, and the tasks
+/// `after` it with it) is refused with the reason, naming the task, and changes nothing.
+#[test]
+fn a_reload_that_adds_a_heartbeat_to_a_runner_without_a_table_is_refused() {
+    let before = "tasks:\n  a:\n    command: [sleep, \"1000\"]\n";
+    let p = PipelineDir::new(before);
+    let mut runner = Runner::start(&p);
+    let a = pid_of(&runner.wait_for(&["started", "task=a"], 10 * SECOND));
+    let _cleanup = KillOnDrop(vec![a]);
+    let pids_before = pids(&p);
+    std::fs::write(
+        p.path(),
+        format!(
+            "{before}  hb:\n    command: [sleep, \"1000\"]\n    heartbeat: 5s\n  dep:\n    \
+             command: [sleep, \"1000\"]\n    after: [hb]\n"
+        ),
+    )
+    .unwrap();
+    let out = ctl(&p, &["reload"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "task hb has a heartbeat, but this runner has no heartbeat table (it started \
+             without a task with a heartbeat or a `heartbeat:` section, and the table is made \
+             only at start): restart the runner to watch it, or remove its `heartbeat`; \
+             nothing changed"
+        ),
+        "{err}"
+    );
+    runner.wait_for(&["reload refused: task hb has a heartbeat"], 10 * SECOND);
+    assert_eq!(pids(&p), pids_before);
+    assert!(alive(a));
+    assert!(runner.terminate(10 * SECOND).success());
+}
+
+/// `nonstop stop` keeps a task stopped, also when a reload changes it while its process is
+/// still within its stop grace: it takes the new definition once gone, and stays stopped
+/// until started, then with the new definition.
+#[test]
+fn a_task_changed_by_a_reload_while_an_operator_stops_it_stays_stopped() {
+    let yaml = |v: u32| {
+        format!(
+            "tasks:\n  x:\n    command: [sh, -c, \"echo V=$V; trap 'echo TERM' TERM; while \
+             true; do sleep 0.05; done\"]\n    stop: {{ grace: 2s }}\n    env: {{ V: \"{v}\" }}\n"
+        )
+    };
+    let p = PipelineDir::new(&yaml(1));
+    let mut runner = Runner::start(&p);
+    let x = pid_of(&runner.wait_for(&["started", "task=x"], 10 * SECOND));
+    let _cleanup = KillOnDrop(vec![x]);
+    assert!(wait_until(10 * SECOND, || p.log("x").contains("V=1")));
+    assert_eq!(ctl_ok(&p, &["stop", "x"]), "x: stopping\n");
+    std::fs::write(p.path(), yaml(2)).unwrap();
+    assert_eq!(ctl_ok(&p, &["reload"]), "changed: x\nunchanged: 0\n");
+    assert!(alive(x), "still within its grace");
+    let stopped = runner.wait_for(&["signal SIGKILL", "task=x"], 10 * SECOND);
+    assert!(!stopped.contains("starting again"), "{stopped}");
+    assert!(stopped.contains("stopped"), "{stopped}");
+    let status: Value = serde_json::from_slice(&ctl(&p, &["status", "--json"]).stdout).unwrap();
+    assert_eq!(status["tasks"][0]["state"], "stopped", "{status}");
+    assert_eq!(status["tasks"][0]["pid"], Value::Null, "{status}");
+    // Started by an operator: the new definition.
+    assert_eq!(ctl_ok(&p, &["start", "x"]), "x: started\n");
+    let x2 = pid_of(&runner.wait_for(&["started", "task=x"], 10 * SECOND));
+    let _cleanup2 = KillOnDrop(vec![x2]);
+    assert!(
+        wait_until(10 * SECOND, || p.log("x").contains("V=2")),
+        "{}",
+        p.log("x")
+    );
+    assert!(runner.terminate(20 * SECOND).success());
 }

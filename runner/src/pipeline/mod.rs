@@ -165,6 +165,7 @@ pub fn parse(text: &str, dir: &Path) -> Result<Checked, Vec<Diagnostic>> {
         positions: Positions::of(text),
         errors: Vec::new(),
         warnings: Vec::new(),
+        validations: Vec::new(),
     };
     let document: Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
@@ -277,7 +278,9 @@ pub fn parse(text: &str, dir: &Path) -> Result<Checked, Vec<Diagnostic>> {
         }
         Some(Value::Mapping(map)) => {
             let plugin_dirs = plugin::search_dirs(&plugin_dirs, dir);
-            tasks::check_all(&mut ctx, map, dir, heartbeat, &plugin_dirs)
+            let specs = tasks::check_all(&mut ctx, map, dir, &plugin_dirs);
+            plugin::validate_all(&mut ctx);
+            specs
         }
         Some(other) => {
             ctx.error(
@@ -619,6 +622,8 @@ struct Ctx {
     positions: Positions,
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
+    /// Plugin tasks' arguments, validated once every task is checked.
+    validations: Vec<plugin::Validation>,
 }
 
 impl Ctx {

@@ -12,7 +12,7 @@ use nonstop_scheduler::schedule::{CronSchedule, Schedule, Zone};
 use nonstop_scheduler::spawn::{Credentials, Limit, SpawnSpec};
 use nonstop_scheduler::task::{HeartbeatSpec, Kind, StopSpec, TaskSpec};
 
-use super::{Ctx, HeartbeatConfig, raw};
+use super::{Ctx, raw};
 
 /// The most copies `instances:` makes of a task.
 pub(super) const MAX_INSTANCES: u32 = 1000;
@@ -25,7 +25,6 @@ pub(super) fn check_task(
     instance: Option<u32>,
     t: raw::Task,
     dir: &Path,
-    heartbeat: Option<HeartbeatConfig>,
     names: &HashSet<String>,
     handlers: &HashSet<String>,
     plugin_dirs: &[PathBuf],
@@ -104,9 +103,8 @@ pub(super) fn check_task(
     if let Some(i) = instance {
         env.push(("NONSTOP_INSTANCE".into(), i.to_string().into()));
     }
-    if let Some(h) = heartbeat {
-        env.push(("NONSTOP_HEARTBEAT_KEY".into(), h.key.to_string().into()));
-    }
+    // `NONSTOP_HEARTBEAT_KEY` is the runner's to give (see `make` in the supervisor): the
+    // table it runs with, which a reload that changes `heartbeat:` does not replace.
     // As `su -` and systemd's `User=` do: the user's own home, names and shell (the task's
     // `env` may still set them).
     if let Some(user) = account {
@@ -144,6 +142,12 @@ pub(super) fn check_task(
             );
             (PathBuf::new(), Vec::new())
         }
+        // The task host: not looked for on disk, since the runner executes it from the
+        // descriptor of its own binary (`nonstop` is only its `argv[0]`).
+        Some(command) if plugin_library.is_some() => (
+            PathBuf::from(command[0].as_str()),
+            command[1..].iter().map(OsString::from).collect(),
+        ),
         Some(command) => {
             for (i, item) in command.iter().enumerate() {
                 if item.contains('\0') {
@@ -337,9 +341,9 @@ struct Found<'a> {
 }
 
 /// A plugin task's command: the task host (`nonstop plugin-host run LIBRARY ARGS`, the
-/// runner's own binary) with the library found for `plugin` and `args` as JSON, once a
-/// child has validated them (in the task's cwd). Errors point at `plugin` or at the argument
-/// at fault.
+/// runner's own binary) with the library found for `plugin` and `args` as JSON, which a child
+/// validates later (in the task's cwd, see `plugin::validate_all`). Errors point at `plugin`
+/// or at the argument at fault.
 fn plugin_command(
     ctx: &mut Ctx,
     path: &str,
@@ -393,25 +397,22 @@ fn plugin_command(
             }
         },
     };
-    if let Err((at, message)) = super::plugin::validate(&library, &json, found.cwd) {
-        let at = match (at.is_empty(), args.is_some()) {
-            (true, _) => format!("{path}.plugin"),
-            (false, true) => format!("{path}.args.{at}"),
-            (false, false) => format!("{path}.args"),
-        };
-        let message = super::serde_message(&message);
-        if message.starts_with("unknown field") {
-            ctx.error_at_key(&at, message);
-        } else {
-            ctx.error(&at, message);
-        }
-        return None;
-    }
-    let exe = std::env::current_exe().ok()?;
+    // Validated with every other plugin task's arguments, once all are checked (see
+    // `plugin::validate_all`).
+    ctx.validations.push(super::plugin::Validation {
+        path: path.to_owned(),
+        has_args: args.is_some(),
+        library: library.clone(),
+        args: json.clone(),
+        cwd: found.cwd.to_path_buf(),
+    });
     Some((
         library.clone(),
         vec![
-            exe.to_string_lossy().into_owned(),
+            // Only `argv[0]`: the runner executes the binary it opened at start, whatever
+            // this one's path names now (an upgrade may have renamed another over it); a
+            // name that does not depend on that path keeps the task's fingerprint across it.
+            "nonstop".into(),
             "plugin-host".into(),
             "run".into(),
             library.to_string_lossy().into_owned(),

@@ -8,14 +8,13 @@ use nonstop_scheduler::task::TaskSpec;
 use serde_yaml::Mapping;
 
 use super::task::{MAX_INSTANCES, check_task};
-use super::{Ctx, HeartbeatConfig, raw};
+use super::{Ctx, raw};
 
 /// Checks every task of `tasks:` and the dependencies between them.
 pub(super) fn check_all(
     ctx: &mut Ctx,
     map: Mapping,
     dir: &Path,
-    heartbeat: Option<HeartbeatConfig>,
     plugin_dirs: &[PathBuf],
 ) -> Vec<TaskSpec> {
     let mut names = HashSet::new();
@@ -115,7 +114,6 @@ pub(super) fn check_all(
                 instance,
                 raw,
                 dir,
-                heartbeat,
                 &names,
                 &handlers,
                 plugin_dirs,
@@ -380,6 +378,7 @@ mod tests {
             positions: crate::pipeline::locate::Positions::of(""),
             errors: Vec::new(),
             warnings: Vec::new(),
+            validations: Vec::new(),
         };
         check_cycles(&mut ctx, &specs);
         assert!(ctx.errors.is_empty(), "{:?}", ctx.errors);

@@ -180,11 +180,17 @@ impl Supervisor {
         self.log_after_exit(i, exit, ran, after);
         self.check_failure(i, exit, after);
         self.next_failure(i);
-        // A reload changed it while it ran: the new definition starts now.
-        if after == AfterExit::Restarted
+        // A reload changed it while it ran: the new definition starts now; or, if an operator
+        // was stopping it, takes its place and stays stopped.
+        let stopped = after == AfterExit::Stopped && self.shutdown.is_none();
+        if (after == AfterExit::Restarted || stopped)
+            && !self.entries[i].removed
             && let Some(made) = self.entries[i].replacement.take()
         {
             self.replace(i, *made);
+            if stopped {
+                self.entries[i].task.stop_by_operator(Now::read());
+            }
         }
         // A reload removed it: what it held goes now.
         if after.stopped() && self.entries[i].removed && self.shutdown.is_none() {

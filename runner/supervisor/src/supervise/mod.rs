@@ -260,6 +260,9 @@ struct Made {
     spawn_spec: Option<Box<spawn::SpawnSpec>>,
 }
 
+/// The variable that gives every task the key of the runner's heartbeat table.
+const KEY_ENV: &str = "NONSTOP_HEARTBEAT_KEY";
+
 /// Makes task `i` of `spec` ready to start (see [`Made`]).
 fn make(
     i: usize,
@@ -283,6 +286,16 @@ fn make(
         spawn_spec
             .env
             .push(("NONSTOP_SOCKET".into(), socket.into()));
+    }
+    // Every task learns the key of the runner's heartbeat table, if it has one: the table it
+    // really uses (a reload that changes `heartbeat:` keeps it), not the file's. So the key
+    // is no part of a task's fingerprint either.
+    if let Some(watch) = watch.as_ref()
+        && !spawn_spec.env.iter().any(|(k, _)| k == KEY_ENV)
+    {
+        spawn_spec
+            .env
+            .push((KEY_ENV.into(), watch.key().to_string().into()));
     }
     let slot = match (watch, spec.heartbeat) {
         (Some(watch), Some(heartbeat)) => {

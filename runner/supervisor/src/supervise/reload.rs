@@ -7,13 +7,16 @@
 //! - a task that is gone is stopped, and forgotten;
 //! - a task whose definition changed (any field: a digest of its encoded spec differs) is
 //!   stopped and started again with the new definition; one with no process is replaced at
-//!   once;
+//!   once; one an operator stopped (or is stopping) takes it and stays stopped;
 //! - a task that did not change is not touched: same process, same counts.
 //!
 //! An invalid file changes nothing: its errors are logged and answered, and the running
 //! pipeline goes on. The other sections (`heartbeat`, `logs`, `containment`, `control`)
 //! cannot change while the runner runs: a reload that changes them says so and keeps them;
-//! `metrics` may change.
+//! `metrics` may change. They are no part of a task's fingerprint (what a task gets from them
+//! is added by `make`, from what the runner uses), so changing them changes no task. A file
+//! with more tasks with a heartbeat than the runner's table can take (it has none, or too
+//! few slots) is refused.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -28,7 +31,7 @@ use nonstop_core::Deadline;
 use nonstop_scheduler::order::{Agenda, Order};
 use nonstop_scheduler::schedule::Now;
 use nonstop_scheduler::spawn;
-use nonstop_scheduler::task::{Exit, Phase, Task};
+use nonstop_scheduler::task::{Exit, Phase, StopReason, Task};
 use tracing::{error, info, warn};
 
 use super::control::error as error_answer;
@@ -206,6 +209,12 @@ impl Supervisor {
                     super::descriptors::ADVICE
                 ))
             }
+            Ok(pipeline) if let Some(why) = self.unwatchable(&pipeline) => {
+                error!("reload refused: {why}; the pipeline runs on unchanged");
+                self.notifier
+                    .reloaded("reload refused; the pipeline runs on");
+                error_answer(&format!("{why}; nothing changed"))
+            }
             Ok(pipeline) => {
                 for line in messages.lines() {
                     warn!("{line}");
@@ -283,6 +292,44 @@ impl Supervisor {
             .over(super::descriptors::hard_limit())
     }
 
+    /// Why this runner cannot watch the heartbeats of `pipeline`'s tasks, or `None`. Its table
+    /// is made at start and kept for its life (a reload does not change `heartbeat:`): a
+    /// runner without one cannot watch a task with a `heartbeat` (which would wait for its
+    /// first beat for ever, and the tasks `after` it with it), and one whose table is smaller
+    /// cannot reserve a slot for each.
+    fn unwatchable(&self, pipeline: &Pipeline) -> Option<String> {
+        let beating: Vec<&str> = pipeline
+            .tasks
+            .iter()
+            .filter(|t| t.heartbeat.is_some())
+            .map(|t| t.name.as_str())
+            .collect();
+        let slots = match (&self.watch, self.globals.heartbeat) {
+            _ if beating.is_empty() => return None,
+            (Some(_), Some(table)) => table.slots,
+            _ => {
+                let (tasks, have, them, their) = match beating.as_slice() {
+                    [one] => (format!("task {one}"), "has", "it", "its"),
+                    many => (format!("tasks {}", names(many)), "have", "them", "their"),
+                };
+                return Some(format!(
+                    "{tasks} {have} a heartbeat, but this runner has no heartbeat table (it \
+                     started without a task with a heartbeat or a `heartbeat:` section, and the \
+                     table is made only at start): restart the runner to watch {them}, or \
+                     remove {their} `heartbeat`"
+                ));
+            }
+        };
+        (beating.len() > slots as usize).then(|| {
+            format!(
+                "{} tasks have a heartbeat, but this runner's heartbeat table has {slots} slots \
+                 (as `heartbeat.slots` was when it started): restart the runner to make a \
+                 larger table",
+                beating.len()
+            )
+        })
+    }
+
     /// The tasks a reload did not remove.
     pub(super) fn live(&self) -> usize {
         self.entries.iter().filter(|e| !e.removed).count()
@@ -327,7 +374,7 @@ impl Supervisor {
             diff.removed.push(entry.name().to_owned());
             info!(task = %entry.name(), "removed by the reload: stopping it");
             self.entries[i].removed = true;
-            self.entries[i].replacement = None;
+            self.drop_replacement(i);
             match self.entries[i].task.stop_by_operator(now) {
                 Some((pid, signal)) => self.signal_task(i, pid, signal),
                 // Stopping already: forgotten once gone.
@@ -363,17 +410,13 @@ impl Supervisor {
             if let Some(i) = found
                 && self.entries[i].fingerprint == fingerprint
             {
+                // Back to the definition it has: one that an earlier reload left to replace
+                // it once stopped is dropped.
+                self.drop_replacement(i);
                 diff.unchanged += 1;
                 continue;
             }
             let name = spec.name.clone();
-            if spec.heartbeat.is_some() && self.watch.is_none() {
-                warn!(
-                    task = %name,
-                    "it has a heartbeat, but this runner started without a heartbeat table: it \
-                     runs unwatched until the runner is restarted"
-                );
-            }
             let i = found
                 .or_else(|| self.free_index())
                 .unwrap_or(self.entries.len());
@@ -431,16 +474,27 @@ impl Supervisor {
     /// Task `i`'s definition changed: replaced now if no process runs, else once the running
     /// instance, stopped now, is gone.
     fn change(&mut self, i: usize, made: Made, now: Now) {
+        // A newer definition than one an earlier reload left waiting.
+        self.drop_replacement(i);
         let entry = &mut self.entries[i];
-        match entry.task.phase().pid() {
-            Some(_) => {
+        match entry.task.phase() {
+            // Being stopped by an operator (`nonstop stop`): it takes the new definition once
+            // its instance is gone, and stays stopped (see `ended`).
+            Phase::Stopping {
+                reason: StopReason::Operator,
+                ..
+            } => {
+                info!(task = %entry.name(), "changed by the reload: it takes the new definition once stopped, and stays stopped");
+                entry.replacement = Some(Box::new(made));
+            }
+            phase if phase.pid().is_some() => {
                 info!(task = %entry.name(), "changed by the reload: restarting it");
                 entry.replacement = Some(Box::new(made));
                 if let Some((pid, signal)) = entry.task.restart(now) {
                     self.signal_task(i, pid, signal);
                 }
             }
-            None => {
+            _ => {
                 info!(task = %entry.name(), "changed by the reload");
                 // Stopped by an operator: it takes the new definition and stays stopped.
                 let stopped = entry.task.phase() == Phase::Stopped;
@@ -449,6 +503,16 @@ impl Supervisor {
                     self.entries[i].task.stop_by_operator(now);
                 }
             }
+        }
+    }
+
+    /// Drops the definition that was to replace task `i` once stopped, if any, and frees the
+    /// heartbeat slot reserved for it.
+    fn drop_replacement(&mut self, i: usize) {
+        if let Some(made) = self.entries[i].replacement.take()
+            && let (Some(slot), Some(watch)) = (made.slot, &mut self.watch)
+        {
+            watch.release(slot);
         }
     }
 
@@ -562,6 +626,16 @@ impl Supervisor {
             );
         }
     }
+}
+
+/// At most the first five of `names`, then how many more.
+fn names(names: &[&str]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = names[..names.len().min(SHOWN)].join(", ");
+    if names.len() > SHOWN {
+        text.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    text
 }
 
 /// `{"schema":1,"ok":true,"added":[...],"removed":[...],"changed":[...],"unchanged":N}`.

@@ -158,6 +158,11 @@ impl Watch {
         })
     }
 
+    /// The table's key.
+    pub(super) fn key(&self) -> nonstop_ipc::Key {
+        self.table.key()
+    }
+
     /// Reserves a slot for task `i`; returns its `NONSTOP_HEARTBEAT` value.
     pub(super) fn reserve(
         &mut self,
