@@ -342,7 +342,21 @@ pub fn reload(given: Option<&Path>) -> anyhow::Result<ExitCode> {
         }
     }
     println!("unchanged: {}", answer["unchanged"]);
-    Ok(ExitCode::SUCCESS)
+    // Tasks whose new definition the runner could not take (the rest was applied).
+    let failed: Vec<&str> = answer["failed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    for why in &failed {
+        eprintln!("nonstop: not applied: {why}");
+    }
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// `nonstop shutdown`.

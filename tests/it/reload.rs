@@ -444,3 +444,95 @@ fn a_task_changed_by_a_reload_while_an_operator_stops_it_stays_stopped() {
     );
     assert!(runner.terminate(20 * SECOND).success());
 }
+
+/// A table sized to the pipeline (`slots` = its tasks with a heartbeat) has no free slot when
+/// a reload changes such a task: the new definition takes over the slot of the old once its
+/// instance is gone, with its own timeouts, and the reload is not a silent no-op.
+#[test]
+fn a_reload_that_changes_a_heartbeat_task_on_a_full_table_takes_over_its_slot() {
+    let key = TestKey::new();
+    let yaml = |version: u32, timeout: &str| {
+        format!(
+            "heartbeat: {{ key: {}, slots: 2 }}\ntasks:\n  h1:\n    command: [sh, -c, \"echo \
+             v{version} slot=$NONSTOP_HEARTBEAT; exec sleep 1000\"]\n    heartbeat: {{ timeout: \
+             {timeout}, start: 1d }}\n  h2:\n    command: [sleep, \"1000\"]\n    heartbeat: {{ \
+             timeout: 1h, start: 1d }}\n",
+            key.key()
+        )
+    };
+    let p = PipelineDir::new(&yaml(1, "1h"));
+    let mut runner = Runner::start(&p);
+    let h1 = pid_of(&runner.wait_for(&["started", "task=h1"], 10 * SECOND));
+    let h2 = pid_of(&runner.wait_for(&["started", "task=h2"], 10 * SECOND));
+    let _cleanup = KillOnDrop(vec![h1, h2]);
+    assert!(wait_until(10 * SECOND, || p.log("h1").contains("v1")));
+    let slot_before = p.log("h1").lines().last().unwrap().replace("v1 ", "");
+    std::fs::write(p.path(), yaml(2, "2h")).unwrap();
+    assert_eq!(ctl_ok(&p, &["reload"]), "changed: h1\nunchanged: 1\n");
+    let again = pid_of(&runner.wait_for(&["started", "task=h1"], 10 * SECOND));
+    let _cleanup2 = KillOnDrop(vec![again]);
+    assert!(
+        wait_until(10 * SECOND, || p.log("h1").contains("v2")),
+        "{}",
+        p.log("h1")
+    );
+    assert_eq!(
+        p.log("h1").lines().last().unwrap(),
+        format!("v2 {slot_before}")
+    );
+    assert!(alive(h2));
+    assert!(
+        !runner
+            .drain()
+            .iter()
+            .any(|l| l.contains("cannot take the reloaded definition")),
+        "{}",
+        runner.seen.join("\n")
+    );
+    // The slot holds the new definition's timeout.
+    let out = Command::new(nonstop())
+        .args(["ps", "--json", "--key"])
+        .arg(key.arg())
+        .output()
+        .unwrap();
+    let ps = String::from_utf8_lossy(&out.stdout);
+    assert!(ps.contains("\"h1\"") && ps.contains("7200"), "{ps}");
+    assert!(runner.terminate(10 * SECOND).success());
+}
+
+/// What a reload could not apply is said, and `nonstop reload` fails: a task added while the
+/// only slot of the table is still held by a removed task that is stopping.
+#[test]
+fn a_reload_that_cannot_take_a_definition_says_so_and_fails() {
+    let key = TestKey::new();
+    let p = PipelineDir::new(&format!(
+        "heartbeat: {{ key: {}, slots: 1 }}\ntasks:\n  old:\n    command: [sh, -c, \"trap '' \
+         TERM; sleep 1000 & wait\"]\n    heartbeat: {{ timeout: 1h, start: 1d }}\n    stop: {{ \
+         grace: 3s }}\n",
+        key.key()
+    ));
+    let mut runner = Runner::start(&p);
+    let old = pid_of(&runner.wait_for(&["started", "task=old"], 10 * SECOND));
+    let _cleanup = KillOnDrop(vec![old]);
+    std::fs::write(
+        p.path(),
+        format!(
+            "heartbeat: {{ key: {}, slots: 1 }}\ntasks:\n  new:\n    command: [sleep, \
+             \"1000\"]\n    heartbeat: {{ timeout: 1h, start: 1d }}\n",
+            key.key()
+        ),
+    )
+    .unwrap();
+    let out = ctl(&p, &["reload"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "removed: old\nunchanged: 0\n"
+    );
+    assert!(
+        stderr.contains("not applied: new: cannot reserve a heartbeat slot for task new"),
+        "{stderr}"
+    );
+    assert!(runner.terminate(30 * SECOND).success());
+}

@@ -341,6 +341,28 @@ impl HeartbeatTable {
         Ok(index as u32)
     }
 
+    /// Gives a slot [`reserve`](HeartbeatTable::reserve)d for a task, and reserved now (no
+    /// instance in it), another name and timeouts: the task's new definition (a reload).
+    pub fn update_reserved(
+        &self,
+        index: u32,
+        name: &str,
+        timeout: Duration,
+        start_timeout: Duration,
+    ) -> Result<()> {
+        let name_bytes = validate_name(name)?;
+        let timeout_ns = timeout_ns(timeout)?;
+        let start_ns = u64::try_from(start_timeout.as_nanos()).unwrap_or(u64::MAX);
+        let _guard = self.lock()?;
+        let slot = self.reserved_slot(index)?;
+        write_slot(slot, |slot| {
+            slot.timeout_ns.store(timeout_ns, Ordering::Relaxed);
+            slot.start_timeout_ns.store(start_ns, Ordering::Relaxed);
+            store_name(slot, name_bytes);
+        });
+        Ok(())
+    }
+
     /// Before an instance of a reserved slot's task starts: stamps its last beat "never"
     /// (one nanosecond before now) and returns now, the registration time to give
     /// [`occupy`](HeartbeatTable::occupy). No lock: the slot is reserved, which no reader

@@ -263,16 +263,32 @@ struct Made {
 /// The variable that gives every task the key of the runner's heartbeat table.
 const KEY_ENV: &str = "NONSTOP_HEARTBEAT_KEY";
 
-/// Makes task `i` of `spec` ready to start (see [`Made`]).
+/// What every task is made with: the runner's own values.
+struct Making<'a> {
+    /// The `nofile` limit the runner was started with.
+    inherited_nofile: (u64, u64),
+    /// The control socket, named to every task.
+    socket: Option<&'a std::path::Path>,
+    /// The `nonstop` binary (plugin tasks are its task host).
+    nonstop: RawFd,
+}
+
+/// Makes task `i` of `spec` ready to start (see [`Made`]). With `heartbeat:`, it gets a slot
+/// of its own, or `reuse`, the slot its earlier definition has (a reload's change: the table
+/// may have no other free), whose timeouts are set when the new definition takes its place.
 fn make(
     i: usize,
     spec: nonstop_scheduler::task::TaskSpec,
     fingerprint: u64,
-    inherited_nofile: (u64, u64),
-    socket: Option<&std::path::Path>,
+    with: &Making<'_>,
     watch: &mut Option<Watch>,
-    nonstop: RawFd,
+    reuse: Option<u32>,
 ) -> anyhow::Result<Made> {
+    let Making {
+        inherited_nofile,
+        socket,
+        nonstop,
+    } = *with;
     // The prepared form is all a start needs: the spec's own copy goes (a hundred tasks kept
     // both), but for the program's name.
     let mut spec = spec;
@@ -299,7 +315,10 @@ fn make(
     }
     let slot = match (watch, spec.heartbeat) {
         (Some(watch), Some(heartbeat)) => {
-            let (slot, env) = watch.reserve(i, &spec.name, heartbeat)?;
+            let (slot, env) = match reuse {
+                Some(slot) => (slot, watch.env(slot)),
+                None => watch.reserve(i, &spec.name, heartbeat)?,
+            };
             spawn_spec
                 .env
                 .push((nonstop_ipc::heartbeat::ENV.into(), env.into()));
@@ -511,16 +530,20 @@ impl Supervisor {
             lock,
         };
         let socket = supervisor.control.as_ref().map(|c| c.path().to_owned());
+        let with = Making {
+            inherited_nofile,
+            socket: socket.as_deref(),
+            nonstop: supervisor.nonstop.as_raw_fd(),
+        };
         let fingerprints = pipeline.fingerprints;
         for (i, spec) in pipeline.tasks.into_iter().enumerate() {
             let made = make(
                 i,
                 spec,
                 fingerprints.get(i).copied().unwrap_or(0),
-                inherited_nofile,
-                socket.as_deref(),
+                &with,
                 &mut supervisor.watch,
-                supervisor.nonstop.as_raw_fd(),
+                None,
             )?;
             let entry = Entry::open(made, &pipeline.logs, &supervisor.events)?;
             supervisor.pipes.insert(entry.output.0.as_raw_fd(), i);

@@ -36,7 +36,7 @@ use tracing::{error, info, warn};
 
 use super::control::error as error_answer;
 use super::json::Object;
-use super::{Entry, Made, Supervisor, make};
+use super::{Entry, Made, Making, Supervisor, make};
 use crate::pipeline::Pipeline;
 
 /// How long the check of a reloaded file may take (it loads plugins to validate their
@@ -74,6 +74,9 @@ struct Diff {
     removed: Vec<String>,
     changed: Vec<String>,
     unchanged: usize,
+    /// Tasks whose new definition could not be taken (`NAME: why`): they run on as they were
+    /// (a changed one), or are not added.
+    failed: Vec<String>,
 }
 
 impl Supervisor {
@@ -420,18 +423,19 @@ impl Supervisor {
             let i = found
                 .or_else(|| self.free_index())
                 .unwrap_or(self.entries.len());
-            let made = match make(
-                i,
-                spec,
-                fingerprint,
-                self.inherited_nofile,
-                socket.as_deref(),
-                &mut self.watch,
-                self.nonstop.as_raw_fd(),
-            ) {
+            let with = Making {
+                inherited_nofile: self.inherited_nofile,
+                socket: socket.as_deref(),
+                nonstop: self.nonstop.as_raw_fd(),
+            };
+            // A changed task keeps its heartbeat slot: its new definition takes it over once
+            // the running instance is gone (a table sized to the pipeline has no other).
+            let reuse = found.and_then(|i| self.entries[i].slot);
+            let made = match make(i, spec, fingerprint, &with, &mut self.watch, reuse) {
                 Ok(made) => made,
                 Err(e) => {
                     error!(task = %name, "cannot take the reloaded definition: {e:#}");
+                    diff.failed.push(format!("{name}: {e:#}"));
                     continue;
                 }
             };
@@ -460,6 +464,7 @@ impl Supervisor {
                     }
                     Err(e) => {
                         error!(task = %name, "cannot add it: {e:#}");
+                        diff.failed.push(format!("{name}: {e:#}"));
                         if let (Some(slot), Some(watch)) = (made_slot, &mut self.watch) {
                             watch.release(slot);
                         }
@@ -511,6 +516,8 @@ impl Supervisor {
     fn drop_replacement(&mut self, i: usize) {
         if let Some(made) = self.entries[i].replacement.take()
             && let (Some(slot), Some(watch)) = (made.slot, &mut self.watch)
+            // Its own slot, which it was to take over, stays.
+            && made.slot != self.entries[i].slot
         {
             watch.release(slot);
         }
@@ -558,7 +565,13 @@ impl Supervisor {
     pub(super) fn replace(&mut self, i: usize, made: Made) {
         let entry = &mut self.entries[i];
         if let (Some(old), Some(watch)) = (entry.slot, &mut self.watch) {
-            watch.release(old);
+            match (made.slot, made.spec.heartbeat) {
+                // Taken over: its name and timeouts become the new definition's.
+                (Some(slot), Some(heartbeat)) if slot == old => {
+                    watch.update(slot, &made.spec.name, heartbeat);
+                }
+                _ => watch.release(old),
+            }
         }
         entry.task = Task::new(made.spec);
         entry.prepared = made.prepared;
@@ -658,6 +671,7 @@ fn diff_answer(diff: &Diff) -> Vec<u8> {
         .with("removed", |o| list(o, &diff.removed))
         .with("changed", |o| list(o, &diff.changed))
         .num("unchanged", diff.unchanged)
+        .with("failed", |o| list(o, &diff.failed))
         .end();
     out.push('\n');
     out.into_bytes()

@@ -178,6 +178,23 @@ impl Watch {
         Ok((slot, nonstop_ipc::heartbeat::format(self.table.key(), slot)))
     }
 
+    /// What `NONSTOP_HEARTBEAT` says for `slot`.
+    pub(super) fn env(&self, slot: u32) -> String {
+        nonstop_ipc::heartbeat::format(self.table.key(), slot)
+    }
+
+    /// A reload's new definition of a task took over its `slot` (no instance runs): the slot
+    /// gets its name and timeouts.
+    pub(super) fn update(&mut self, slot: u32, name: &str, spec: HeartbeatSpec) {
+        if !self.lost
+            && let Err(e) =
+                self.table
+                    .update_reserved(slot, slot_name(name), spec.timeout, spec.start)
+        {
+            self.failed(&format!("cannot update heartbeat slot {slot}"), e);
+        }
+    }
+
     /// A reload replaced the task of `slot` (and reserved another): the slot is freed.
     pub(super) fn release(&mut self, slot: u32) {
         self.owners.remove(&slot);
