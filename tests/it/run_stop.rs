@@ -498,3 +498,49 @@ tasks:
             .any(|l| l.contains("stopped (status 0) task=b"))
     );
 }
+
+#[test]
+fn rotated_logs_an_earlier_runner_left_uncompressed_are_compressed_at_start() {
+    let p = PipelineDir::new(
+        "logs: { compress: true, keep: 5 }\ntasks:\n  quiet:\n    command: [sleep, \"1000\"]\n",
+    );
+    let logs = p.file("logs");
+    std::fs::create_dir(&logs).unwrap();
+    // Left by a runner that stopped before their turn: two plain rotations; and one whose
+    // compression was complete when that runner died (both forms): left as it is.
+    std::fs::write(logs.join("quiet.log.20260101-000000"), "first\n").unwrap();
+    std::fs::write(logs.join("quiet.log.20260101-000001"), "second\n").unwrap();
+    std::fs::write(logs.join("quiet.log.20260101-000002"), "third\n").unwrap();
+    let gz = std::process::Command::new("gzip")
+        .args(["-k", "quiet.log.20260101-000002"])
+        .current_dir(&logs)
+        .status()
+        .unwrap();
+    assert!(gz.success());
+    let mut runner = Runner::start(&p);
+    let quiet = pid_of(&runner.wait_for(&["started", "task=quiet"], 10 * SECOND));
+    let _cleanup = KillOnDrop(vec![quiet]);
+    let compressed =
+        |name: &str| !logs.join(name).exists() && logs.join(format!("{name}.gz")).exists();
+    assert!(
+        wait_until(30 * SECOND, || compressed("quiet.log.20260101-000000")
+            && compressed("quiet.log.20260101-000001")),
+        "{:?}",
+        std::fs::read_dir(&logs)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect::<Vec<_>>()
+    );
+    let out = std::process::Command::new("gzip")
+        .args([
+            "-dc",
+            "quiet.log.20260101-000000.gz",
+            "quiet.log.20260101-000001.gz",
+        ])
+        .current_dir(&logs)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "first\nsecond\n");
+    assert!(logs.join("quiet.log.20260101-000002").exists());
+    assert!(runner.terminate(10 * SECOND).success());
+}

@@ -282,6 +282,20 @@ pub fn rotated_logs(live: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(found.into_iter().collect())
 }
 
+/// Rotated logs of the log at `live` that are plain files with no `.gz` beside them: left
+/// uncompressed (by a runner that stopped before their turn), oldest first.
+pub fn uncompressed_rotations(live: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut left: Vec<PathBuf> = rotated_logs(live)?
+        .into_iter()
+        .filter(|stem| {
+            fs::symlink_metadata(stem).is_ok_and(|m| m.is_file())
+                && fs::symlink_metadata(format!("{}.gz", stem.display())).is_err()
+        })
+        .collect();
+    left.sort_by_key(|p| rotation_key(p));
+    Ok(left)
+}
+
 /// Whether `suffix` is what a rotation adds to a live log's name after its `.`:
 /// `YYYYMMDD-HHMMSS`, then `.N` if that name was taken.
 fn is_rotation(suffix: &str) -> bool {

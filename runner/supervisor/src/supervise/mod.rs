@@ -550,6 +550,21 @@ impl Supervisor {
             supervisor.entries.push(entry);
         }
         supervisor.agenda = Agenda::all(supervisor.entries.len());
+        // Rotated logs that an earlier runner left uncompressed (queued still at its
+        // shutdown, or its compression killed) are compressed now, in the same queue.
+        if pipeline.logs.compress {
+            let keep = usize::try_from(pipeline.logs.keep).unwrap_or(usize::MAX);
+            for (i, entry) in supervisor.entries.iter().enumerate() {
+                match crate::logfile::uncompressed_rotations(entry.log.path()) {
+                    Ok(left) if !left.is_empty() => {
+                        debug!(task = %entry.name(), "{} rotated logs left uncompressed", left.len());
+                        supervisor.compressions.queue(i, left, keep);
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!(task = %entry.name(), "cannot list its rotated logs: {e}"),
+                }
+            }
+        }
         if supervisor
             .entries
             .iter()
@@ -593,6 +608,8 @@ impl Supervisor {
     }
 
     fn run(&mut self) -> anyhow::Result<()> {
+        // What an earlier runner left uncompressed (queued in `new`).
+        self.start_compressions();
         loop {
             let now = Now::read();
             self.handle_deadlines(now);
