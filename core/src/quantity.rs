@@ -58,6 +58,21 @@ impl Duration {
         Duration::bounded(secs).map_err(|why| ParseError::new("duration", &secs.to_string(), why))
     }
 
+    /// A whole number of seconds, at most [`Duration::MAX`]; an error shows it as written
+    /// (`9223372036854775807`, not the nearest float).
+    fn from_secs_int(secs: i128) -> Result<Duration, ParseError> {
+        let bad = |why| ParseError::new("duration", &secs.to_string(), why);
+        if secs < 0 {
+            return Err(bad("must be a finite number of seconds, 0 or more"));
+        }
+        match u64::try_from(secs) {
+            Ok(s) if s <= Duration::MAX.as_secs() => {
+                Ok(Duration(std::time::Duration::from_secs(s)))
+            }
+            _ => Err(bad(TOO_LONG)),
+        }
+    }
+
     /// `secs` seconds if that is a duration that parses; else why not.
     fn bounded(secs: f64) -> Result<Duration, &'static str> {
         if !secs.is_finite() || secs < 0.0 {
@@ -84,6 +99,12 @@ impl FromStr for Duration {
         let bad = |reason: &str| ParseError::new("duration", input, reason);
         if input.trim_start().starts_with('-') {
             return Err(bad("a duration cannot be negative"));
+        }
+        // YAML's and JSON's words for what is not a number (`.inf` reaches a plugin's
+        // argument as text: JSON has no infinity).
+        let word = input.trim().trim_start_matches('+').to_ascii_lowercase();
+        if matches!(word.as_str(), ".inf" | "inf" | "infinity" | ".nan" | "nan") {
+            return Err(bad("must be a finite number of seconds, 0 or more"));
         }
         let scale = if unit.is_empty() {
             1.0
@@ -212,6 +233,8 @@ fn split_unit(input: &str) -> (&str, &str) {
 trait Quantity: FromStr<Err = ParseError> {
     const EXPECTING: &'static str;
     fn from_number(n: f64) -> Result<Self, ParseError>;
+    /// A whole number, exactly (a float has 53 bits of it).
+    fn from_integer(n: i128) -> Result<Self, ParseError>;
 }
 
 impl Quantity for Duration {
@@ -219,6 +242,9 @@ impl Quantity for Duration {
         "a duration such as 250ms, 5s, 5m, 2h, 1.5d or a number of seconds";
     fn from_number(n: f64) -> Result<Self, ParseError> {
         Duration::from_secs_f64(n)
+    }
+    fn from_integer(n: i128) -> Result<Self, ParseError> {
+        Duration::from_secs_int(n)
     }
 }
 
@@ -230,6 +256,11 @@ impl Quantity for ByteSize {
         } else {
             Err(ParseError::new("size", &n.to_string(), "out of range"))
         }
+    }
+    fn from_integer(n: i128) -> Result<Self, ParseError> {
+        u64::try_from(n)
+            .map(ByteSize)
+            .map_err(|_| ParseError::new("size", &n.to_string(), "out of range"))
     }
 }
 
@@ -253,11 +284,11 @@ impl<T: Quantity> Visitor<'_> for QuantityVisitor<T> {
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
-        T::from_number(v as f64).map_err(E::custom)
+        T::from_integer(v.into()).map_err(E::custom)
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
-        T::from_number(v as f64).map_err(E::custom)
+        T::from_integer(v.into()).map_err(E::custom)
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
@@ -358,6 +389,42 @@ mod tests {
             .to_string();
         assert!(err.contains(too_long), "{err}");
         assert!(serde_json::from_str::<Duration>("\"36500d\"").is_ok());
+    }
+
+    /// A whole number is shown as written, not as the nearest float (9223372036854775807 was
+    /// `9223372036854776000`), and a size keeps every bit of it.
+    #[test]
+    fn whole_numbers_are_taken_and_shown_exactly() {
+        let err = serde_yaml::from_str::<Duration>("0x7fffffffffffffff")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("invalid duration \"9223372036854775807\": too long"),
+            "{err}"
+        );
+        let size: ByteSize = serde_yaml::from_str("0x7fffffffffffffff").unwrap();
+        assert_eq!(size.0, 0x7fff_ffff_ffff_ffff);
+        let size: ByteSize = serde_json::from_str("18446744073709551615").unwrap();
+        assert_eq!(size.0, u64::MAX);
+    }
+
+    /// YAML's infinities and NaN, which reach a plugin's arguments as text (JSON has none),
+    /// are refused as what they are.
+    #[test]
+    fn infinity_and_nan_are_not_durations_as_numbers_or_as_text() {
+        for text in [".inf", "inf", ".NaN", "+.inf"] {
+            assert_eq!(
+                text.parse::<Duration>().unwrap_err().to_string(),
+                format!("invalid duration {text:?}: must be a finite number of seconds, 0 or more")
+            );
+        }
+        let err = serde_yaml::from_str::<Duration>(".inf")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("invalid duration \"inf\": must be a finite number"),
+            "{err}"
+        );
     }
 
     #[test]

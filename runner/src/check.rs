@@ -33,8 +33,15 @@ pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
                 .map(|t| t.name.len())
                 .max()
                 .unwrap_or(0);
+            // Arguments, paths and cron expressions as the file has them, but on one line of
+            // printable text: an argument with an escape sequence or a newline in it shows it
+            // escaped (`\u{1b}`, `\n`), as errors do.
             for task in &p.pipeline.tasks {
-                println!("{:width$}  {}", task.name, summary(task));
+                println!(
+                    "{:width$}  {}",
+                    pipeline::printable(&task.name),
+                    pipeline::printable(&summary(task))
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

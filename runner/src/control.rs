@@ -127,6 +127,18 @@ struct Check {
 /// Sends `line` to the runner at `socket` and returns its answer, a success's JSON (checked:
 /// schema and `ok`), or the runner's error as an error.
 pub fn request(socket: &Path, line: &str) -> anyhow::Result<Vec<u8>> {
+    // No runner can serve such a path: said as it is, not as the C library's `SUN_LEN`.
+    let len = socket.as_os_str().len();
+    let most = nonstop_supervisor::pipeline::ControlConfig::MAX_PATH;
+    if len > most {
+        return Err(Unreachable(format!(
+            "cannot connect to {}: the path is {len} bytes long, but a Unix socket's path is at \
+             most {most} bytes (sockaddr_un.sun_path): name a shorter one with --socket or \
+             {ENV}",
+            socket.display()
+        ))
+        .into());
+    }
     let mut stream = UnixStream::connect(socket).map_err(|e| {
         let why = match e.kind() {
             std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
@@ -286,6 +298,11 @@ fn table(status: &Status) -> String {
             },
         ]);
     }
+    // What the runner answered, shown on one line of printable text whatever it holds.
+    let rows: Vec<[String; 8]> = rows
+        .into_iter()
+        .map(|row| row.map(|cell| nonstop_core::printable(&cell).into_owned()))
+        .collect();
     let widths: Vec<usize> = (0..8)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
@@ -319,8 +336,8 @@ pub fn act(given: Option<&Path>, verb: &str, tasks: &[String]) -> anyhow::Result
     for t in answer["tasks"].as_array().into_iter().flatten() {
         println!(
             "{}: {}",
-            t["name"].as_str().unwrap_or("?"),
-            t["result"].as_str().unwrap_or("?")
+            nonstop_core::printable(t["name"].as_str().unwrap_or("?")),
+            nonstop_core::printable(t["result"].as_str().unwrap_or("?"))
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -338,7 +355,7 @@ pub fn reload(given: Option<&Path>) -> anyhow::Result<ExitCode> {
             .filter_map(Value::as_str)
             .collect();
         if !names.is_empty() {
-            println!("{what}: {}", names.join(" "));
+            println!("{what}: {}", nonstop_core::printable(&names.join(" ")));
         }
     }
     println!("unchanged: {}", answer["unchanged"]);
@@ -409,7 +426,10 @@ pub fn health(given: Option<&Path>, quiet: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if !quiet {
-        println!("unhealthy: {}", unhealthy.join("; "));
+        println!(
+            "unhealthy: {}",
+            nonstop_core::printable(&unhealthy.join("; "))
+        );
     }
     Ok(ExitCode::FAILURE)
 }

@@ -236,7 +236,11 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("nonstop: {e:#}");
+            // Its lines as they are (a file's errors, one a line), each on one line of
+            // printable text: an error names paths and repeats what a runner answered.
+            let text = format!("{e:#}");
+            let lines: Vec<_> = text.lines().map(nonstop_core::printable).collect();
+            eprintln!("nonstop: {}", lines.join("\n"));
             if e.downcast_ref::<control::Unreachable>().is_some() {
                 ExitCode::from(control::UNREACHABLE)
             } else {

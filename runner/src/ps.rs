@@ -140,21 +140,32 @@ fn row(beat: &Beat, now_ns: u64, identity: Identity) -> Row {
     }
 }
 
+/// The rows as columns. A slot's name is what the process that registered it wrote there: shown
+/// escaped (`\u{1b}`, `\n`), so that it can neither drive the terminal nor split its row.
 fn print_table(out: &mut impl Write, rows: &[Row]) -> std::io::Result<()> {
-    let name_width = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
+    let names: Vec<_> = rows
+        .iter()
+        .map(|r| nonstop_core::printable(&r.name))
+        .collect();
+    let name_width = names
+        .iter()
+        .map(|n| n.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     writeln!(
         out,
         "{:>5} {:>8}  {:name_width$}  {:>8} {:>8}  STATE",
         "SLOT", "PID", "NAME", "TIMEOUT", "AGE"
     )?;
-    for r in rows {
+    for (r, name) in rows.iter().zip(&names) {
         let timeout = nonstop_core::Duration(Duration::from_millis(r.timeout_ms as u64));
         writeln!(
             out,
             "{:>5} {:>8}  {:name_width$}  {:>8} {:>8}  {}{}",
             r.slot,
             r.pid,
-            r.name,
+            name,
             timeout.to_string(),
             age(r.age_ms),
             r.state,

@@ -76,6 +76,15 @@ impl CronSchedule {
     /// Parses `text` (`"0 3 * * *"`, or `"*/5 * * * * *"` with seconds). An error names the
     /// field that is wrong: `the hour field "25": out of range (hours are 0-23)`.
     pub fn parse(text: &str, zone: Zone) -> Result<CronSchedule, Error> {
+        // croner also takes a seventh field, the year; nonstop's expressions are cron's (5
+        // fields) or with seconds first (6), as documented: a year is refused, not taken.
+        let fields = text.split_whitespace().count();
+        if fields > 6 {
+            return Err(Error::Schedule(format!(
+                "{fields} fields: a cron expression has 5 (minute hour day-of-month month \
+                 day-of-week) or 6, with seconds first; a year field is not supported"
+            )));
+        }
         let cron = text
             .parse::<croner::Cron>()
             .map_err(|e| Error::Schedule(explain(text, &e)))?;
@@ -378,6 +387,12 @@ mod tests {
              a-b and steps */n)"
         );
         assert!(error("0 3 * *").starts_with("4 fields: a cron expression has 5"));
+        // croner would take a year as a seventh field; the documented forms are 5 or 6.
+        assert_eq!(
+            error("0 0 0 1 1 * 2999"),
+            "7 fields: a cron expression has 5 (minute hour day-of-month month day-of-week) or \
+             6, with seconds first; a year field is not supported"
+        );
         assert_eq!(error(""), "it is empty");
         // Valid, but no date ever matches.
         let never = CronSchedule::parse("0 0 30 2 *", utc.clone()).unwrap();

@@ -96,17 +96,160 @@ fn run_refuses_a_bad_pipeline_with_the_same_errors() {
     );
 }
 
+/// `command` run to its end, killed if it has not ended within a minute (then the test
+/// fails): its exit code and stderr.
+fn within_a_minute(command: &mut Command) -> (Option<i32>, String) {
+    let mut child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ended = crate::harness::wait_until(std::time::Duration::from_secs(60), || {
+        child.try_wait().unwrap().is_some()
+    });
+    if !ended {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{command:?} still ran after a minute: it blocked");
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Only a regular file is read as a pipeline: a device that never ends (`/dev/zero`), a
+/// directory, and a FIFO, which would block `check` (and `run`) for ever waiting for a writer,
+/// are refused at once, each said as what it is.
 #[test]
-fn a_file_that_never_ends_is_refused_not_read_to_the_end() {
+fn anything_but_a_regular_file_is_refused_at_once_never_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("p.yaml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let refused = |what: &str| {
+        format!(
+            "the pipeline is {what}: it must be a regular file (a pipe or a device could block \
+             the reader or never end)"
+        )
+    };
+    for command in ["check", "run"] {
+        let (code, err) = within_a_minute(Command::new(nonstop()).arg(command).arg(&fifo));
+        assert_eq!(code, Some(1), "{command}: {err}");
+        assert_eq!(
+            err,
+            format!(
+                "{}:1:1: {}\n{}",
+                fifo.display(),
+                refused("a FIFO (named pipe)"),
+                if command == "check" {
+                    format!("{}: 1 error\n", fifo.display())
+                } else {
+                    String::new()
+                }
+            ),
+            "{command}"
+        );
+    }
+    let (code, err) = within_a_minute(Command::new(nonstop()).args(["check", "/dev/zero"]));
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        err,
+        format!(
+            "/dev/zero:1:1: {}\n/dev/zero: 1 error\n",
+            refused("a character device")
+        )
+    );
+    let (code, err) = within_a_minute(Command::new(nonstop()).arg("check").arg(dir.path()));
+    assert_eq!(code, Some(1));
+    assert!(err.contains(&refused("a directory")), "{err}");
+}
+
+/// What `check` lists of a task (its program and arguments) is shown on one line of printable
+/// text: an argument holding an escape sequence, a bell or a newline shows them escaped, so it
+/// can neither drive the terminal nor pass for another task's line.
+#[test]
+fn the_listing_of_check_shows_control_characters_escaped() {
+    let p = PipelineDir::new(
+        "tasks:\n  web:\n    command: [sh, -c, \"exit 1\", \"\\e[31mRED\\e]0;title\\a\", \"line1\\nFAKE  resident, restart always: /bin/evil\"]\n",
+    );
+    let stdout = check_ok(&p.path());
+    assert_eq!(
+        stdout,
+        "web  resident, restart always, backoff 100ms..30s: /usr/bin/sh -c 'exit 1' \
+         '\\u{1b}[31mRED\\u{1b}]0;title\\u{7}' 'line1\\nFAKE  resident, restart always: /bin/evil'\n"
+            .replace("/usr/bin/sh", &which_sh()),
+    );
+}
+
+/// Where `sh` is found in `PATH`, as `check` resolves it.
+fn which_sh() -> String {
+    std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(|d| Path::new(d).join("sh"))
+        .find(|p| p.exists())
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+/// Each argument and variable must fit what execve takes (a string of at most 128 KiB with
+/// its NUL), and all of them a quarter of the stack limit: else every start would fail with
+/// "Argument list too long", so `check` refuses them, with the numbers, at the field.
+#[test]
+fn arguments_and_variables_execve_would_refuse_are_refused_at_the_field() {
+    let (_, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_STACK).unwrap();
+    let long = "x".repeat(140_000);
+    let part = "y".repeat(100_000);
+    let hard = if hard == u64::MAX {
+        "unlimited".to_owned()
+    } else {
+        hard.to_string()
+    };
+    let p = PipelineDir::new(&format!(
+        "tasks:\n  one:\n    command: [/bin/true, \"{long}\"]\n    env: {{ BIG: \"{long}\" }}\n  \
+         all:\n    command: [/bin/true, \"{part}\", \"{part}\", \"{part}\"]\n    clear_env: true\n    \
+         limits: {{ stack: {{ soft: 1048576, hard: {hard} }} }}\n"
+    ));
     let out = Command::new(nonstop())
-        .args(["check", "/dev/zero"])
+        .args(["check", "pipeline.yaml"])
+        .current_dir(p.dir.path())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 4, "{err}");
+    let too_long = "bytes long, but execve takes a string of at most 131071 bytes (MAX_ARG_STRLEN, \
+                    128 KiB with its NUL): every start would fail with \"Argument list too long\"";
     assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        "/dev/zero:1:1: the pipeline is larger than 64 MiB: not a pipeline file?\n/dev/zero: 1 error\n"
+        lines[0],
+        format!("pipeline.yaml:3:26: tasks.one.command[1]: this argument is 140000 {too_long}")
     );
+    assert_eq!(
+        lines[1],
+        format!("pipeline.yaml:4:17: tasks.one.env.BIG: BIG=VALUE is 140004 {too_long}")
+    );
+    assert!(
+        lines[2].starts_with(
+            "pipeline.yaml:6:5: tasks.all.command: the command and the environment come to 30"
+        ),
+        "{}",
+        lines[2]
+    );
+    assert!(
+        lines[2].ends_with(
+            "but execve takes at most 262144 here: a quarter of the stack limit (1048576 \
+             bytes), at least 131072 and at most 6291456 (`getconf ARG_MAX`); every start would \
+             fail with \"Argument list too long\""
+        ),
+        "{}",
+        lines[2]
+    );
+    assert_eq!(lines[3], "pipeline.yaml: 3 errors");
 }
 
 #[test]

@@ -593,3 +593,46 @@ fn a_client_that_closes_its_sending_side_still_gets_the_reloads_answer() {
     assert!(answer.contains("\"unchanged\":1"), "{answer}");
     assert!(runner.terminate(10 * SECOND).success());
 }
+
+/// A client that sent part of a request and no newline is told, when its 10 s are up, that no
+/// whole request line came (not that it sent nothing), and closed; the runner goes on serving.
+#[test]
+fn a_request_without_its_newline_is_told_so_when_its_time_is_up() {
+    let p = PipelineDir::new("tasks:\n  web:\n    command: [sleep, \"1000\"]\n");
+    let mut runner = Runner::start(&p);
+    let web = pid_of(&runner.wait_for(&["started", "task=web"], 10 * SECOND));
+    let _cleanup = KillOnDrop(vec![web]);
+    let mut partial = UnixStream::connect(p.file("logs/nonstop.sock")).unwrap();
+    partial.write_all(b"stat").unwrap();
+    partial.set_read_timeout(Some(60 * SECOND)).unwrap();
+    let mut told = String::new();
+    partial.read_to_string(&mut told).unwrap();
+    assert_eq!(
+        told,
+        "{\"schema\":1,\"ok\":false,\"error\":\"you sent no whole request line (ending in a \
+         newline) within 10 s: closed\"}\n"
+    );
+    assert!(ctl(&p, &["status"]).status.success());
+    assert!(runner.terminate(10 * SECOND).success());
+}
+
+/// A socket path longer than a Unix socket's (107 bytes) is said to be that, with its length,
+/// by every client command (exit 3: no runner can answer there).
+#[test]
+fn a_client_socket_path_too_long_for_a_unix_socket_is_said_to_be() {
+    let socket = format!("/tmp/{}/nonstop.sock", "s".repeat(120));
+    let out = Command::new(nonstop())
+        .args(["status", "--socket", &socket])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "nonstop: cannot connect to {socket}: the path is {} bytes long, but a Unix \
+             socket's path is at most 107 bytes (sockaddr_un.sun_path): name a shorter one with \
+             --socket or NONSTOP_SOCKET\n",
+            socket.len()
+        )
+    );
+}

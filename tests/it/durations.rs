@@ -10,7 +10,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::harness::{
-    KillOnDrop, PipelineDir, Runner, TestKey, alive, ctl, ctl_ok, nonstop, pid_of, sweep_plugin,
+    KillOnDrop, PipelineDir, Runner, TestKey, alive, ctl, ctl_ok, gzip_plugin, nonstop, pid_of,
+    sweep_plugin,
 };
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -294,5 +295,41 @@ fn sweep_grace_at_the_maximum_stops_a_hung_service_and_above_it_is_refused_at_th
         std::os::unix::process::ExitStatusExt::signal(&status),
         Some(15),
         "{text}"
+    );
+}
+
+/// YAML's `.inf`, `-.inf` and `.nan` in a plugin's duration argument are refused as what they
+/// are, at the argument, as in a pipeline's own fields: JSON has no such numbers, and they
+/// reached the plugin as `null` ("invalid type: null, expected a duration").
+#[test]
+fn infinite_and_nan_plugin_durations_are_refused_at_the_argument_as_what_they_are() {
+    let sweep = sweep_plugin();
+    let gzip = gzip_plugin();
+    let key = TestKey::new();
+    let p = PipelineDir::new(&format!(
+        "tasks:\n  forever:\n    plugin: {sweep}\n    every: 1m\n    \
+         args: {{ key: \"{key}\", grace: .inf }}\n  \
+         nothing:\n    plugin: {sweep}\n    every: 1m\n    args: {{ key: \"{key}\", grace: .nan }}\n  \
+         before:\n    plugin: {gzip}\n    every: 1m\n    args: {{ dir: ., older_than: -.inf }}\n",
+        sweep = sweep.display(),
+        gzip = gzip.display(),
+        key = key.arg(),
+    ));
+    let out = Command::new(nonstop())
+        .args(["check", "pipeline.yaml"])
+        .current_dir(p.dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        "pipeline.yaml:5:39: tasks.forever.args.grace: invalid duration \".inf\": must be a \
+         finite number of seconds, 0 or more\n\
+         pipeline.yaml:9:39: tasks.nothing.args.grace: invalid duration \".nan\": must be a \
+         finite number of seconds, 0 or more\n\
+         pipeline.yaml:13:33: tasks.before.args.older_than: invalid duration \"-.inf\": a \
+         duration cannot be negative\n\
+         pipeline.yaml: 3 errors\n"
     );
 }

@@ -250,6 +250,54 @@ fn nonstop_beat_without_a_slot_says_why_and_fails() {
     assert!(err.contains("there is no slot 7"), "{err}");
 }
 
+/// A slot's name is what the process that registered it wrote: `nonstop ps` shows it escaped,
+/// so that an escape sequence, a bell or a newline can neither drive the terminal nor split
+/// its row; `--json` escapes them as JSON does.
+#[test]
+fn nonstop_ps_shows_a_self_registered_name_escaped_on_its_own_row() {
+    let key = TestKey::new();
+    let table = HeartbeatTable::open_or_create(
+        key.key(),
+        &TableOptions {
+            slots: 4,
+            ..TableOptions::default()
+        },
+    )
+    .unwrap();
+    let me = ProcessId::current().unwrap();
+    table
+        .register_process(me, "red\x1b[31m\x1b]0;title\x07", Duration::from_secs(60))
+        .unwrap();
+    table
+        .register_process(me, "svc\nFAKE row", Duration::from_secs(60))
+        .unwrap();
+    let out = Command::new(nonstop())
+        .args(["ps", "--key", &key.arg()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains(['\x1b', '\x07']),
+        "raw control characters: {text:?}"
+    );
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows.len(), 3, "a header and one row per slot: {text}");
+    assert!(
+        rows[1].contains("  red\\u{1b}[31m\\u{1b}]0;title\\u{7}  "),
+        "{text}"
+    );
+    assert!(rows[2].contains("  svc\\nFAKE row  "), "{text}");
+    let json = Command::new(nonstop())
+        .args(["ps", "--json", "--key", &key.arg()])
+        .output()
+        .unwrap();
+    let json = String::from_utf8_lossy(&json.stdout);
+    assert!(!json.contains(['\x1b', '\x07']), "{json:?}");
+    assert!(json.contains(r#""name": "svc\nFAKE row""#), "{json}");
+    assert!(json.contains(r#""name": "red\u001b[31m"#), "{json}");
+}
+
 #[test]
 fn nonstop_ps_shows_ok_late_and_dead_without_a_runner() {
     let key = TestKey::new();

@@ -109,6 +109,31 @@ fn on_failure_tasks_hear_of_crash_loops_hangs_and_timeouts() {
     assert!(runner.terminate(10 * SECOND).success());
 }
 
+/// A copy of a task with instances named in `on_failure` (`pager.1`) is a hook, as a whole
+/// task named there is: it does not start with the pipeline, and runs once for the failure,
+/// told which task failed. The other copy runs as the task says.
+#[test]
+fn a_copy_named_in_on_failure_runs_only_for_the_failure() {
+    let p = PipelineDir::new(
+        "tasks:\n  web:\n    command: [sh, -c, \"while [ ! -e go ]; do sleep 0.01; done; exit 3\"]\n    restart: never\n    on_failure: [pager.1]\n  pager:\n    instances: 2\n    restart: on-failure\n    command: [sh, -c, 'echo \"$NONSTOP_TASK:$NONSTOP_FAILED_TASK\" >> calls']\n",
+    );
+    let mut runner = Runner::start(&p);
+    runner.wait_for(&["exited with status 0", "task=pager.0"], 10 * SECOND);
+    std::fs::write(p.file("go"), "").unwrap();
+    runner.wait_for(&["exited with status 0", "task=pager.1"], 10 * SECOND);
+    let calls = std::fs::read_to_string(p.file("calls")).unwrap();
+    let mut calls: Vec<&str> = calls.lines().collect();
+    calls.sort_unstable();
+    assert_eq!(calls, ["pager.0:", "pager.1:web"]);
+    assert!(runner.terminate(10 * SECOND).success());
+    let log = runner.drain().join("\n");
+    assert_eq!(
+        log.matches(" INFO started task=pager.1 ").count(),
+        1,
+        "{log}"
+    );
+}
+
 #[test]
 fn timestamps_prefix_each_line_with_its_arrival() {
     let p = PipelineDir::new(

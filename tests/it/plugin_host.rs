@@ -203,8 +203,8 @@ fn check_gives_up_on_a_validate_that_never_returns_and_kills_its_process_group()
     let lib = misbehave_plugin().display().to_string();
     assert!(
         out.starts_with(&format!(
-            "pipeline.yaml:3:13: tasks.hangs.plugin: {lib}: its validate did not return within \
-             10 s"
+            "pipeline.yaml:3:13: tasks.hangs.plugin: {lib}: loading it or its validate did not \
+             finish within 10 s"
         )),
         "{out}"
     );
@@ -346,7 +346,7 @@ fn a_reload_whose_check_outlasts_the_client_time_still_gets_its_answer() {
         stderr.contains("tasks.hangs0.plugin") && stderr.contains("tasks.hangs16.plugin"),
         "{stderr}"
     );
-    assert!(stderr.contains("did not return within 10 s"), "{stderr}");
+    assert!(stderr.contains("did not finish within 10 s"), "{stderr}");
     // Nothing changed: the runner still runs `idle` only.
     assert!(alive(idle));
     assert!(runner.terminate(10 * SECOND).success());

@@ -149,6 +149,19 @@ fn an_invalid_reload_keeps_the_running_pipeline() {
     let out = ctl(&p, &["reload"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(pids(&p), pids_before);
+    // And a FIFO in its place at once, as what it is (its check waited for a writer until its
+    // minute was up).
+    nix::unistd::mkfifo(&p.path(), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let out = ctl(&p, &["reload"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "pipeline.yaml:1:1: the pipeline is a FIFO (named pipe): it must be a regular file"
+        ),
+        "{err}"
+    );
+    assert_eq!(pids(&p), pids_before);
     assert!(runner.terminate(10 * SECOND).success());
 }
 

@@ -480,3 +480,31 @@ tasks:
     );
     assert!(runner.terminate(10 * SECOND).success());
 }
+
+/// The runner's log names programs as the pipeline has them: a path holding an escape
+/// sequence is shown escaped (`\u{1b}`), never written raw into the log and the terminal that
+/// shows it.
+#[test]
+fn a_program_path_with_control_characters_is_logged_escaped() {
+    let p = PipelineDir::new(
+        "\
+tasks:
+  odd:
+    command: [\"./pr\\e[31mog\"]
+    restart: on-failure
+    backoff: { initial: 0ms }
+    crash_loop: { max: 2, within: 1m }
+",
+    );
+    // It runs once, removes itself and fails: the next start cannot find it.
+    p.executable("pr\x1b[31mog", "#!/bin/sh\nrm -- \"$0\"\nexit 1\n");
+    let mut runner = Runner::start(&p);
+    let line = runner.wait_for(&["odd", "cannot start"], 10 * SECOND);
+    assert!(
+        line.contains("/pr\\u{1b}[31mog: ") && line.contains("No such file or directory"),
+        "{line}"
+    );
+    assert!(runner.terminate(10 * SECOND).success());
+    let log = runner.drain().join("\n");
+    assert!(!log.contains('\x1b'), "a raw escape in the log: {log:?}");
+}

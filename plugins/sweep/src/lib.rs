@@ -205,7 +205,9 @@ fn act(
             };
             log(&format!(
                 "sweep: freed slot {} ({} pid {}): {why}",
-                b.index, b.name, b.pid
+                b.index,
+                nonstop_core::printable(&b.name),
+                b.pid
             ));
             true
         }
@@ -215,7 +217,7 @@ fn act(
             };
             log(&format!(
                 "sweep: {} (pid {}) is hung: no beat for {:.1}s (timeout {}s); sending SIGTERM",
-                b.name,
+                nonstop_core::printable(&b.name),
                 b.pid,
                 age.as_secs_f64(),
                 b.timeout.as_secs()
@@ -223,7 +225,8 @@ fn act(
             let _ = pidfd.signal(Signal::SIGTERM);
             let _ = pidfd.signal(Signal::SIGCONT);
             stats.stopped += 1;
-            stopping.push((pidfd, b.name.clone()));
+            // A slot's name is what its process wrote: shown escaped, on the line it belongs to.
+            stopping.push((pidfd, nonstop_core::printable(&b.name).into_owned()));
             true
         }
     }

@@ -7,6 +7,7 @@
 //! `file:line:column`, the field path and what is wrong; all of them are reported at once.
 
 mod access;
+mod exec_size;
 mod locate;
 pub mod plugin;
 mod probe;
@@ -59,23 +60,8 @@ impl Diagnostic {
     }
 }
 
-/// `text` with what a terminal would not show as itself escaped as Rust does (`\0`, `\n`,
-/// `\u{1b}`, `\u{202e}`), quotes and backslashes as they are.
-pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    let plain = |c: char| matches!(c, '"' | '\'' | '\\') || c.escape_debug().len() == 1;
-    if text.chars().all(plain) {
-        return text.into();
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if plain(c) {
-            out.push(c);
-        } else {
-            out.extend(c.escape_debug());
-        }
-    }
-    out.into()
-}
+/// Text from the file, escaped for one line of a terminal (`nonstop_core::printable`).
+pub use nonstop_core::printable;
 
 /// A checked pipeline and what `check` warns about (things accepted that have no effect yet).
 #[derive(Debug)]
@@ -106,7 +92,7 @@ const TOP_LEVEL: &[&str] = &[
 /// The `plugin_dirs` of the pipeline in `file` (for `nonstop plugins`), read without checking
 /// the rest.
 pub fn plugin_dirs_of(file: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let text = std::fs::read_to_string(file)?;
+    let text = read(file).map_err(|why| anyhow::anyhow!("{}: {why}", file.display()))?;
     let value: Value = serde_yaml::from_str(&text)?;
     Ok(match value.get("plugin_dirs") {
         Some(dirs) => serde_yaml::from_value(dirs.clone())?,
@@ -129,6 +115,53 @@ pub fn load_or_report(path: &Path) -> Result<Checked, usize> {
     })
 }
 
+/// The text of the pipeline file at `path`, or why it cannot be one. Only a regular file is
+/// read: a FIFO would block the reader until someone writes to it (for ever, for `check`; a
+/// reload gave up only after its minute), and a device such as `/dev/zero` never ends. The
+/// file is opened with `O_NONBLOCK` (so that opening a FIFO does not wait for a writer), then
+/// judged by `fstat` on that descriptor, so what is read is what was judged.
+fn read(path: &Path) -> Result<String, String> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| format!("cannot read the pipeline: {}", os_error(&e)))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read the pipeline: {}", os_error(&e)))?;
+    if !meta.is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        let what = if t.is_dir() {
+            "a directory"
+        } else if t.is_fifo() {
+            "a FIFO (named pipe)"
+        } else if t.is_char_device() {
+            "a character device"
+        } else if t.is_block_device() {
+            "a block device"
+        } else if t.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(format!(
+            "the pipeline is {what}: it must be a regular file (a pipe or a device could block \
+             the reader or never end)"
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_FILE + 1), &mut bytes)
+        .map_err(|e| format!("cannot read the pipeline: {}", os_error(&e)))?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(format!(
+            "the pipeline is larger than {} MiB: not a pipeline file?",
+            MAX_FILE >> 20
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| format!("the pipeline is not UTF-8 text: {e}"))
+}
+
 /// Reads and checks the pipeline at `path`.
 pub fn load(path: &Path) -> Result<Checked, Vec<Diagnostic>> {
     let whole = |message: String| {
@@ -138,20 +171,7 @@ pub fn load(path: &Path) -> Result<Checked, Vec<Diagnostic>> {
             message,
         }]
     };
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| {
-            std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_FILE + 1), &mut bytes)
-        })
-        .map_err(|e| whole(format!("cannot read the pipeline: {e}")))?;
-    if bytes.len() as u64 > MAX_FILE {
-        return Err(whole(format!(
-            "the pipeline is larger than {} MiB: not a pipeline file?",
-            MAX_FILE >> 20
-        )));
-    }
-    let text = String::from_utf8(bytes)
-        .map_err(|e| whole(format!("the pipeline is not UTF-8 text: {e}")))?;
+    let text = read(path).map_err(whole)?;
     let dir = std::path::absolute(path)
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
@@ -172,6 +192,7 @@ pub fn parse(text: &str, dir: &Path) -> Result<Checked, Vec<Diagnostic>> {
         Err(e) => {
             return Err(vec![
                 duplicate_key(&ctx.positions, &e)
+                    .or_else(|| too_large(&e))
                     .or_else(|| long_key(text, &ctx.positions, &e))
                     .unwrap_or_else(|| syntax_error(&e)),
             ]);
@@ -297,6 +318,13 @@ pub fn parse(text: &str, dir: &Path) -> Result<Checked, Vec<Diagnostic>> {
     if let Some(h) = heartbeat {
         check_slots(&mut ctx, h, &specs);
     }
+    check_runner_files(
+        &mut ctx,
+        &logs,
+        control.as_ref(),
+        metrics.as_deref(),
+        &specs,
+    );
 
     if !ctx.errors.is_empty() {
         // The copies of a task with `instances` make the same mistakes: each is said once.
@@ -364,6 +392,112 @@ fn check_slots(ctx: &mut Ctx, h: HeartbeatConfig, specs: &[nonstop_scheduler::ta
             ),
         );
     }
+}
+
+/// The control socket (and its `PATH.lock`) and the metrics file may be in `logs.dir`, but not
+/// at a name the runner or a task keeps there: binding the socket removes what is at its path,
+/// and the metrics file is renamed over its path every second, so either would take the place
+/// of the pipeline's lock, the runner's log or a task's log (`TASK.log`, and its rotations
+/// `TASK.log.*`), and the two may not be one file.
+fn check_runner_files(
+    ctx: &mut Ctx,
+    logs: &LogConfig,
+    control: Option<&ControlConfig>,
+    metrics: Option<&Path>,
+    specs: &[nonstop_scheduler::task::TaskSpec],
+) {
+    let mut files: Vec<(&str, PathBuf, &str)> = Vec::new();
+    if let Some(c) = control {
+        let mut lock = c.socket.as_os_str().to_owned();
+        lock.push(".lock");
+        files.push(("control.socket", c.socket.clone(), "control socket"));
+        files.push((
+            "control.socket",
+            PathBuf::from(lock),
+            "control socket's lock (PATH.lock)",
+        ));
+    }
+    if let Some(m) = metrics {
+        files.push((
+            "metrics",
+            m.to_path_buf(),
+            "metrics file (renamed over it every second)",
+        ));
+    }
+    for (field, file, what) in &files {
+        let (Some(parent), Some(name)) = (file.parent(), file.file_name().and_then(|n| n.to_str()))
+        else {
+            continue;
+        };
+        if !same_dir(parent, &logs.dir) {
+            continue;
+        }
+        let whose = if name == nonstop_supervisor::lock::FILE {
+            Some("the pipeline's lock".to_owned())
+        } else if name == crate::detach::LOG {
+            Some("the runner's own log (under `run -d`)".to_owned())
+        } else {
+            // `TASK.log`, or a rotation of it: `TASK.log.YYYYMMDD-HHMMSS...`.
+            specs.iter().find_map(|t| {
+                let log = format!("{}.log", t.name);
+                let rotation = name
+                    .strip_prefix(&log)
+                    .and_then(|rest| rest.strip_prefix('.'))
+                    .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()));
+                (name == log || rotation).then(|| format!("a log file of task {}", t.name))
+            })
+        };
+        if let Some(whose) = whose {
+            ctx.error(
+                field,
+                format!(
+                    "\"{name}\" in logs.dir is {whose}: the {what} would take its place; choose \
+                     another name"
+                ),
+            );
+        }
+    }
+    if let (Some(c), Some(m)) = (control, metrics)
+        && same_file(&c.socket, m)
+    {
+        ctx.error(
+            "metrics",
+            "the control socket is at this path (control.socket): the metrics file needs one of \
+             its own",
+        );
+    }
+}
+
+/// Whether `a` and `b` name one directory: the same path once `.` and `..` are taken out, or
+/// the same directory on disk (through links).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    normal(a) == normal(b)
+        || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+}
+
+/// Whether `a` and `b` name one file (in one directory, by [`same_dir`]).
+fn same_file(a: &Path, b: &Path) -> bool {
+    a.file_name() == b.file_name()
+        && match (a.parent(), b.parent()) {
+            (Some(x), Some(y)) => same_dir(x, y),
+            _ => false,
+        }
+}
+
+/// `path` with `.` left out and each `..` taking out the name before it, as written.
+fn normal(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Why a Unix socket cannot be bound at `path` (absolute, as the runner binds it): longer
@@ -516,6 +650,39 @@ fn duplicate_key(positions: &Positions, e: &serde_yaml::Error) -> Option<Diagnos
     })
 }
 
+/// An integer beyond 64 bits (`18446744073709551616`), which the YAML parser reads as a 128-bit
+/// one that no value of the document can hold (`invalid type: integer ... as u128, expected
+/// any YAML value`), said as what it is, at its field.
+fn too_large(e: &serde_yaml::Error) -> Option<Diagnostic> {
+    let message = e.to_string();
+    const INTEGER: &str = "invalid type: integer `";
+    let at = message.find(INTEGER)?;
+    let rest = &message[at + INTEGER.len()..];
+    let (number, rest) = rest.split_once('`')?;
+    if !rest.starts_with(" as u128") && !rest.starts_with(" as i128") {
+        return None;
+    }
+    let path = message[..at].strip_suffix(": ").unwrap_or_default();
+    let pos = e.location().map_or(Pos::START, |l| Pos {
+        line: l.line(),
+        col: l.column(),
+    });
+    Some(Diagnostic {
+        pos,
+        path: if path == "." {
+            String::new()
+        } else {
+            path.to_owned()
+        },
+        message: format!(
+            "the number {number} is too large for 64 bits: a number in a pipeline is from {} to {}; \
+             if it is text, write it in quotes",
+            i64::MIN,
+            u64::MAX
+        ),
+    })
+}
+
 /// The longest key YAML allows written plainly, without `? ` (a "simple key").
 const MAX_SIMPLE_KEY: usize = 1024;
 
@@ -652,20 +819,26 @@ impl Ctx {
         match serde_path_to_error::deserialize::<_, T>(value) {
             Ok(v) => Some(v),
             Err(e) => {
-                let inner = e.path().to_string();
-                let path = match inner.as_str() {
-                    "." => base.to_owned(),
-                    p if p.starts_with('[') => format!("{base}{p}"),
-                    p => format!("{base}.{p}"),
-                };
-                let message = serde_message(&e.into_inner().to_string());
-                if message.starts_with("unknown field") {
-                    self.error_at_key(&path, message);
-                } else {
-                    self.error(&path, message);
-                }
+                self.serde_error(base, e);
                 None
             }
+        }
+    }
+
+    /// Serde's error `e` about a value found at `base`, as an error at the exact field (an
+    /// unknown field at its key).
+    fn serde_error(&mut self, base: &str, e: serde_path_to_error::Error<serde_yaml::Error>) {
+        let inner = e.path().to_string();
+        let path = match inner.as_str() {
+            "." => base.to_owned(),
+            p if p.starts_with('[') => format!("{base}{p}"),
+            p => format!("{base}.{p}"),
+        };
+        let message = serde_message(&e.into_inner().to_string());
+        if message.starts_with("unknown field") {
+            self.error_at_key(&path, message);
+        } else {
+            self.error(&path, message);
         }
     }
 }
@@ -763,18 +936,6 @@ tasks:
                 }
             }
         }
-    }
-
-    #[test]
-    fn what_a_terminal_would_not_show_is_escaped() {
-        assert_eq!(
-            printable("plain \"quoted\" 'x' a\\b é"),
-            "plain \"quoted\" 'x' a\\b é"
-        );
-        assert_eq!(
-            printable("a\0b\x1b[2J\r\n\t\u{202e}"),
-            "a\\0b\\u{1b}[2J\\r\\n\\t\\u{202e}"
-        );
     }
 
     #[test]

@@ -136,13 +136,24 @@ pub fn search_dirs(plugin_dirs: &[PathBuf], pipeline_dir: &Path) -> Vec<PathBuf>
 pub fn locate(name: &str, dirs: &[PathBuf], pipeline_dir: &Path) -> Result<PathBuf, String> {
     if name.contains('/') {
         let path = pipeline_dir.join(name);
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(format!(
+        return match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => Ok(path),
+            Ok(meta) if meta.is_dir() => Err(format!(
+                "plugin file \"{name}\" is a directory: name the plugin's library (a .so file) \
+                 in it"
+            )),
+            Ok(_) => Err(format!(
+                "plugin file \"{name}\" is not a regular file: a plugin is a library (a .so \
+                 file)"
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
                 "plugin file \"{name}\" does not exist (a path is taken from the pipeline's \
                  directory)"
-            ))
+            )),
+            Err(e) => Err(format!(
+                "cannot use plugin file \"{name}\": {}",
+                super::os_error(&e)
+            )),
         };
     }
     if name.is_empty() || name.contains('\0') {
@@ -193,9 +204,11 @@ pub fn validate(library: &Path, args: &str, cwd: &Path) -> Result<(), Refusal> {
     )
     .map_err(|e| whole(format!("cannot run the plugin host: {e}")))?;
     let Some(status) = reply.status else {
+        // The host cannot tell loading (the library's initialisers) from `validate`: one
+        // deadline covers both.
         return Err(whole(format!(
-            "{}: its validate did not return within {} s (the plugin host and what it \
-             started were killed)",
+            "{}: loading it or its validate did not finish within {} s (the plugin host and \
+             what it started were killed)",
             library.display(),
             VALIDATE_TIMEOUT.as_secs()
         )));

@@ -8,6 +8,7 @@ use std::time::Duration;
 use nonstop_scheduler::probe::{ProbeCheck, ProbeSpec};
 use nonstop_scheduler::spawn::SpawnSpec;
 
+use super::exec_size::TooBig;
 use super::{Ctx, raw, task::resolve_program};
 
 /// Defaults: a probe every second, 1 s to answer, 3 failures in a row, 60 s to start.
@@ -108,11 +109,24 @@ fn exec(
         }
     };
     // As the task: same user, directory, environment and limits.
-    Some(ProbeCheck::Exec(SpawnSpec {
+    let spec = SpawnSpec {
         program,
         args: argv[1..].iter().map(Into::into).collect(),
         ..task.clone()
-    }))
+    };
+    // What execve would refuse of it: its own arguments, or all with the task's environment
+    // (the task's own strings are the task's errors).
+    let mut refused = false;
+    for too_big in super::exec_size::check(&spec, super::exec_size::RUNNER_VARIABLES) {
+        let (at, what) = match &too_big {
+            TooBig::Arg(i, _) => (format!("{path}[{i}]"), "this argument"),
+            TooBig::Total { .. } => (path.to_owned(), "the probe's command and the environment"),
+            TooBig::Env(..) => continue,
+        };
+        ctx.error(&at, format!("{what} {}", too_big.message()));
+        refused = true;
+    }
+    (!refused).then_some(ProbeCheck::Exec(spec))
 }
 
 fn tcp(ctx: &mut Ctx, path: &str, addr: &str) -> Option<SocketAddr> {
@@ -130,12 +144,20 @@ fn resolve(addr: &str) -> Result<SocketAddr, String> {
     if !addr.contains(':') {
         return Err(format!("\"{addr}\" has no port: write HOST:PORT"));
     }
-    match addr.to_socket_addrs() {
+    let found = match addr.to_socket_addrs() {
         Ok(mut found) => found
             .next()
-            .ok_or_else(|| format!("\"{addr}\" resolves to no address")),
-        Err(e) => Err(format!("cannot resolve \"{addr}\": {e}")),
+            .ok_or_else(|| format!("\"{addr}\" resolves to no address"))?,
+        Err(e) => return Err(format!("cannot resolve \"{addr}\": {e}")),
+    };
+    // Nothing listens on port 0 (binding to it picks a free port): a probe of it could never
+    // succeed.
+    if found.port() == 0 {
+        return Err(format!(
+            "\"{addr}\": port 0 is not a port a service listens on: give the service's port"
+        ));
     }
+    Ok(found)
 }
 
 fn http(ctx: &mut Ctx, path: &str, url: &str) -> Option<ProbeCheck> {
@@ -171,7 +193,13 @@ fn parse_url(url: &str) -> Result<(String, String), String> {
         Some(at) => (&rest[..at], &rest[at..]),
         None => (rest, "/"),
     };
-    if authority.is_empty() || authority.contains(['@', ' ']) {
+    if authority.contains('@') {
+        return Err(format!(
+            "\"{url}\": a user and password (user:password@) are not supported: the probe sends \
+             no credentials; probe a path that needs none"
+        ));
+    }
+    if authority.is_empty() || authority.contains(' ') {
         return Err(format!("\"{url}\": no usable host"));
     }
     if path.contains(|c: char| c.is_whitespace() || c.is_control()) {
@@ -225,6 +253,11 @@ mod tests {
                 .contains("no usable host")
         );
         assert!(parse_url("http://a/b c").is_err());
+        assert!(
+            parse_url("http://user:pw@127.0.0.1/")
+                .unwrap_err()
+                .contains("a user and password (user:password@) are not supported")
+        );
     }
 
     #[test]
@@ -235,6 +268,11 @@ mod tests {
         );
         assert!(resolve("localhost:80").is_ok());
         assert!(resolve("127.0.0.1").unwrap_err().contains("has no port"));
+        assert!(
+            resolve("127.0.0.1:0")
+                .unwrap_err()
+                .contains("port 0 is not a port a service listens on")
+        );
         assert!(
             resolve("no-such-host.invalid:80")
                 .unwrap_err()

@@ -322,7 +322,14 @@ impl<'de> Deserialize<'de> for Umask {
     }
 }
 
-/// A signal: `TERM`, `SIGTERM`, `term` or `15`.
+/// Why a real-time signal cannot be a stop signal.
+const REAL_TIME: &str = "a real-time signal (32 to 64 on Linux: SIGRTMIN to SIGRTMAX, the first \
+    ones the C library's own) cannot be a stop signal here: the runner stops tasks with one of \
+    the standard signals, 1 to 31, such as TERM (15), INT (2), HUP (1), QUIT (3) or USR1 (10)";
+
+/// A signal: `TERM`, `SIGTERM`, `term` or `15`; a standard signal (1 to 31), which is what
+/// the runner's signalling (`nix::sys::signal::Signal`, the cgroup's and the process group's)
+/// can send.
 #[derive(Debug, Clone, Copy)]
 pub struct SignalName(pub nix::sys::signal::Signal);
 
@@ -341,6 +348,9 @@ impl<'de> Deserialize<'de> for SignalName {
                 } else {
                     format!("SIG{upper}")
                 };
+                if name.starts_with("SIGRTMIN") || name.starts_with("SIGRTMAX") {
+                    return Err(E::custom(format!("{v:?}: {REAL_TIME}")));
+                }
                 name.parse().map(SignalName).map_err(|_| {
                     E::custom(format!(
                         "unknown signal {v:?}: expected a name such as TERM, INT, HUP, QUIT, USR1"
@@ -348,14 +358,27 @@ impl<'de> Deserialize<'de> for SignalName {
                 })
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<SignalName, E> {
-                i32::try_from(v)
-                    .ok()
-                    .and_then(|n| nix::sys::signal::Signal::try_from(n).ok())
-                    .map(SignalName)
-                    .ok_or_else(|| E::custom(format!("unknown signal number {v}")))
+                match v {
+                    0 => Err(E::custom(
+                        "signal 0 sends nothing (it only tests that a process exists): give a \
+                         signal such as TERM (15)",
+                    )),
+                    32..=64 => Err(E::custom(format!("signal {v}: {REAL_TIME}"))),
+                    _ => i32::try_from(v)
+                        .ok()
+                        .and_then(|n| nix::sys::signal::Signal::try_from(n).ok())
+                        .map(SignalName)
+                        .ok_or_else(|| {
+                            E::custom(format!(
+                                "unknown signal number {v}: Linux's signals are 1 to 64"
+                            ))
+                        }),
+                }
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<SignalName, E> {
-                Err(E::custom(format!("unknown signal number {v}")))
+                Err(E::custom(format!(
+                    "unknown signal number {v}: Linux's signals are 1 to 64"
+                )))
             }
         }
         d.deserialize_any(V)

@@ -207,20 +207,29 @@ pub(super) fn check_task(
     }
 
     // A task another names in `on_failure` runs once per failure: by default it is not
-    // restarted, and it cannot be periodic or restarted for ever.
-    let on_demand = handlers.contains(name);
+    // restarted, and it cannot be periodic or restarted for ever. So does one copy of a task
+    // with `instances` named as `NAME.I` (the others run as the task says); its definition is
+    // the task's, so the rules hold for the task.
+    let on_demand = handlers.contains(name) || (instance.is_some() && handlers.contains(&own_name));
     if on_demand {
+        let named = if handlers.contains(name) {
+            "this task is named in `on_failure`".to_owned()
+        } else {
+            format!("its instance {own_name} is named in `on_failure`")
+        };
         if t.every.is_some() || t.cron.is_some() {
             ctx.error_at_key(
                 &field(if t.every.is_some() { "every" } else { "cron" }),
-                "this task is named in `on_failure`: it runs once per failure, not on a schedule",
+                format!("{named}: it runs once per failure, not on a schedule"),
             );
         }
         if t.restart == Some(raw::Restart::Always) {
             ctx.error_at_key(
                 &field("restart"),
-                "this task is named in `on_failure`: it runs once per failure; `restart: always` \
-                 would run it for ever (use on-failure or never)",
+                format!(
+                    "{named}: it runs once per failure; `restart: always` would run it for ever \
+                     (use on-failure or never)"
+                ),
             );
         }
     }
@@ -305,6 +314,15 @@ pub(super) fn check_task(
         umask: t.umask.map(|u| u.0),
         limits,
     };
+    if !spawn.program.as_os_str().is_empty() {
+        let extra = super::exec_size::RUNNER_VARIABLES
+            + if on_demand {
+                super::exec_size::FAILURE_VARIABLES
+            } else {
+                0
+            };
+        exec_fits(ctx, &path, t.plugin.is_some(), &t.env, &spawn, extra);
+    }
     let probe = t
         .probe
         .and_then(|p| super::probe::check(ctx, &field("probe"), p, &spawn, search_path.as_deref()))
@@ -328,6 +346,58 @@ pub(super) fn check_task(
         on_failure: t.on_failure,
         on_demand,
     })
+}
+
+/// Errors at `path` (a task, a plugin task if `plugin`, with `env` as written) for what execve
+/// would refuse of its command and environment (see `exec_size`), each at the field that
+/// holds it.
+fn exec_fits(
+    ctx: &mut Ctx,
+    path: &str,
+    plugin: bool,
+    env: &std::collections::BTreeMap<String, raw::EnvValue>,
+    spawn: &SpawnSpec,
+    extra: usize,
+) {
+    use super::exec_size::TooBig;
+    for too_big in super::exec_size::check(spawn, extra) {
+        let (at, what) = match &too_big {
+            TooBig::Arg(_, _) if plugin => (
+                format!("{path}.args"),
+                "the plugin's arguments, as JSON,".to_owned(),
+            ),
+            TooBig::Arg(0, _) => (
+                format!("{path}.command[0]"),
+                "the program's path".to_owned(),
+            ),
+            TooBig::Arg(i, _) => (format!("{path}.command[{i}]"), "this argument".to_owned()),
+            TooBig::Env(key, _) => {
+                let key = key.to_string_lossy().into_owned();
+                let at = if env.contains_key(&key) {
+                    format!("{path}.env.{key}")
+                } else {
+                    path.to_owned()
+                };
+                (at, format!("{key}=VALUE"))
+            }
+            TooBig::Total { .. } => {
+                let env: usize = env.iter().map(|(k, v)| k.len() + v.0.len()).sum();
+                let args: usize = spawn.args.iter().map(|a| a.len()).sum();
+                let at = if env > args {
+                    "env"
+                } else if plugin {
+                    "args"
+                } else {
+                    "command"
+                };
+                (
+                    format!("{path}.{at}"),
+                    "the command and the environment".to_owned(),
+                )
+            }
+        };
+        ctx.error(&at, format!("{what} {}", too_big.message()));
+    }
 }
 
 /// Where a plugin task's library is looked for and its arguments checked.
@@ -386,7 +456,7 @@ fn plugin_command(
     }
     let json = match args {
         None => "{}".to_owned(),
-        Some(value) => match serde_json::to_string(value) {
+        Some(value) => match serde_json::to_string(&finite(value.clone())) {
             Ok(json) => json,
             Err(e) => {
                 ctx.error(
@@ -419,6 +489,42 @@ fn plugin_command(
             json,
         ],
     ))
+}
+
+/// `value` with each number that is not finite (YAML's `.inf`, `-.inf`, `.nan`) written as
+/// that text: JSON has no such numbers, and the JSON writer would pass `null` (a duration then
+/// said "invalid type: null"); as text, the plugin's own parser says what is wrong with it
+/// (`invalid duration ".inf": must be a finite number of seconds`), or takes it as the text it
+/// may have been meant as.
+fn finite(value: serde_yaml::Value) -> serde_yaml::Value {
+    use serde_yaml::Value;
+    match value {
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() && !f.is_finite() => Value::String(
+                if f.is_nan() {
+                    ".nan"
+                } else if f > 0.0 {
+                    ".inf"
+                } else {
+                    "-.inf"
+                }
+                .to_owned(),
+            ),
+            _ => Value::Number(n),
+        },
+        Value::Sequence(items) => Value::Sequence(items.into_iter().map(finite).collect()),
+        Value::Mapping(map) => {
+            Value::Mapping(map.into_iter().map(|(k, v)| (k, finite(v))).collect())
+        }
+        Value::Tagged(tagged) => {
+            let tagged = *tagged;
+            Value::Tagged(Box::new(serde_yaml::value::TaggedValue {
+                tag: tagged.tag,
+                value: finite(tagged.value),
+            }))
+        }
+        other => other,
+    }
 }
 
 /// The most exits `crash_loop.max` may allow within its window (the runner keeps their times).

@@ -44,6 +44,8 @@ pub(super) fn check_all(
         let path = format!("tasks.{name}");
         if let Err(why) = check_name(&name) {
             ctx.error_at_key(&path, why);
+        } else if let Some(why) = runner_file(&name) {
+            ctx.error_at_key(&path, why);
         }
         names.insert(name.clone());
         if value.is_null() {
@@ -53,7 +55,7 @@ pub(super) fn check_all(
             );
             continue;
         }
-        let Some(raw) = ctx.section::<raw::Task>(&path, value.clone()) else {
+        let Some(raw) = task_section(ctx, &path, value.clone()) else {
             continue;
         };
         match raw.instances {
@@ -67,7 +69,7 @@ pub(super) fn check_all(
             Some(n) => {
                 for i in 0..n {
                     let copy = with_instance(value.clone(), i);
-                    if let Some(raw) = ctx.section::<raw::Task>(&path, copy) {
+                    if let Some(raw) = task_section(ctx, &path, copy) {
                         raws.push((name.clone(), Some(i), raw));
                     }
                 }
@@ -160,6 +162,111 @@ fn with_instance(value: serde_yaml::Value, i: u32) -> serde_yaml::Value {
     }
 }
 
+/// A task's fields whose value, when serde refuses it, is left out to go on and find the
+/// task's other errors (a probe whose host does not resolve, a missing program): no other
+/// check depends on them. Leaving out `command`, `every` or `backoff.max` would make errors of
+/// its own (a task without a program, a periodic task taken for a resident one, a backoff
+/// compared with the default). `*` is any key (an environment variable, a limit).
+const INDEPENDENT: &[&[&str]] = &[
+    &["stop", "signal"],
+    &["stop", "grace"],
+    &["stop"],
+    &["umask"],
+    &["limits", "*"],
+    &["limits"],
+    &["env", "*"],
+    &["env"],
+    &["user"],
+    &["group"],
+    &["cwd"],
+    &["clear_env"],
+    &["crash_loop", "max"],
+    &["crash_loop", "within"],
+    &["crash_loop"],
+    &["timeout"],
+    &["backoff", "stable"],
+    &["probe", "timeout"],
+    &["probe", "failures"],
+    &["probe", "start"],
+    &["heartbeat"],
+];
+
+/// Task `value` (at `path`) as written, every error serde finds in it reported: a value
+/// refused in one of the [`INDEPENDENT`] fields is reported and left out, and the rest
+/// deserialized again, so that the task is still checked further.
+/// `None` once an error is in a field the rest depends on.
+fn task_section(ctx: &mut Ctx, path: &str, mut value: serde_yaml::Value) -> Option<raw::Task> {
+    use serde_path_to_error::Segment;
+    // Each round leaves a key out: bounded by the keys there are.
+    loop {
+        let e = match serde_path_to_error::deserialize::<_, raw::Task>(value.clone()) {
+            Ok(task) => return Some(task),
+            Err(e) => e,
+        };
+        let keys: Option<Vec<String>> = e
+            .path()
+            .iter()
+            .map(|segment| match segment {
+                Segment::Map { key } => Some(key.clone()),
+                _ => None,
+            })
+            .collect();
+        // A field that does not exist at the task's level may be a misspelled `command`: it
+        // is left out only inside an independent field, as any error there.
+        let leave_out = keys.and_then(|keys| {
+            // The most precise entry that the field at fault is in.
+            INDEPENDENT
+                .iter()
+                .filter(|entry| {
+                    entry.len() <= keys.len()
+                        && entry.iter().zip(&keys).all(|(e, k)| *e == "*" || e == k)
+                })
+                .max_by_key(|entry| entry.len())
+                .map(|entry| keys[..entry.len()].to_vec())
+        });
+        ctx.serde_error(path, e);
+        let keys = leave_out?;
+        if !remove(&mut value, &keys) {
+            return None;
+        }
+    }
+}
+
+/// Removes the entry at `keys` (a path of map keys) from `value`; whether there was one.
+fn remove(value: &mut serde_yaml::Value, keys: &[String]) -> bool {
+    let Some((last, parents)) = keys.split_last() else {
+        return false;
+    };
+    let mut at = value;
+    for key in parents {
+        match at.get_mut(key.as_str()) {
+            Some(inner) => at = inner,
+            None => return false,
+        }
+    }
+    at.as_mapping_mut()
+        .and_then(|map| map.remove(last.as_str()))
+        .is_some()
+}
+
+/// The files the runner keeps for itself in `logs.dir` beside the tasks' `TASK.log`:
+/// `nonstop.lock` (the pipeline's lock, `nonstop_supervisor::lock::FILE`) and `nonstop.log`
+/// (its own log under `run -d`, `crate::detach::LOG`).
+const RUNNER_FILES: [&str; 2] = [nonstop_supervisor::lock::FILE, crate::detach::LOG];
+
+/// Why task `name` cannot have that name: its log, `NAME.log`, would be one of the runner's
+/// own files in `logs.dir` ([`RUNNER_FILES`]): the task's output would mix with the runner's
+/// log, and its rotations rename and prune it from under the runner.
+fn runner_file(name: &str) -> Option<String> {
+    let log = format!("{name}.log");
+    RUNNER_FILES.contains(&log.as_str()).then(|| {
+        format!(
+            "a task cannot be named \"{name}\": its log would be logs.dir/{log}, which is the \
+             runner's own log (under `run -d`); choose another name"
+        )
+    })
+}
+
 /// The longest task name.
 const MAX_NAME: usize = 64;
 
@@ -222,7 +329,9 @@ fn check_cycles(ctx: &mut Ctx, specs: &[TaskSpec]) {
 
 /// Reports each cycle of `on_failure` (a fails: b starts; b fails: a starts; ...), which would
 /// start its tasks one after the other for ever, at the entry of its first task that names
-/// the next. A task naming itself is reported where the names are checked.
+/// the next; a copy of a task with `instances` that names itself (`a.1` in the `on_failure` of
+/// every copy of `a`, or `a.{instance}`) is one too. A task naming itself as written is
+/// reported where the names are checked.
 fn check_failure_cycles(ctx: &mut Ctx, specs: &[TaskSpec]) {
     let index = index_of(specs);
     // The copies of each task with `instances`, which its name stands for.
@@ -236,20 +345,21 @@ fn check_failure_cycles(ctx: &mut Ctx, specs: &[TaskSpec]) {
     let mut at: Vec<Vec<usize>> = Vec::with_capacity(specs.len());
     let edges: Vec<Vec<usize>> = specs
         .iter()
-        .enumerate()
-        .map(|(i, s)| {
+        .map(|s| {
             let written = s.instance_of.as_deref().unwrap_or(&s.name);
             let mut to = Vec::new();
             let mut positions = Vec::new();
             for (n, handler) in s.on_failure.iter().enumerate() {
-                if handler == written || handler == &s.name {
+                // A task naming itself is said where the names are checked. A copy naming
+                // itself (`a.1` in the `on_failure` of every copy of `a`) is a cycle here.
+                if handler == written {
                     continue;
                 }
                 let targets = match copies.get(handler.as_str()) {
                     Some(all) => all.clone(),
                     None => index.get(handler.as_str()).copied().into_iter().collect(),
                 };
-                for t in targets.into_iter().filter(|&t| t != i) {
+                for t in targets {
                     to.push(t);
                     positions.push(n);
                 }
@@ -270,13 +380,23 @@ fn check_failure_cycles(ctx: &mut Ctx, specs: &[TaskSpec]) {
         }
         let (first, edge) = cycle[0];
         let mut names: Vec<&str> = cycle.iter().map(|&(t, _)| specs[t].name.as_str()).collect();
-        names.push(names[0]);
-        ctx.error(
-            &format!("tasks.{}.on_failure[{}]", written(first), at[first][edge]),
+        let message = if let [one] = names[..] {
+            format!(
+                "on_failure: {one} names itself (instance {} of task {}): its failure would \
+                 start it again, for ever",
+                one.rsplit('.').next().unwrap_or_default(),
+                written(first)
+            )
+        } else {
+            names.push(names[0]);
             format!(
                 "on_failure: {} is a cycle: each task's failure would start the next, for ever",
                 names.join(" -> ")
-            ),
+            )
+        };
+        ctx.error(
+            &format!("tasks.{}.on_failure[{}]", written(first), at[first][edge]),
+            message,
         );
     }
 }

@@ -144,7 +144,11 @@ impl Subscriber for StderrLog {
     fn exit(&self, _: &Id) {}
 }
 
-/// Writes the `message` field as text and the others as ` key=value` (strings quoted).
+/// Writes the `message` field as text and the others as ` key=value` (strings quoted), each
+/// on one line of printable text: a program's path, a task's or a slot's name (a process names
+/// its own slot), an error's words may hold escape sequences and newlines, shown escaped
+/// (`\u{1b}`, `\n`) by [`nonstop_core::printable`], so that no line of the log can recolour
+/// a terminal that shows it, or pass for another line.
 struct Fields<'a> {
     message: &'a mut String,
     fields: &'a mut String,
@@ -153,17 +157,21 @@ struct Fields<'a> {
 impl Visit for Fields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
-            self.message.push_str(value);
+            self.message.push_str(&nonstop_core::printable(value));
         } else {
+            // `Debug` of a `str` quotes it and escapes what is not printable.
             let _ = write!(self.fields, " {}={value:?}", field.name());
         }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        // `message`'s format arguments, a `%value`'s `Display`: as they come, then escaped.
+        let text = format!("{value:?}");
+        let text = nonstop_core::printable(&text);
         if field.name() == "message" {
-            let _ = write!(self.message, "{value:?}");
+            self.message.push_str(&text);
         } else {
-            let _ = write!(self.fields, " {}={value:?}", field.name());
+            let _ = write!(self.fields, " {}={text}", field.name());
         }
     }
 }
@@ -248,6 +256,22 @@ mod tests {
         assert_eq!(line, "started 1 of 2 task=server pid=4242");
         let line = line_of(|| tracing::warn!(path = "a b", "x"));
         assert_eq!(line, "x path=\"a b\"");
+    }
+
+    /// What a task, a program's path or a process's own slot name holds is escaped, in the
+    /// message and in every field, however it is recorded: one line, no escape sequence.
+    #[test]
+    fn control_characters_in_messages_and_fields_are_escaped() {
+        let program = "/tmp/pr\x1b[31mog";
+        let name = "svc\nFAKE  INFO started";
+        let line = line_of(|| {
+            tracing::error!(task = %name, slot = name, path = ?program, "cannot start {program}: x\u{7}");
+        });
+        assert_eq!(
+            line,
+            "cannot start /tmp/pr\\u{1b}[31mog: x\\u{7} task=svc\\nFAKE  INFO started \
+             slot=\"svc\\nFAKE  INFO started\" path=\"/tmp/pr\\u{1b}[31mog\""
+        );
     }
 
     #[test]

@@ -277,8 +277,17 @@ impl Control {
             .map(|(&fd, _)| fd)
             .collect();
         for fd in late {
-            if let Some(client) = self.clients.get(&fd) {
+            if let Some(client) = self.clients.get_mut(&fd) {
                 debug!(client = client.pid, "control connection closed: too slow");
+                // Told why, if it is still waiting to be heard (non-blocking: no wait).
+                if !client.asked {
+                    let why = format!(
+                        "{} within {} s: closed",
+                        unfinished(client),
+                        CLIENT_TIME.as_secs()
+                    );
+                    let _ = client.stream.write(&error(&why));
+                }
             }
             self.close(fd, events);
         }
@@ -574,7 +583,9 @@ impl Control {
         if !client.asked {
             // Non-blocking, and nothing of it was read: no reset, and no wait.
             let _ = client.stream.write(&error(&format!(
-                "closed to make room ({why}): you sent no request"
+                "closed to make room ({why}): {} in {:.1} s",
+                unfinished(&client),
+                waited.as_secs_f64()
             )));
         }
         if let Some(held) = self.warned.evicted.hit(now) {
@@ -708,6 +719,15 @@ fn refuse(mut stream: UnixStream, why: &str) {
 }
 
 /// An error answer: `{"schema":1,"ok":false,"error":"..."}` and a newline.
+/// What a client that has not asked yet has sent: nothing, or part of a line.
+fn unfinished(client: &Client) -> &'static str {
+    if client.request.is_empty() {
+        "you sent no request"
+    } else {
+        "you sent no whole request line (ending in a newline)"
+    }
+}
+
 pub(super) fn error(why: &str) -> Vec<u8> {
     let mut out = String::from("{\"schema\":1,\"ok\":false,\"error\":");
     super::json::string(&mut out, why);
