@@ -411,7 +411,7 @@ fn check_validates_identical_plugin_tasks_once_and_distinct_ones_at_the_same_tim
         assert_eq!(
             *line,
             format!(
-                "{start}{lib}: its validate did not return within 10 s (the plugin host and what it started were killed)"
+                "{start}{lib}: loading it or its validate did not finish within 10 s (the plugin host and what it started were killed)"
             ),
             "{out}"
         );
