@@ -444,9 +444,14 @@ fn kill_pid(pid: i32) {
 
 /// `test-helper connect SOCKET N` as `uid`: N connections that send nothing, held until the
 /// helper is dropped.
-fn idle_crowd(socket: &std::path::Path, n: usize, uid: u32) -> crate::harness::Proc {
+fn idle_crowd(
+    helper: &std::path::Path,
+    socket: &std::path::Path,
+    n: usize,
+    uid: u32,
+) -> crate::harness::Proc {
     use std::os::unix::process::CommandExt;
-    let mut command = Command::new(crate::harness::helper_path());
+    let mut command = Command::new(helper);
     command
         .arg("connect")
         .arg(socket)
@@ -469,7 +474,12 @@ fn a_thousand_idle_connections_do_not_keep_root_from_status_health_or_shutdown()
     let web = pid_of(&runner.wait_for(&["started", "task=web"], 10 * SECOND));
     let _cleanup = KillOnDrop(vec![web]);
     let socket = p.file("logs/nonstop.sock");
-    let _crowd = idle_crowd(&socket, 1000, 0);
+    let _crowd = idle_crowd(
+        std::path::Path::new(crate::harness::helper_path()),
+        &socket,
+        1000,
+        0,
+    );
     let table = ctl_ok(&p, &["status"]);
     assert!(table.contains("web"), "{table}");
     assert!(ctl_ok(&p, &["status", "--json"]).contains("\"ok\":true"));
@@ -482,7 +492,12 @@ fn a_thousand_idle_connections_do_not_keep_root_from_status_health_or_shutdown()
         stderr(&out)
     );
     // The crowd again, while the commands run: they are still answered.
-    let _more = idle_crowd(&socket, 1000, 0);
+    let _more = idle_crowd(
+        std::path::Path::new(crate::harness::helper_path()),
+        &socket,
+        1000,
+        0,
+    );
     assert_eq!(ctl_ok(&p, &["health"]), "healthy\n");
     runner.wait_for(&["control connection closed to make room"], 10 * SECOND);
     let evictions = runner
@@ -507,10 +522,12 @@ fn idle_connections_of_the_runners_user_keep_neither_root_nor_that_user_out() {
     let p = PipelineDir::new(
         "containment: process-group\ntasks:\n  web:\n    command: [sleep, \"1000\"]\n",
     );
-    // nobody may enter the pipeline's directory and write its logs and socket there.
+    // nobody may enter the pipeline's directory and write its logs and socket there, and
+    // run the binaries from where they are (a clone may be in a private directory).
     std::fs::set_permissions(p.dir.path(), PermissionsExt::from_mode(0o777)).unwrap();
+    let public = crate::harness::PublicBinaries::new();
     let mut runner = Runner::spawn(
-        Command::new(nonstop())
+        Command::new(public.nonstop())
             .arg("run")
             .arg(p.path())
             .uid(65534)
@@ -523,9 +540,9 @@ fn idle_connections_of_the_runners_user_keep_neither_root_nor_that_user_out() {
     let root_idle: Vec<UnixStream> = (0..32)
         .map(|_| UnixStream::connect(&socket).unwrap())
         .collect();
-    let _crowd = idle_crowd(&socket, 1000, 65534);
+    let _crowd = idle_crowd(&public.helper(), &socket, 1000, 65534);
     // The runner's own user (answered after every connection before it was accepted).
-    let as_nobody = Command::new(nonstop())
+    let as_nobody = Command::new(public.nonstop())
         .args(["status", "--socket"])
         .arg(&socket)
         .uid(65534)

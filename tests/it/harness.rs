@@ -311,9 +311,13 @@ impl PublicBinaries {
             .unwrap();
         std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
         let nonstop = nonstop();
-        for name in ["nonstop", "nonstop-supervisor"] {
-            let from = nonstop.with_file_name(name);
-            let to = dir.path().join(name);
+        let helper = PathBuf::from(helper_path());
+        for from in [
+            nonstop.with_file_name("nonstop"),
+            nonstop.with_file_name("nonstop-supervisor"),
+            helper,
+        ] {
+            let to = dir.path().join(from.file_name().unwrap());
             let mode = std::fs::metadata(&from).unwrap().permissions().mode();
             if mode & 0o001 == 0 || std::fs::hard_link(&from, &to).is_err() {
                 std::fs::copy(&from, &to).unwrap();
@@ -326,6 +330,11 @@ impl PublicBinaries {
     /// `nonstop` in it (`nonstop-supervisor` beside it).
     pub fn nonstop(&self) -> PathBuf {
         self.dir.path().join("nonstop")
+    }
+
+    /// The `test-helper` binary in it.
+    pub fn helper(&self) -> PathBuf {
+        self.dir.path().join("test-helper")
     }
 }
 
