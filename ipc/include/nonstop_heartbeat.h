@@ -65,7 +65,7 @@ struct nonstop_hb_slot {
     uint32_t seq;            /*  0: seqlock, odd while being written (under the semaphore) */
     uint32_t state;          /*  4: 0 free, 1 active */
     int32_t pid;             /*  8 */
-    uint32_t reserved0;      /* 12 */
+    uint32_t reserved0;      /* 12: flags; bit 0: a runner's task slot (never taken) */
     uint64_t start_time;     /* 16: field 22 of /proc/PID/stat */
     uint64_t timeout_ns;     /* 24 */
     uint64_t registered_ns;  /* 32: CLOCK_MONOTONIC ns */

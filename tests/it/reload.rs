@@ -549,3 +549,51 @@ fn a_reload_that_cannot_take_a_definition_says_so_and_fails() {
     );
     assert!(runner.terminate(30 * SECOND).success());
 }
+
+/// A removed heartbeat task whose process died at its SIGTERM (a zombie until reaped) still
+/// holds its slot: a task added by the same reload does not take it as a dead process's (and
+/// then lose it when the removed task's slot is freed), it is not applied, and the task that
+/// stays is watched on.
+#[test]
+fn a_task_added_in_place_of_a_dying_heartbeat_task_does_not_take_its_slot() {
+    let key = TestKey::new();
+    let beat = nonstop().display().to_string();
+    let yaml = |second: &str| {
+        format!(
+            "heartbeat: {{ key: {}, slots: 2 }}\ntasks:\n  hb1:\n    command: [sh, -c, \"while \
+             :; do {beat} beat; sleep 0.2; done\"]\n    heartbeat: 5s\n  {second}:\n    \
+             command: [sh, -c, \"while :; do {beat} beat || echo BEATFAIL; sleep 0.2; done\"]\n    \
+             heartbeat: 5s\n",
+            key.key()
+        )
+    };
+    let p = PipelineDir::new(&yaml("hb2"));
+    let mut runner = Runner::start(&p);
+    let hb1 = pid_of(&runner.wait_for(&["started", "task=hb1"], 10 * SECOND));
+    let hb2 = pid_of(&runner.wait_for(&["started", "task=hb2"], 10 * SECOND));
+    let _cleanup = KillOnDrop(vec![hb1, hb2]);
+    runner.wait_for(&["ready: first heartbeat", "task=hb2"], 30 * SECOND);
+    std::fs::write(p.path(), yaml("hb3")).unwrap();
+    let out = ctl(&p, &["reload"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not applied: hb3"), "{stderr}");
+    runner.wait_for(&["stopped", "task=hb2"], 30 * SECOND);
+    // hb1 keeps its slot and beats in it; no "slot ... was freed" warning.
+    let ps = Command::new(nonstop())
+        .args(["ps", "--key"])
+        .arg(key.arg())
+        .output()
+        .unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    assert!(ps.contains("hb1"), "{ps}");
+    assert!(
+        !runner
+            .drain()
+            .iter()
+            .any(|l| l.contains("cannot free heartbeat slot")),
+        "{}",
+        runner.seen.join("\n")
+    );
+    assert!(runner.terminate(10 * SECOND).success());
+}

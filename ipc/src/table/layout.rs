@@ -24,7 +24,10 @@
 //!                          of its tasks between two instances: no process; only state 0
 //!                          may be taken by a registering process)
 //!   8  i32  pid            the registered process
-//!  12  u32  reserved       0
+//!  12  u32  flags          bit 0 (FLAG_TASK): a slot reserved by the runner for one of its
+//!                          tasks, active or not: only that runner frees it (a registering
+//!                          process never takes it over, even while its process is dead and
+//!                          not yet vacated); other bits 0
 //!  16  u64  start_time     field 22 of /proc/PID/stat (clock ticks since boot): with pid,
 //!                          names the process even after the pid is recycled
 //!  24  u64  timeout_ns     hung when no beat for longer than this
@@ -69,6 +72,8 @@ pub const STATE_FREE: u32 = 0;
 pub const STATE_ACTIVE: u32 = 1;
 /// `state` of a slot a runner holds for one of its tasks while no instance runs.
 pub const STATE_RESERVED: u32 = 2;
+/// `flags` bit: the slot is a runner's task slot (see the layout).
+pub const FLAG_TASK: u32 = 1;
 
 /// The table header.
 #[repr(C)]
@@ -92,7 +97,7 @@ pub(crate) struct Slot {
     pub seq: AtomicU32,
     pub state: AtomicU32,
     pub pid: AtomicI32,
-    pub reserved0: AtomicU32,
+    pub flags: AtomicU32,
     pub start_time: AtomicU64,
     pub timeout_ns: AtomicU64,
     pub registered_ns: AtomicU64,

@@ -185,9 +185,13 @@ impl HeartbeatTable {
         h.owner_pid.store(me.pid, Ordering::Release);
         let previous = previous.filter(|&p| p != me);
         if previous.is_some() {
-            // The slots the dead owner held for its tasks belong to nobody now.
+            // The slots the dead owner held for its tasks belong to nobody now, with an
+            // instance in them or not (its tasks died with it).
             for slot in self.slots() {
-                if slot.state.load(Ordering::Relaxed) == layout::STATE_RESERVED {
+                let state = slot.state.load(Ordering::Relaxed);
+                if state == layout::STATE_RESERVED
+                    || (state == layout::STATE_ACTIVE && is_task_slot(slot))
+                {
                     clear_slot(slot);
                 }
             }
@@ -336,6 +340,7 @@ impl HeartbeatTable {
             slot.registered_ns.store(0, Ordering::Relaxed);
             slot.last_beat_ns.store(0, Ordering::Relaxed);
             store_name(slot, name_bytes);
+            slot.flags.store(layout::FLAG_TASK, Ordering::Relaxed);
             slot.state.store(layout::STATE_RESERVED, Ordering::Relaxed);
         });
         Ok(index as u32)
@@ -441,6 +446,7 @@ impl HeartbeatTable {
                 continue;
             }
             if state == layout::STATE_ACTIVE
+                && !is_task_slot(slot)
                 && process.pid > 0
                 && slot.pid.load(Ordering::Relaxed) == process.pid
                 && slot.start_time.load(Ordering::Relaxed) != process.start_time
@@ -501,6 +507,10 @@ impl HeartbeatTable {
             let Some(info) = read_slot(i as u32, slot) else {
                 continue;
             };
+            // A task's process that died is the runner's to see to: it vacates the slot.
+            if is_task_slot(slot) {
+                continue;
+            }
             if info.process.liveness() != Liveness::Alive {
                 clear_slot(slot);
                 freed.push(info);
@@ -516,9 +526,10 @@ impl HeartbeatTable {
         let Some(slot) = self.slots().get(info.index as usize) else {
             return Ok(false);
         };
-        let same = read_slot(info.index, slot).is_some_and(|now| {
-            now.process == info.process && now.registered_ns == info.registered_ns
-        });
+        let same = !is_task_slot(slot)
+            && read_slot(info.index, slot).is_some_and(|now| {
+                now.process == info.process && now.registered_ns == info.registered_ns
+            });
         if same {
             clear_slot(slot);
         }
@@ -733,8 +744,15 @@ fn clear_slot(slot: &Slot) {
         slot.start_timeout_ns.store(0, Ordering::Relaxed);
         slot.registered_ns.store(0, Ordering::Relaxed);
         slot.last_beat_ns.store(0, Ordering::Relaxed);
+        slot.flags.store(0, Ordering::Relaxed);
         store_name(slot, &[]);
     });
+}
+
+/// Whether `slot` is a runner's task slot ([`layout::FLAG_TASK`]): freed only by
+/// [`HeartbeatTable::free_reserved`], never as dead or recycled by anyone else.
+fn is_task_slot(slot: &Slot) -> bool {
+    slot.flags.load(Ordering::Relaxed) & layout::FLAG_TASK != 0
 }
 
 /// Reads one slot consistently (seqlock); `None` if it is free or stays torn.

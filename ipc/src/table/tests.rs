@@ -317,3 +317,50 @@ fn a_new_owner_frees_the_slots_a_dead_owner_reserved() {
     assert_eq!(table.claim(me).unwrap(), Some(dead));
     assert_eq!(table.slot_state(index), layout::STATE_FREE);
 }
+
+/// A task's process that died is the runner's to see to: until the runner vacates or frees
+/// its slot, no registration or reservation takes it as "dead", and no sweep frees it; a
+/// runner that takes the table over from a dead owner frees it.
+#[test]
+fn a_task_slot_whose_process_died_is_taken_by_nobody_but_its_runner() {
+    let key = TestKey::new();
+    let table = HeartbeatTable::open_or_create(key.key(), &options(1)).unwrap();
+    let me = ProcessId::current().unwrap();
+    table.claim(me).unwrap();
+    let index = table
+        .reserve("task", Duration::from_secs(1), Duration::ZERO)
+        .unwrap();
+    // Its instance ran and exited; the runner has not vacated the slot yet.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let gone = ProcessId::of(child.id() as i32).unwrap().unwrap();
+    child.wait().unwrap();
+    let registered = table.arm(index);
+    let info = table.occupy(index, gone, registered).unwrap();
+    let full = table.reserve("other", Duration::from_secs(1), Duration::ZERO);
+    assert!(matches!(full, Err(Error::TableFull { .. })), "{full:?}");
+    let full = table.register("other", Duration::from_secs(1));
+    assert!(matches!(full, Err(Error::TableFull { .. })), "{full:?}");
+    assert!(table.free_dead().unwrap().is_empty());
+    assert!(
+        !table.free(&info).unwrap(),
+        "a sweep does not free a task's slot"
+    );
+    assert_eq!(table.slot_state(index), layout::STATE_ACTIVE);
+    // The runner's own calls still work.
+    table.vacate(index).unwrap();
+    assert_eq!(table.slot_state(index), layout::STATE_RESERVED);
+    table.occupy(index, gone, registered).unwrap();
+    // A runner that takes over from a dead owner frees it, instance and all.
+    let dead = ProcessId {
+        pid: gone.pid,
+        start_time: gone.start_time,
+    };
+    header(&table.shm)
+        .owner_pid
+        .store(dead.pid, Ordering::Relaxed);
+    header(&table.shm)
+        .owner_start
+        .store(dead.start_time, Ordering::Relaxed);
+    assert_eq!(table.claim(me).unwrap(), Some(dead));
+    assert_eq!(table.slot_state(index), layout::STATE_FREE);
+}
