@@ -55,7 +55,7 @@ impl Duration {
 
     /// A number of seconds (from a YAML number), at most [`Duration::MAX`].
     pub fn from_secs_f64(secs: f64) -> Result<Duration, ParseError> {
-        Duration::bounded(secs).map_err(|why| ParseError::new("duration", &secs.to_string(), why))
+        Duration::bounded(secs).map_err(|why| ParseError::new("duration", &shown(secs), why))
     }
 
     /// A whole number of seconds, at most [`Duration::MAX`]; an error shows it as written
@@ -222,11 +222,35 @@ impl<'de> Deserialize<'de> for ByteSize {
 /// `" 1.5 d"` → `("1.5", "d")`: the leading number and the unit after it, trimmed.
 fn split_unit(input: &str) -> (&str, &str) {
     let s = input.trim();
-    let split = s
+    let mut split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
+    // An exponent belongs to the number (`1e3ms`, `1.5E-2s`): no unit begins with `e`.
+    let rest = s[split..].as_bytes();
+    if split > 0 && matches!(rest.first(), Some(b'e' | b'E')) {
+        let sign = usize::from(matches!(rest.get(1), Some(b'+' | b'-')));
+        let digits = rest[1 + sign..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        if digits > 0 {
+            split += 1 + sign + digits;
+        }
+    }
     let (number, unit) = s.split_at(split);
     (number, unit.trim())
+}
+
+/// A number from the file as a message shows it: plainly, or with an exponent when that is
+/// shorter (`1e300`, not 301 digits).
+fn shown(n: f64) -> String {
+    let plain = n.to_string();
+    let exponent = format!("{n:e}");
+    if exponent.len() < plain.len() {
+        exponent
+    } else {
+        plain
+    }
 }
 
 /// A quantity parsed from a string, or from a number in its base unit.
@@ -254,7 +278,7 @@ impl Quantity for ByteSize {
         if n.is_finite() && n >= 0.0 && n <= u64::MAX as f64 {
             Ok(ByteSize(n as u64))
         } else {
-            Err(ParseError::new("size", &n.to_string(), "out of range"))
+            Err(ParseError::new("size", &shown(n), "out of range"))
         }
     }
     fn from_integer(n: i128) -> Result<Self, ParseError> {
@@ -381,7 +405,7 @@ mod tests {
         }
         assert_eq!(
             Duration::from_secs_f64(1e19).unwrap_err().to_string(),
-            format!("invalid duration \"10000000000000000000\": {too_long}")
+            format!("invalid duration \"1e19\": {too_long}")
         );
         // Through JSON too (plugin arguments).
         let err = serde_json::from_str::<Duration>("1e19")
@@ -425,6 +449,33 @@ mod tests {
             err.starts_with("invalid duration \"inf\": must be a finite number"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_exponent_belongs_to_the_number_before_the_unit() {
+        assert_eq!(
+            "1e3ms".parse::<Duration>().unwrap().0,
+            std::time::Duration::from_secs(1)
+        );
+        assert_eq!(
+            "1.5E-1s".parse::<Duration>().unwrap().0,
+            std::time::Duration::from_millis(150)
+        );
+        assert_eq!(
+            "2e+1m".parse::<Duration>().unwrap().0,
+            std::time::Duration::from_secs(1200)
+        );
+        // Too long, said as such (not as a bad unit), and the number short.
+        let err = "1.7976931348623157e308ms"
+            .parse::<Duration>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("too long"), "{err}");
+        let err = Duration::from_secs_f64(1e300).unwrap_err().to_string();
+        assert!(err.starts_with("invalid duration \"1e300\""), "{err}");
+        // A letter that is no exponent is still a unit.
+        assert!("5e".parse::<Duration>().is_err());
+        assert!("5x".parse::<Duration>().is_err());
     }
 
     #[test]

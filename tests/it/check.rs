@@ -164,6 +164,11 @@ fn anything_but_a_regular_file_is_refused_at_once_never_read() {
     let (code, err) = within_a_minute(Command::new(nonstop()).arg("check").arg(dir.path()));
     assert_eq!(code, Some(1));
     assert!(err.contains(&refused("a directory")), "{err}");
+    let socket = dir.path().join("s.yaml");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let (code, err) = within_a_minute(Command::new(nonstop()).arg("check").arg(&socket));
+    assert_eq!(code, Some(1));
+    assert!(err.contains(&refused("a socket")), "{err}");
 }
 
 /// What `check` lists of a task (its program and arguments) is shown on one line of printable

@@ -257,7 +257,7 @@ fn sweep_grace_at_the_maximum_stops_a_hung_service_and_above_it_is_refused_at_th
         stderr,
         format!(
             "pipeline.yaml:5:39: tasks.above.args.grace: invalid duration \
-             \"10000000000000000000\": {TOO_LONG}\npipeline.yaml: 1 error\n"
+             \"1e19\": {TOO_LONG}\npipeline.yaml: 1 error\n"
         )
     );
 

@@ -121,34 +121,27 @@ pub fn load_or_report(path: &Path) -> Result<Checked, usize> {
 /// file is opened with `O_NONBLOCK` (so that opening a FIFO does not wait for a writer), then
 /// judged by `fstat` on that descriptor, so what is read is what was judged.
 fn read(path: &Path) -> Result<String, String> {
+    let not_regular = |meta: &std::fs::Metadata| {
+        format!(
+            "the pipeline is {}: it must be a regular file (a pipe or a device could block the \
+             reader or never end)",
+            file_kind(meta)
+        )
+    };
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
         .open(path)
-        .map_err(|e| format!("cannot read the pipeline: {}", os_error(&e)))?;
+        .map_err(|e| match std::fs::metadata(path) {
+            // A Unix socket cannot be opened at all (ENXIO): say what it is.
+            Ok(meta) if e.raw_os_error() == Some(nix::libc::ENXIO) => not_regular(&meta),
+            _ => format!("cannot read the pipeline: {}", os_error(&e)),
+        })?;
     let meta = file
         .metadata()
         .map_err(|e| format!("cannot read the pipeline: {}", os_error(&e)))?;
     if !meta.is_file() {
-        use std::os::unix::fs::FileTypeExt;
-        let t = meta.file_type();
-        let what = if t.is_dir() {
-            "a directory"
-        } else if t.is_fifo() {
-            "a FIFO (named pipe)"
-        } else if t.is_char_device() {
-            "a character device"
-        } else if t.is_block_device() {
-            "a block device"
-        } else if t.is_socket() {
-            "a socket"
-        } else {
-            "not a regular file"
-        };
-        return Err(format!(
-            "the pipeline is {what}: it must be a regular file (a pipe or a device could block \
-             the reader or never end)"
-        ));
+        return Err(not_regular(&meta));
     }
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_FILE + 1), &mut bytes)
@@ -535,9 +528,13 @@ fn file_kind(meta: &std::fs::Metadata) -> &'static str {
     } else if t.is_file() {
         "a regular file"
     } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_block_device() || t.is_char_device() {
-        "a device"
+        "a FIFO (named pipe)"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
     } else {
         "not a regular file"
     }
