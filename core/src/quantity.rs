@@ -226,7 +226,7 @@ fn split_unit(input: &str) -> (&str, &str) {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
     // An exponent belongs to the number (`1e3ms`, `1.5E-2s`): no unit begins with `e`.
-    let rest = s[split..].as_bytes();
+    let rest = &s.as_bytes()[split..];
     if split > 0 && matches!(rest.first(), Some(b'e' | b'E')) {
         let sign = usize::from(matches!(rest.get(1), Some(b'+' | b'-')));
         let digits = rest[1 + sign..]
